@@ -1,0 +1,91 @@
+import {
+  fragment,
+  httpFragment,
+  int,
+  kafkaFragment,
+  logFragment,
+  openaiFragment,
+  redisFragment,
+} from '@relay/common';
+import { z } from 'zod';
+
+export const SERVICE = 'ai-consumer';
+
+/** How ai-consumer streams, remembers and protects the model calls (beside `openaiFragment`). */
+export const consumerFragment = fragment(
+  {
+    /** Longest a streamed token waits before it is published in a `delta` event. @default 25 */
+    DELTA_FLUSH_MS: int(0, 1000).default(25),
+    /** Turns kept per user and conversation (user and assistant count one each); 0 disables history. @default 20 */
+    HISTORY_MAX_MESSAGES: int(0, 1000).default(20),
+    /** A conversation is forgotten this long after its last turn. @default 86400 */
+    HISTORY_TTL_SECONDS: int(1, 365 * 86_400).default(86_400),
+    /** First retry delay ceiling; doubles per retry (full jitter). @default 500 */
+    OPENAI_RETRY_BASE_DELAY_MS: int(1, 60_000).default(500),
+    /** Ceiling of the backoff delay. @default 8000 */
+    OPENAI_RETRY_MAX_DELAY_MS: int(1, 300_000).default(8000),
+    /** Longest `Retry-After` honoured; a longer one is cut to this. @default 30000 */
+    OPENAI_RETRY_AFTER_MAX_MS: int(0, 600_000).default(30_000),
+    /** Consecutive provider failures (5xx, 408, 409, 429, network, timeout) that open the breaker. @default 5 */
+    CIRCUIT_BREAKER_FAILURE_THRESHOLD: int(1, 1000).default(5),
+    /** How long an open breaker fails fast before letting one trial call through. @default 30000 */
+    CIRCUIT_BREAKER_COOLDOWN_MS: int(100, 3_600_000).default(30_000),
+  },
+  (e) => ({
+    deltaFlushMs: e.DELTA_FLUSH_MS,
+    historyMaxMessages: e.HISTORY_MAX_MESSAGES,
+    historyTtlSeconds: e.HISTORY_TTL_SECONDS,
+    retryBaseDelayMs: e.OPENAI_RETRY_BASE_DELAY_MS,
+    retryMaxDelayMs: e.OPENAI_RETRY_MAX_DELAY_MS,
+    retryAfterMaxMs: e.OPENAI_RETRY_AFTER_MAX_MS,
+    breakerFailureThreshold: e.CIRCUIT_BREAKER_FAILURE_THRESHOLD,
+    breakerCooldownMs: e.CIRCUIT_BREAKER_COOLDOWN_MS,
+  }),
+);
+
+export type ConsumerSettings = ReturnType<typeof consumerFragment.build>;
+
+const failRate = z
+  .string()
+  .regex(/^(0(\.\d+)?|1(\.0+)?|\.\d+)$/, { message: 'must be a number between 0 and 1' })
+  .transform(Number);
+
+/**
+ * The bundled mock model, started in-process only when neither `OPENAI_API_KEY` nor
+ * `OPENAI_BASE_URL` is set. Same variable names as the standalone mock (`npm run mock-openai`).
+ */
+export const mockModelFragment = fragment(
+  {
+    /** @default 127.0.0.1 */
+    MOCK_OPENAI_HOST: z.string().min(1).default('127.0.0.1'),
+    /** 0 picks a free port. @default 0 */
+    MOCK_OPENAI_PORT: int(0, 65535).default(0),
+    /** @default 200 */
+    MOCK_OPENAI_TTFT_MS: int(0, 600_000).default(200),
+    /** @default 25 */
+    MOCK_OPENAI_TOKEN_MS: int(0, 60_000).default(25),
+    /** Share of completions answered with 500. @default 0 */
+    MOCK_OPENAI_FAIL_RATE: failRate.default(0),
+    /** @default 1 */
+    MOCK_OPENAI_SEED: int(0, 2 ** 31 - 1).default(1),
+  },
+  (e) => ({
+    host: e.MOCK_OPENAI_HOST,
+    port: e.MOCK_OPENAI_PORT,
+    ttftMs: e.MOCK_OPENAI_TTFT_MS,
+    tokenMs: e.MOCK_OPENAI_TOKEN_MS,
+    failRate: e.MOCK_OPENAI_FAIL_RATE,
+    seed: e.MOCK_OPENAI_SEED,
+  }),
+);
+
+/** Everything ai-consumer reads from the environment (see .env.example). */
+export const configFragments = {
+  kafka: kafkaFragment,
+  redis: redisFragment,
+  http: httpFragment({ service: SERVICE, port: 9101 }),
+  log: logFragment,
+  openai: openaiFragment,
+  consumer: consumerFragment,
+  mockModel: mockModelFragment,
+};

@@ -1,0 +1,71 @@
+import type { Metrics } from '@relay/common';
+
+/**
+ * Every ai-consumer metric, in one place so dashboards have one list to read. Get-or-create: the
+ * model client and the consumer may both ask for the same set. Labels are low-cardinality
+ * (outcomes, failure kinds); a user id is never one.
+ */
+export function consumerMetrics(metrics: Metrics) {
+  return {
+    requests: metrics.counter<'outcome'>({
+      name: 'ai_consumer_requests_total',
+      help: 'Prompt events handled, by outcome (ok, cancelled, invalid_message or an error code)',
+      labelNames: ['outcome'],
+    }),
+    modelCallDuration: metrics.histogram<'outcome'>({
+      name: 'ai_consumer_model_call_duration_seconds',
+      help: 'Model call duration including retries, from the first attempt to the end of the stream',
+      labelNames: ['outcome'],
+    }),
+    timeToFirstToken: metrics.histogram({
+      name: 'ai_consumer_time_to_first_token_seconds',
+      help: 'From the start of the model call to its first streamed token',
+    }),
+    processingTime: metrics.histogram({
+      name: 'ai_consumer_processing_time_seconds',
+      help: 'From received_at at the gateway to the final or error event being published',
+    }),
+    inFlight: metrics.gauge({
+      name: 'ai_consumer_model_calls_in_flight',
+      help: 'Model calls running now (capped by MAX_WORKERS)',
+    }),
+    queued: metrics.gauge({
+      name: 'ai_consumer_model_calls_queued',
+      help: 'Model calls waiting for a MAX_WORKERS slot',
+    }),
+    attempts: metrics.counter<'result'>({
+      name: 'ai_consumer_model_attempts_total',
+      help: 'Model call attempts, by result (ok or a failure kind: 5xx, 429, connection, timeout, stream, …)',
+      labelNames: ['result'],
+    }),
+    retries: metrics.counter<'reason'>({
+      name: 'ai_consumer_model_retries_total',
+      help: 'Model call retries, by the failure kind that caused them',
+      labelNames: ['reason'],
+    }),
+    breakerState: metrics.gauge({
+      name: 'ai_consumer_circuit_breaker_state',
+      help: 'Model circuit breaker: 0 closed, 1 half-open, 2 open',
+    }),
+    breakerTransitions: metrics.counter<'state'>({
+      name: 'ai_consumer_circuit_breaker_transitions_total',
+      help: 'Circuit breaker state changes, by the state entered',
+      labelNames: ['state'],
+    }),
+    deltaEvents: metrics.counter({
+      name: 'ai_consumer_delta_events_total',
+      help: 'response.delta events published',
+    }),
+    dlq: metrics.counter({
+      name: 'ai_consumer_dlq_messages_total',
+      help: 'Invalid prompt events sent to the DLQ',
+    }),
+    historyErrors: metrics.counter<'operation'>({
+      name: 'ai_consumer_history_errors_total',
+      help: 'Conversation history reads or writes that failed',
+      labelNames: ['operation'],
+    }),
+  };
+}
+
+export type ConsumerMetrics = ReturnType<typeof consumerMetrics>;

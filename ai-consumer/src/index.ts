@@ -1,0 +1,20 @@
+export * from './config.js';
+export {
+  CONSUMER_GROUP,
+  createAiConsumer,
+  type AiConsumer,
+  type AiConsumerConfig,
+  type AiConsumerOptions,
+  type TopicNames,
+} from './ai-consumer.js';
+export {
+  createModelClient,
+  type ModelClient,
+  type ModelClientOptions,
+  type StreamChatOptions,
+  type StreamChatResult,
+} from './model-client.js';
+export type { ChatMessage } from './history.js';
+export type { BreakerState } from './circuit-breaker.js';
+export { consumerMetrics, type ConsumerMetrics } from './consumer-metrics.js';
+export { createMockOpenAI, type MockOpenAIServer, type MockOpenAIOptions } from './mock-openai/index.js';

@@ -1,0 +1,238 @@
+import { RelayError, type Logger, type Metrics } from '@relay/common';
+import OpenAI, { APIError } from 'openai';
+import { BREAKER_STATE_VALUE, createCircuitBreaker, type BreakerState } from './circuit-breaker.js';
+import { consumerMetrics } from './consumer-metrics.js';
+import type { ChatMessage } from './history.js';
+import { retryWithBackoff } from './retry.js';
+import {
+  AttemptTimeoutError,
+  StreamBrokenError,
+  errorCodeFor,
+  failureKind,
+  isRetryableUpstreamError,
+  retryAfterMs,
+} from './upstream-errors.js';
+
+export interface ModelClientOptions {
+  /** Any non-empty string works against a server without auth (the bundled mock). */
+  apiKey: string;
+  /** OpenAI-compatible base URL including `/v1`. @default OpenAI's */
+  baseUrl?: string;
+  model: string;
+  /** Per attempt, from sending the request to the end of the stream. */
+  timeoutMs: number;
+  retry: {
+    /** Retries after the first attempt. */
+    maxRetries: number;
+    baseDelayMs: number;
+    maxDelayMs: number;
+    /** Longest `Retry-After` honoured. */
+    maxRetryAfterMs: number;
+  };
+  breaker: { failureThreshold: number; cooldownMs: number };
+  logger: Logger;
+  metrics: Metrics;
+  /** Injected for tests. @default Date.now */
+  now?: () => number;
+  /** Injected for tests (jitter). @default Math.random */
+  random?: () => number;
+  /** Injected for tests (backoff waits). */
+  sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
+}
+
+export interface StreamChatOptions {
+  /** Aborting cancels the call; it then resolves with `finishReason: 'cancelled'` and the partial content. */
+  signal?: AbortSignal;
+  /** Each content token as it arrives; the concatenation of all calls is the returned `content`. */
+  onDelta: (text: string) => void;
+}
+
+export interface StreamChatResult {
+  content: string;
+  /** The provider's (`stop`, `length`, `content_filter`, …) or `cancelled`. */
+  finishReason: string;
+  usage?: { promptTokens: number; completionTokens: number };
+  /** Attempts made, retries included. */
+  attempts: number;
+}
+
+/** The model port: the consumer depends on this, tests may wrap it. */
+export interface ModelClient {
+  /**
+   * Streams a chat completion. Fails only with a `RelayError` whose code is safe to show a user:
+   * `timeout`, `upstream_unavailable`, `upstream_error` or `internal_error`.
+   */
+  streamChat(messages: ChatMessage[], options: StreamChatOptions): Promise<StreamChatResult>;
+  readonly breakerState: BreakerState;
+}
+
+/** Thrown inside an attempt when the caller aborted; never retried, never held against the provider. */
+class CancelledAttempt extends Error {
+  constructor() {
+    super('cancelled by the caller');
+    this.name = 'CancelledAttempt';
+  }
+}
+
+/**
+ * The official `openai` client with our resilience around it: one retry layer (ours; the client is
+ * built with `maxRetries: 0`), a circuit breaker around every attempt, and a per-attempt timeout that
+ * covers the whole stream (the client's own `timeout` stops at the response headers).
+ */
+export function createModelClient(options: ModelClientOptions): ModelClient {
+  const { logger, timeoutMs } = options;
+  const now = options.now ?? Date.now;
+  const m = consumerMetrics(options.metrics);
+  const client = new OpenAI({
+    apiKey: options.apiKey,
+    baseURL: options.baseUrl,
+    maxRetries: 0,
+    timeout: timeoutMs,
+  });
+  const breaker = createCircuitBreaker({
+    failureThreshold: options.breaker.failureThreshold,
+    cooldownMs: options.breaker.cooldownMs,
+    now,
+    onStateChange: (state, previous) => {
+      m.breakerState.set(BREAKER_STATE_VALUE[state]);
+      m.breakerTransitions.inc({ state });
+      const log = state === 'open' ? logger.warn.bind(logger) : logger.info.bind(logger);
+      log({ state, previous }, `model circuit breaker ${state}`);
+    },
+  });
+  m.breakerState.set(BREAKER_STATE_VALUE.closed);
+
+  async function attemptOnce(
+    messages: ChatMessage[],
+    signal: AbortSignal | undefined,
+    emit: (text: string) => void,
+  ): Promise<Omit<StreamChatResult, 'content' | 'attempts'>> {
+    const attempt = new AbortController();
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      attempt.abort();
+    }, timeoutMs);
+    const combined = signal ? AbortSignal.any([signal, attempt.signal]) : attempt.signal;
+    // Abort is silent inside the client's stream iterator (it just ends), so the flags decide.
+    const interrupted = (cause?: unknown): Error | undefined => {
+      if (timedOut) return new AttemptTimeoutError(timeoutMs, { cause });
+      if (signal?.aborted) return new CancelledAttempt();
+      return undefined;
+    };
+    try {
+      let stream;
+      try {
+        stream = await client.chat.completions.create(
+          { model: options.model, messages, stream: true, stream_options: { include_usage: true } },
+          { signal: combined, timeout: timeoutMs },
+        );
+      } catch (error) {
+        throw interrupted(error) ?? error;
+      }
+      let finishReason: string | undefined;
+      let usage: StreamChatResult['usage'];
+      try {
+        for await (const chunk of stream) {
+          const choice = chunk.choices[0];
+          const text = choice?.delta?.content;
+          if (text) emit(text);
+          if (choice?.finish_reason) finishReason = choice.finish_reason;
+          if (chunk.usage) {
+            usage = {
+              promptTokens: chunk.usage.prompt_tokens,
+              completionTokens: chunk.usage.completion_tokens,
+            };
+          }
+        }
+      } catch (error) {
+        const why = interrupted(error);
+        if (why) throw why;
+        if (error instanceof APIError) throw error;
+        throw new StreamBrokenError('model stream broke', { cause: error });
+      }
+      const why = interrupted();
+      if (why) throw why;
+      if (finishReason === undefined) throw new StreamBrokenError('model stream ended without finish_reason');
+      return { finishReason, ...(usage ? { usage } : {}) };
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  return {
+    get breakerState() {
+      return breaker.state;
+    },
+    async streamChat(messages, { signal, onDelta }) {
+      if (signal?.aborted) return { content: '', finishReason: 'cancelled', attempts: 0 };
+      let content = '';
+      let attempts = 0;
+      const emit = (text: string) => {
+        content += text;
+        onDelta(text);
+      };
+      try {
+        const result = await retryWithBackoff(
+          () => {
+            attempts++;
+            return breaker.run(
+              async () => {
+                try {
+                  const r = await attemptOnce(messages, signal, emit);
+                  m.attempts.inc({ result: 'ok' });
+                  return r;
+                } catch (error) {
+                  if (!(error instanceof CancelledAttempt)) m.attempts.inc({ result: failureKind(error) });
+                  throw error;
+                }
+              },
+              (error) =>
+                error instanceof CancelledAttempt
+                  ? 'ignore'
+                  : isRetryableUpstreamError(error)
+                    ? 'failure'
+                    : // The provider answered (e.g. 400): it is up, whatever it thought of the request.
+                      error instanceof APIError
+                      ? 'success'
+                      : 'ignore',
+            );
+          },
+          {
+            maxRetries: options.retry.maxRetries,
+            baseDelayMs: options.retry.baseDelayMs,
+            maxDelayMs: options.retry.maxDelayMs,
+            maxRetryAfterMs: options.retry.maxRetryAfterMs,
+            // Deltas already went out to the user, and a new attempt would stream a different answer
+            // from the start: retrying after the first delta would duplicate or garble what the user
+            // sees. So only attempts that emitted nothing are retried; a stream that breaks later ends
+            // the request with an error event after the partial deltas.
+            shouldRetry: (error) => content === '' && isRetryableUpstreamError(error),
+            retryAfterMs: (error) => retryAfterMs(error, now),
+            onRetry: ({ retry, delayMs, error, fromRetryAfter }) => {
+              const reason = failureKind(error);
+              m.retries.inc({ reason });
+              logger.warn(
+                { retry, delay_ms: Math.round(delayMs), reason, from_retry_after: fromRetryAfter },
+                'model call failed, retrying',
+              );
+            },
+            ...(signal ? { signal } : {}),
+            ...(options.random ? { random: options.random } : {}),
+            ...(options.sleep ? { sleep: options.sleep } : {}),
+          },
+        );
+        return { content, ...result, attempts };
+      } catch (error) {
+        // Cancelled in an attempt or during a backoff wait: not a failure, the partial answer stands.
+        if (signal?.aborted) return { content, finishReason: 'cancelled', attempts };
+        if (content !== '' && isRetryableUpstreamError(error)) {
+          const code = error instanceof AttemptTimeoutError ? 'timeout' : 'upstream_error';
+          throw new RelayError(code, undefined, { cause: error });
+        }
+        if (error instanceof RelayError) throw error;
+        throw new RelayError(errorCodeFor(error), undefined, { cause: error });
+      }
+    },
+  };
+}

@@ -1,0 +1,107 @@
+import { hostname } from 'node:os';
+import { z } from 'zod';
+import { bool, fragment, int, list, port, url } from './parse.js';
+
+/** Kafka connection. `KAFKA_BOOTSTRAP_SERVERS` is the original name. */
+export const kafkaFragment = fragment(
+  {
+    /** Comma-separated host:port list. @default 127.0.0.1:9092 */
+    KAFKA_BOOTSTRAP_SERVERS: list()
+      .pipe(z.array(z.string().regex(/^[^\s:]+:\d+$/, { message: 'must be host:port[,host:port]' })).min(1))
+      .default(['127.0.0.1:9092']),
+    /** Partitions for topics this service creates. @default 6 */
+    KAFKA_TOPIC_PARTITIONS: int(1, 1000).default(6),
+    /** Consumer group session timeout. @default 10000 */
+    KAFKA_SESSION_TIMEOUT_MS: int(1000, 300_000).default(10_000),
+  },
+  (e) => ({
+    brokers: e.KAFKA_BOOTSTRAP_SERVERS,
+    partitions: e.KAFKA_TOPIC_PARTITIONS,
+    sessionTimeoutMs: e.KAFKA_SESSION_TIMEOUT_MS,
+  }),
+);
+
+/** Redis connection: `REDIS_URL`, or the original `REDIS_HOST`/`REDIS_PORT` (+ password, db). */
+export const redisFragment = fragment(
+  {
+    REDIS_URL: url(['redis', 'rediss']).optional(),
+    /** @default 127.0.0.1 */
+    REDIS_HOST: z.string().default('127.0.0.1'),
+    /** @default 6379 */
+    REDIS_PORT: int(1, 65535).default(6379),
+    REDIS_PASSWORD: z.string().optional(),
+    /** @default 0 */
+    REDIS_DB: int(0, 15).default(0),
+  },
+  (e) => {
+    if (e.REDIS_URL) return { url: e.REDIS_URL };
+    const auth = e.REDIS_PASSWORD ? `:${encodeURIComponent(e.REDIS_PASSWORD)}@` : '';
+    return { url: `redis://${auth}${e.REDIS_HOST}:${e.REDIS_PORT}/${e.REDIS_DB}` };
+  },
+);
+
+/** Identity and HTTP listener of one service instance. */
+export const httpFragment = (defaults: { service: string; port: number }) =>
+  fragment(
+    {
+      PORT: port().default(defaults.port),
+      /** @default 0.0.0.0 */
+      HOST: z.string().default('0.0.0.0'),
+      /** Instance id reported in /health and metrics. @default the host name */
+      SERVER_ID: z.string().min(1).max(128).default(hostname()),
+      /** Service name (original variable). */
+      APP_NAME: z.string().min(1).max(64).default(defaults.service),
+      /** Graceful shutdown deadline. @default 10000 */
+      SHUTDOWN_TIMEOUT_MS: int(100, 300_000).default(10_000),
+    },
+    (e) => ({
+      port: e.PORT,
+      host: e.HOST,
+      serverId: e.SERVER_ID,
+      appName: e.APP_NAME,
+      shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
+    }),
+  );
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+export const logFragment = fragment(
+  {
+    /** @default info */
+    LOG_LEVEL: z
+      .string()
+      .transform((v) => v.toLowerCase())
+      .pipe(z.enum(LOG_LEVELS, { message: `must be one of ${LOG_LEVELS.join(', ')}` }))
+      .default('info'),
+    /** Human-readable logs instead of JSON lines. @default false */
+    LOG_PRETTY: bool().default(false),
+  },
+  (e) => ({ level: e.LOG_LEVEL, pretty: e.LOG_PRETTY }),
+);
+
+/** The model provider. Without `OPENAI_API_KEY` the bundled mock model is used. */
+export const openaiFragment = fragment(
+  {
+    OPENAI_API_KEY: z.string().min(1).optional(),
+    OPENAI_BASE_URL: url(['http', 'https']).optional(),
+    /** @default gpt-4o-mini */
+    OPENAI_MODEL: z.string().min(1).default('gpt-4o-mini'),
+    /** Per-attempt timeout. @default 60000 */
+    OPENAI_TIMEOUT_MS: int(100, 600_000).default(60_000),
+    /** Retries after the first attempt. @default 3 */
+    OPENAI_MAX_RETRIES: int(0, 10).default(3),
+    /** Concurrent model calls per consumer process (original variable). @default 10 */
+    MAX_WORKERS: int(1, 10_000).default(10),
+    /** @default You are a helpful assistant. */
+    SYSTEM_PROMPT: z.string().default('You are a helpful assistant.'),
+  },
+  (e) => ({
+    apiKey: e.OPENAI_API_KEY,
+    baseUrl: e.OPENAI_BASE_URL,
+    model: e.OPENAI_MODEL,
+    timeoutMs: e.OPENAI_TIMEOUT_MS,
+    maxRetries: e.OPENAI_MAX_RETRIES,
+    maxWorkers: e.MAX_WORKERS,
+    systemPrompt: e.SYSTEM_PROMPT,
+  }),
+);

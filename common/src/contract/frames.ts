@@ -1,0 +1,79 @@
+import type { ResponseEvent } from './kafka-events.js';
+import type { ServerFrame } from './server-frames.js';
+
+/** Redis names of SPEC §4. One place, so the relay and the gateways cannot disagree. */
+export const REDIS_KEYS = {
+  /** Pub/sub channel a gateway subscribes to while it holds a socket of the user. */
+  userChannel: (userid: string): string => `user:${userid}`,
+  /** Capped stream of the user's frames; its entry ids are the frames' `event_id`s. */
+  replayLog: (userid: string): string => `replay:${userid}`,
+} as const;
+
+/**
+ * Every serialised frame starts with its `type`, so a gateway can tell a delta from the rest without
+ * parsing: `payload.startsWith(DELTA_FRAME_PREFIX)`. It needs that on the hot path, because a client
+ * that did not opt in to streaming gets no deltas, and deltas are most of the traffic.
+ */
+export const DELTA_FRAME_PREFIX = '{"type":"response.delta"';
+
+/** True when a payload made by {@link serializeFrame} is a `response.delta` frame. */
+export function isDeltaPayload(payload: string): boolean {
+  return payload.startsWith(DELTA_FRAME_PREFIX);
+}
+
+/**
+ * The client frame for a response event. Fields are picked one by one: events are lenient and may
+ * carry fields from a newer producer, which must not leak to clients. The original `response` and
+ * `error` fields keep their names; everything else is additive.
+ */
+export function frameFromEvent(event: ResponseEvent): ServerFrame {
+  switch (event.type) {
+    case 'delta':
+      return {
+        type: 'response.delta',
+        request_id: event.request_id,
+        seq: event.seq,
+        delta: event.delta,
+        userid: event.userid,
+      };
+    case 'final':
+      return {
+        type: 'response',
+        content: event.content,
+        userid: event.userid,
+        timestamp: event.timestamp,
+        processing_time_ms: event.processing_time_ms,
+        request_id: event.request_id,
+        ...(event.conversation_id !== undefined ? { conversation_id: event.conversation_id } : {}),
+        finish_reason: event.finish_reason,
+      };
+    case 'error':
+      return {
+        type: 'error',
+        message: event.message,
+        code: event.code,
+        userid: event.userid,
+        request_id: event.request_id,
+      };
+  }
+}
+
+/**
+ * JSON text of a frame with `type` always the first key (see {@link DELTA_FRAME_PREFIX}) and, when
+ * given, `event_id` the last one. `attachEventId(serializeFrame(f), id)` gives the same bytes as
+ * `serializeFrame(f, id)`, so a frame replayed from the log and one delivered live look alike.
+ */
+export function serializeFrame(frame: ServerFrame, eventId?: string): string {
+  const { type, event_id: _ignored, ...rest } = frame;
+  const text = JSON.stringify({ type, ...rest });
+  return eventId === undefined ? text : attachEventId(text, eventId);
+}
+
+/**
+ * Adds `event_id` to a payload made by {@link serializeFrame} without parsing it: the payload is a
+ * JSON object, so the field goes in before its closing brace.
+ */
+export function attachEventId(payload: string, eventId: string): string {
+  if (!payload.endsWith('}')) throw new Error('attachEventId: payload is not a JSON object');
+  return `${payload.slice(0, -1)},"event_id":${JSON.stringify(eventId)}}`;
+}

@@ -1,0 +1,95 @@
+import { z } from 'zod';
+import { ERROR_CODE_LIST } from '../errors.js';
+
+/** Topic names of SPEC §3. */
+export const TOPICS = {
+  incoming: 'incoming_messages',
+  responses: 'responses',
+  incomingDlq: 'incoming_messages.dlq',
+  responsesDlq: 'responses.dlq',
+} as const;
+
+/** Kafka header names; values are strings. */
+export const HEADERS = {
+  correlationId: 'correlation_id',
+  traceparent: 'traceparent',
+} as const;
+
+/**
+ * Kafka events are produced by our own services but may come from an older or newer version:
+ * lenient objects (unknown fields pass through) with an explicit version.
+ */
+const base = { v: z.literal(1), request_id: z.string().min(1), userid: z.string().min(1) };
+
+/** gateway → ai-consumer on `incoming_messages`, keyed by userid. */
+export const promptEventSchema = z.looseObject({
+  ...base,
+  content: z.string(),
+  conversation_id: z.string().default('default'),
+  /** Gateway that accepted it (for logs; delivery goes through Redis, not back to this gateway). */
+  gateway_id: z.string().optional(),
+  received_at: z.string(),
+});
+
+const deltaEvent = z.looseObject({
+  ...base,
+  type: z.literal('delta'),
+  seq: z.number().int().nonnegative(),
+  delta: z.string(),
+});
+const finalEvent = z.looseObject({
+  ...base,
+  type: z.literal('final'),
+  content: z.string(),
+  conversation_id: z.string().optional(),
+  processing_time_ms: z.number().nonnegative(),
+  finish_reason: z.string().default('stop'),
+  timestamp: z.string(),
+});
+const errorEvent = z.looseObject({
+  ...base,
+  type: z.literal('error'),
+  code: z.enum(ERROR_CODE_LIST),
+  message: z.string(),
+});
+
+/** ai-consumer → message-relay on `responses`, keyed by userid. */
+export const responseEventSchema = z.discriminatedUnion('type', [deltaEvent, finalEvent, errorEvent]);
+
+/** What goes to `*.dlq`: the original record and why it could not be handled. */
+export const dlqEventSchema = z.looseObject({
+  v: z.literal(1),
+  source_topic: z.string(),
+  partition: z.number().int(),
+  offset: z.string(),
+  key: z.string().nullable(),
+  value: z.string(),
+  error: z.object({ code: z.string(), message: z.string() }),
+  failed_at: z.string(),
+});
+
+export type PromptEvent = z.infer<typeof promptEventSchema>;
+export type ResponseEvent = z.infer<typeof responseEventSchema>;
+export type DeltaEvent = z.infer<typeof deltaEvent>;
+export type FinalEvent = z.infer<typeof finalEvent>;
+export type ErrorEvent = z.infer<typeof errorEvent>;
+export type DlqEvent = z.infer<typeof dlqEventSchema>;
+
+/** Parses a Kafka value (JSON text) with a schema; never throws. */
+export function parseEvent<T>(
+  schema: z.ZodType<T>,
+  value: string,
+): { ok: true; event: T } | { ok: false; error: string } {
+  let data: unknown;
+  try {
+    data = JSON.parse(value);
+  } catch {
+    return { ok: false, error: 'value is not valid JSON' };
+  }
+  const parsed = schema.safeParse(data);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    return { ok: false, error: `${issue?.path.join('.') || 'value'}: ${issue?.message ?? 'invalid'}` };
+  }
+  return { ok: true, event: parsed.data };
+}

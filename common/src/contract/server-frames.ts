@@ -1,0 +1,54 @@
+import { z } from 'zod';
+import { ERROR_CODE_LIST } from '../errors.js';
+
+/**
+ * Frames the gateway sends. The original `response` and `error` shapes are kept field for field;
+ * everything else is additive (`request_id`, `event_id`, `code`, …) or a new opt-in type.
+ */
+const common = {
+  userid: z.string(),
+  request_id: z.string().optional(),
+  conversation_id: z.string().optional(),
+  /** Per-user, monotonically increasing id used to resume (`?last_event_id=`). */
+  event_id: z.string().optional(),
+};
+
+export const responseFrameSchema = z.object({
+  type: z.literal('response'),
+  content: z.string(),
+  timestamp: z.string(),
+  processing_time_ms: z.number().nonnegative(),
+  finish_reason: z.string().optional(),
+  ...common,
+});
+
+export const errorFrameSchema = z.object({
+  type: z.literal('error'),
+  message: z.string(),
+  code: z.enum(ERROR_CODE_LIST),
+  ...common,
+  userid: z.string().optional(),
+});
+
+export const ackFrameSchema = z.object({ type: z.literal('ack'), ...common, request_id: z.string() });
+
+export const deltaFrameSchema = z.object({
+  type: z.literal('response.delta'),
+  ...common,
+  request_id: z.string(),
+  seq: z.number().int().nonnegative(),
+  delta: z.string(),
+});
+
+export const serverFrameSchema = z.discriminatedUnion('type', [
+  responseFrameSchema,
+  errorFrameSchema,
+  ackFrameSchema,
+  deltaFrameSchema,
+]);
+
+export type ResponseFrame = z.infer<typeof responseFrameSchema>;
+export type ErrorFrame = z.infer<typeof errorFrameSchema>;
+export type AckFrame = z.infer<typeof ackFrameSchema>;
+export type DeltaFrame = z.infer<typeof deltaFrameSchema>;
+export type ServerFrame = z.infer<typeof serverFrameSchema>;

@@ -1,0 +1,60 @@
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { Registry } from 'prom-client';
+import { once } from '../lifecycle/once.js';
+import { renderMetrics } from '../metrics/metrics.js';
+
+export interface OpsServerOptions {
+  host: string;
+  port: number;
+  registry: Registry;
+  /** Liveness body (SPEC: at least `status`, `service`, `server_id`). */
+  health: () => Record<string, unknown>;
+  /** Readiness: dependencies reachable and not draining. */
+  ready: () => { ready: boolean; checks: Record<string, boolean> };
+}
+
+export interface OpsServer {
+  start(): Promise<{ port: number }>;
+  close(): Promise<void>;
+}
+
+/** `/health`, `/ready` and `/metrics` for services that have no other HTTP surface. */
+export function createOpsServer(options: OpsServerOptions): OpsServer {
+  const json = (res: ServerResponse, status: number, body: unknown) => {
+    res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+  };
+  const server = createServer((req: IncomingMessage, res: ServerResponse) => {
+    const path = (req.url ?? '/').split('?')[0];
+    if (req.method !== 'GET') return json(res, 405, { error: 'method not allowed' });
+    if (path === '/health') return json(res, 200, options.health());
+    if (path === '/ready') {
+      const r = options.ready();
+      return json(res, r.ready ? 200 : 503, { status: r.ready ? 'ready' : 'not_ready', checks: r.checks });
+    }
+    if (path === '/metrics') {
+      renderMetrics(options.registry).then(
+        (m) => res.writeHead(200, { 'content-type': m.contentType }).end(m.body),
+        (err: unknown) => json(res, 500, { error: String(err) }),
+      );
+      return;
+    }
+    json(res, 404, { error: 'not found' });
+  });
+  return {
+    start: () =>
+      new Promise((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(options.port, options.host, () => {
+          const address = server.address();
+          resolve({ port: typeof address === 'object' && address ? address.port : options.port });
+        });
+      }),
+    close: once(
+      () =>
+        new Promise<void>((resolve) => {
+          server.close(() => resolve());
+          server.closeAllConnections();
+        }),
+    ),
+  };
+}

@@ -1,0 +1,2 @@
+export * from './once.js';
+export * from './shutdown.js';

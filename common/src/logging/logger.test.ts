@@ -1,0 +1,53 @@
+import { Writable } from 'node:stream';
+import { describe, expect, it } from 'vitest';
+import { createLogger, redactUrl, withContext } from './logger.js';
+
+function capture() {
+  const lines: Array<Record<string, unknown>> = [];
+  const destination = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      for (const line of chunk.toString().split('\n').filter(Boolean))
+        lines.push(JSON.parse(line) as Record<string, unknown>);
+      cb();
+    },
+  });
+  return { lines, logger: createLogger({ service: 'svc', instance: 'i-1', level: 'debug', destination }) };
+}
+
+describe('logger', () => {
+  it('writes JSON lines with service, instance, level label and ISO time', () => {
+    const { lines, logger } = capture();
+    logger.info('hello');
+    expect(lines[0]).toMatchObject({ service: 'svc', instance: 'i-1', level: 'info', msg: 'hello' });
+    expect(String(lines[0]?.time)).toMatch(/^\d{4}-\d\d-\d\dT/);
+  });
+
+  it('child loggers carry correlation_id, request_id and userid, leaving undefined ones out', () => {
+    const { lines, logger } = capture();
+    withContext(logger, { correlation_id: 'c-1', request_id: 'r-1', userid: 'u-1' }).info('x');
+    withContext(logger, { userid: 'u-2' }).info('y');
+    expect(lines[0]).toMatchObject({ correlation_id: 'c-1', request_id: 'r-1', userid: 'u-1' });
+    expect(lines[1]).toMatchObject({ userid: 'u-2' });
+    expect(lines[1]).not.toHaveProperty('request_id');
+  });
+
+  it('redacts tokens and API keys', () => {
+    const { lines, logger } = capture();
+    logger.info(
+      {
+        token: 'jwt-abc',
+        config: { apiKey: 'sk-1', OPENAI_API_KEY: 'sk-2' },
+        req: { headers: { authorization: 'Bearer x' } },
+      },
+      'm',
+    );
+    const text = JSON.stringify(lines[0]);
+    for (const secret of ['jwt-abc', 'sk-1', 'sk-2', 'Bearer x']) expect(text).not.toContain(secret);
+    expect(text).toContain('[redacted]');
+  });
+
+  it('redactUrl removes token query parameters', () => {
+    expect(redactUrl('/ws?token=abc.def&userid=u1')).toBe('/ws?token=[redacted]&userid=u1');
+    expect(redactUrl('/ws?userid=u1&token=abc')).toBe('/ws?userid=u1&token=[redacted]');
+  });
+});

@@ -1,0 +1,82 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export { Registry } from 'prom-client';
+export type { Counter, Gauge, Histogram } from 'prom-client';
+
+/** Latency buckets in seconds, from sub-millisecond relay hops to multi-second model calls. */
+export const LATENCY_BUCKETS = [
+  0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
+];
+
+export interface MetricsOptions {
+  service: string;
+  instance: string;
+  /** Node.js process metrics (CPU, memory, event loop lag). @default true */
+  defaultMetrics?: boolean;
+}
+
+interface MetricSpec<L extends string> {
+  name: string;
+  help: string;
+  labelNames?: readonly L[];
+}
+
+/**
+ * One registry per process, passed to whatever records metrics. Metrics are get-or-create, so two
+ * modules asking for the same name share one series instead of throwing "already registered".
+ */
+export interface Metrics {
+  readonly registry: Registry;
+  counter<L extends string = string>(spec: MetricSpec<L>): Counter<L>;
+  gauge<L extends string = string>(spec: MetricSpec<L>): Gauge<L>;
+  histogram<L extends string = string>(spec: MetricSpec<L> & { buckets?: number[] }): Histogram<L>;
+}
+
+export function createMetrics(options: MetricsOptions): Metrics {
+  const registry = new Registry();
+  registry.setDefaultLabels({ service: options.service, instance: options.instance });
+  if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: registry });
+
+  function getOrCreate<M>(name: string, kind: string, make: () => M): M {
+    const existing = registry.getSingleMetric(name);
+    if (existing) {
+      const existingKind = (existing as unknown as { type?: string }).type;
+      if (existingKind !== kind) throw new Error(`metric ${name} already registered as ${existingKind}`);
+      return existing as unknown as M;
+    }
+    return make();
+  }
+
+  return {
+    registry,
+    counter: (spec) =>
+      getOrCreate(
+        spec.name,
+        'counter',
+        () => new Counter({ ...spec, labelNames: spec.labelNames ?? [], registers: [registry] }),
+      ),
+    gauge: (spec) =>
+      getOrCreate(
+        spec.name,
+        'gauge',
+        () => new Gauge({ ...spec, labelNames: spec.labelNames ?? [], registers: [registry] }),
+      ),
+    histogram: (spec) =>
+      getOrCreate(
+        spec.name,
+        'histogram',
+        () =>
+          new Histogram({
+            ...spec,
+            labelNames: spec.labelNames ?? [],
+            buckets: spec.buckets ?? LATENCY_BUCKETS,
+            registers: [registry],
+          }),
+      ),
+  };
+}
+
+/** The `/metrics` answer, independent of the HTTP server (uWS on gateways, node:http elsewhere). */
+export async function renderMetrics(registry: Registry): Promise<{ contentType: string; body: string }> {
+  return { contentType: registry.contentType, body: await registry.metrics() };
+}

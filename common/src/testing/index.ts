@@ -1,0 +1,3 @@
+export * from './wait-for.js';
+export * from './bus-contract.js';
+export * from './store-contract.js';

@@ -1,0 +1,33 @@
+import { randomBytes } from 'node:crypto';
+
+/** Polls `condition` until it returns a truthy value (returned) or the timeout passes (throws). */
+export async function waitFor<T>(
+  condition: () => T | Promise<T>,
+  options: { timeoutMs?: number; intervalMs?: number; message?: string } = {},
+): Promise<NonNullable<T>> {
+  const deadline = Date.now() + (options.timeoutMs ?? 10_000);
+  let lastError: unknown;
+  for (;;) {
+    try {
+      const value = await condition();
+      if (value) return value as NonNullable<T>;
+    } catch (err) {
+      lastError = err;
+    }
+    if (Date.now() > deadline) {
+      const why = lastError instanceof Error ? `: ${lastError.message}` : '';
+      throw new Error(
+        `waitFor timed out after ${options.timeoutMs ?? 10_000} ms${options.message ? ` (${options.message})` : ''}${why}`,
+      );
+    }
+    await new Promise((r) => setTimeout(r, options.intervalMs ?? 25));
+  }
+}
+
+/** A name no other test (or earlier run) uses: topics, groups, key prefixes. */
+export function uniqueName(prefix: string): string {
+  return `${prefix}-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
+}
+
+/** A logger that discards everything, for tests that need one. */
+export { silentLogger } from './silent-logger.js';

@@ -1,0 +1,6 @@
+export * from './bus.js';
+export * from './memory-bus.js';
+export * from './kafka-bus.js';
+export * from './store.js';
+export * from './memory-store.js';
+export * from './redis-store.js';

@@ -1,0 +1,146 @@
+import type { KeyValueStore, MessageListener, PubSub, StreamEntry } from './store.js';
+import { compareStreamIds } from './store.js';
+
+interface Entry {
+  value: string | string[] | StreamEntry[];
+  expiresAt: number | null;
+}
+
+export interface MemoryStoreOptions {
+  /** Injected clock for TTL tests. @default Date.now */
+  now?: () => number;
+}
+
+/** In-process twin of the Redis store: same semantics, including TTLs and stream ids. */
+export function createMemoryStore(options: MemoryStoreOptions = {}): KeyValueStore {
+  const now = options.now ?? Date.now;
+  const data = new Map<string, Entry>();
+  let lastStreamMs = 0;
+  let lastStreamSeq = 0;
+
+  function live(key: string): Entry | undefined {
+    const e = data.get(key);
+    if (e && e.expiresAt !== null && e.expiresAt <= now()) {
+      data.delete(key);
+      return undefined;
+    }
+    return e;
+  }
+  const expiry = (ttlMs?: number) => (ttlMs ? now() + ttlMs : null);
+
+  return {
+    kind: 'memory',
+    async ping() {},
+    async get(key) {
+      const value = live(key)?.value;
+      if (value === undefined) return null;
+      if (typeof value !== 'string')
+        throw new Error('WRONGTYPE Operation against a key holding the wrong kind of value');
+      return value;
+    },
+    async set(key, value, opts = {}) {
+      if (opts.onlyIfAbsent && live(key)) return false;
+      data.set(key, { value, expiresAt: expiry(opts.ttlMs) });
+      return true;
+    },
+    async del(key) {
+      const had = live(key) !== undefined;
+      data.delete(key);
+      return had ? 1 : 0;
+    },
+    async incrementWindow(key, windowMs) {
+      const e = live(key);
+      if (!e) {
+        data.set(key, { value: '1', expiresAt: now() + windowMs });
+        return { count: 1, resetMs: windowMs };
+      }
+      const count = Number(e.value) + 1;
+      e.value = String(count);
+      return { count, resetMs: e.expiresAt === null ? windowMs : e.expiresAt - now() };
+    },
+    async listAppend(key, values, opts) {
+      const e = live(key);
+      const list = e && Array.isArray(e.value) ? (e.value as string[]) : [];
+      list.push(...values);
+      const trimmed = list.slice(-opts.maxLength);
+      data.set(key, { value: trimmed, expiresAt: opts.ttlMs ? expiry(opts.ttlMs) : (e?.expiresAt ?? null) });
+      return trimmed.length;
+    },
+    async listRange(key, start, stop) {
+      const e = live(key);
+      const list = e && Array.isArray(e.value) ? (e.value as string[]) : [];
+      const n = list.length;
+      const s = start < 0 ? Math.max(n + start, 0) : start;
+      const t = stop < 0 ? n + stop : Math.min(stop, n - 1);
+      return s > t ? [] : list.slice(s, t + 1);
+    },
+    async streamAppend(key, fields, opts) {
+      const e = live(key);
+      const stream = e && Array.isArray(e.value) ? (e.value as StreamEntry[]) : [];
+      const ms = Math.max(now(), lastStreamMs);
+      lastStreamSeq = ms === lastStreamMs ? lastStreamSeq + 1 : 0;
+      lastStreamMs = ms;
+      const id = `${ms}-${lastStreamSeq}`;
+      stream.push({ id, fields: { ...fields } });
+      const trimmed = stream.slice(-opts.maxLength);
+      data.set(key, { value: trimmed, expiresAt: opts.ttlMs ? expiry(opts.ttlMs) : (e?.expiresAt ?? null) });
+      return id;
+    },
+    async streamRead(key, afterId, count) {
+      const e = live(key);
+      const stream = e && Array.isArray(e.value) ? (e.value as StreamEntry[]) : [];
+      return stream
+        .filter((s) => compareStreamIds(s.id, afterId) > 0)
+        .slice(0, count)
+        .map((s) => ({ id: s.id, fields: { ...s.fields } }));
+    },
+    async close() {},
+  };
+}
+
+/** Shared by in-process pub/sub clients, as a Redis server is shared by its connections. */
+export interface MemoryPubSubHub {
+  client(): PubSub;
+}
+
+/**
+ * In-process pub/sub. Each client holds its own channels; `publish` counts the clients subscribed to
+ * the channel, as Redis counts connections. Delivery is asynchronous (a microtask), like a network hop.
+ */
+export function createMemoryPubSubHub(): MemoryPubSubHub {
+  const clients = new Set<Map<string, Set<MessageListener>>>();
+  return {
+    client(): PubSub {
+      const listeners = new Map<string, Set<MessageListener>>();
+      clients.add(listeners);
+      return {
+        kind: 'memory',
+        async publish(channel, message) {
+          const targets = [...clients].flatMap((c) => {
+            const set = c.get(channel);
+            return set && set.size > 0 ? [[...set]] : [];
+          });
+          queueMicrotask(() => {
+            for (const set of targets) for (const l of set) l(message, channel);
+          });
+          return targets.length;
+        },
+        async subscribe(channel, listener) {
+          let set = listeners.get(channel);
+          if (!set) listeners.set(channel, (set = new Set()));
+          set.add(listener);
+        },
+        async unsubscribe(channel, listener) {
+          const set = listeners.get(channel);
+          set?.delete(listener);
+          if (set && set.size === 0) listeners.delete(channel);
+        },
+        channels: () => [...listeners.keys()],
+        async close() {
+          listeners.clear();
+          clients.delete(listeners);
+        },
+      };
+    },
+  };
+}

@@ -1,0 +1,145 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { Kafka, logLevel } from 'kafkajs';
+import { afterAll, afterEach, describe, expect, inject, it } from 'vitest';
+import { busContract, silentLogger, storeContract, uniqueName, waitFor } from '../testing/index.js';
+import { createKafkaBus } from './kafka-bus.js';
+import { createRedisPubSub, createRedisStore } from './redis-store.js';
+import { startService, stopService } from '../../../scripts/infra/harness.js';
+
+const brokers = inject('kafkaBrokers').split(',');
+const redisUrl = inject('redisUrl');
+
+busContract('real Kafka', {
+  create: async (onFatal) =>
+    createKafkaBus({
+      brokers,
+      clientId: uniqueName('contract'),
+      logger: silentLogger,
+      onFatal,
+      sessionTimeoutMs: 6000,
+    }),
+  timeoutMs: 30_000,
+});
+
+storeContract('real Redis', {
+  store: async () => createRedisStore({ url: redisUrl, logger: silentLogger }),
+  pubsub: async () => createRedisPubSub({ url: redisUrl, logger: silentLogger }),
+});
+
+describe('Kafka consumer crash (separate process, SIGKILL)', () => {
+  const kafka = new Kafka({ clientId: 'crash-test-admin', brokers, logLevel: logLevel.NOTHING });
+  const admin = kafka.admin();
+  const children: ChildProcess[] = [];
+  const cleanup: Array<() => Promise<void>> = [];
+  afterEach(async () => {
+    for (const c of children.splice(0)) c.kill('SIGKILL');
+    for (const c of cleanup.splice(0).reverse()) await c().catch(() => undefined);
+  });
+  afterAll(() => admin.disconnect());
+
+  function startChild(topic: string, group: string): { child: ChildProcess; lines: string[] } {
+    const file = fileURLToPath(new URL('../testing/kafka-consumer-child.ts', import.meta.url));
+    const child = spawn(process.execPath, ['--import', 'tsx', '--conditions=source', file], {
+      env: {
+        ...process.env,
+        BROKERS: brokers.join(','),
+        TOPIC: topic,
+        GROUP: group,
+        SESSION_TIMEOUT_MS: '6000',
+      },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    children.push(child);
+    const lines: string[] = [];
+    child.stdout
+      ?.setEncoding('utf8')
+      .on('data', (chunk: string) => lines.push(...chunk.split('\n').filter(Boolean)));
+    return { child, lines };
+  }
+
+  async function committedOffset(group: string, topic: string): Promise<string | undefined> {
+    const [entry] = await admin.fetchOffsets({ groupId: group, topics: [topic] });
+    return entry?.partitions[0]?.offset;
+  }
+
+  it('redelivers what a killed consumer had not committed, and nothing it had', async () => {
+    await admin.connect();
+    const topic = uniqueName('crash');
+    const group = uniqueName('crash-g');
+    await admin.createTopics({ topics: [{ topic, numPartitions: 1 }], waitForLeaders: true });
+    const producerBus = createKafkaBus({
+      brokers,
+      clientId: 'crash-producer',
+      logger: silentLogger,
+      onFatal: () => {},
+    });
+    cleanup.push(() => producerBus.close());
+    await producerBus.connect();
+
+    const { child, lines } = startChild(topic, group);
+    await waitFor(() => lines.includes('ready'), { timeoutMs: 30_000, message: 'child consumer ready' });
+    await producerBus.publish(topic, [{ key: 'u', value: 'done-1' }]);
+    await waitFor(() => lines.includes('handled:done-1'), { timeoutMs: 15_000 });
+    // Committed after the handler resolved: the next offset to read is 1.
+    await waitFor(async () => (await committedOffset(group, topic)) === '1', { timeoutMs: 10_000 });
+
+    await producerBus.publish(topic, [{ key: 'u', value: 'hang-2' }]);
+    await waitFor(() => lines.includes('holding:hang-2'), { timeoutMs: 15_000 });
+    child.kill('SIGKILL');
+    await new Promise((resolve) => child.once('exit', resolve));
+    expect(await committedOffset(group, topic)).toBe('1');
+
+    // A new member of the same group gets the uncommitted message, and not the committed one.
+    const seen: string[] = [];
+    const bus = createKafkaBus({
+      brokers,
+      clientId: 'crash-successor',
+      logger: silentLogger,
+      onFatal: () => {},
+      sessionTimeoutMs: 6000,
+    });
+    cleanup.push(() => bus.close());
+    await bus.connect();
+    await bus.subscribe({
+      groupId: group,
+      topics: [topic],
+      fromBeginning: true,
+      handler: async (m) => void seen.push(m.value),
+    });
+    await waitFor(() => seen.length >= 1, { timeoutMs: 40_000, message: 'redelivery after the crash' });
+    expect(seen).toEqual(['hang-2']);
+    await waitFor(async () => (await committedOffset(group, topic)) === '2', { timeoutMs: 10_000 });
+  });
+});
+
+describe('Redis restart', () => {
+  it('pub/sub delivery continues after Redis restarts (every channel resubscribed)', async () => {
+    let resubscribed = 0;
+    const sub = createRedisPubSub({
+      url: redisUrl,
+      logger: silentLogger,
+      onResubscribed: (n) => (resubscribed = n),
+    });
+    const pub = createRedisPubSub({ url: redisUrl, logger: silentLogger });
+    try {
+      const channels = [uniqueName('user:r1'), uniqueName('user:r2')];
+      const got: string[] = [];
+      for (const ch of channels) await sub.subscribe(ch, (m) => void got.push(m));
+      await pub.publish(channels[0] as string, 'before');
+      await waitFor(() => got.includes('before'));
+
+      await stopService('redis');
+      await startService('redis');
+      await waitFor(() => resubscribed === 2, { timeoutMs: 20_000, message: 'resubscribed after restart' });
+
+      for (const ch of channels) {
+        await waitFor(async () => (await pub.publish(ch, `after:${ch}`)) === 1, { timeoutMs: 10_000 });
+      }
+      await waitFor(() => channels.every((ch) => got.includes(`after:${ch}`)), { timeoutMs: 5000 });
+    } finally {
+      await sub.close();
+      await pub.close();
+    }
+  });
+});

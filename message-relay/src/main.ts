@@ -1,0 +1,79 @@
+import {
+  createKafkaBus,
+  createLogger,
+  createMetrics,
+  createOpsServer,
+  createRedisPubSub,
+  createRedisStore,
+  createShutdown,
+  loadConfigOrFail,
+} from '@relay/common';
+import { SERVICE, configFragments } from './config.js';
+import { createRelay } from './relay.js';
+
+const config = loadConfigOrFail(configFragments, process.env, (line) => {
+  process.stderr.write(`${line}\n`);
+  process.exit(1);
+});
+const logger = createLogger({
+  service: config.http.appName,
+  instance: config.http.serverId,
+  level: config.log.level,
+});
+const metrics = createMetrics({ service: SERVICE, instance: config.http.serverId });
+const shutdown = createShutdown({
+  logger,
+  deadlineMs: config.http.shutdownTimeoutMs,
+  exit: (code) => process.exit(code),
+});
+process.on('SIGTERM', () => shutdown.onSignal('SIGTERM'));
+process.on('SIGINT', () => shutdown.onSignal('SIGINT'));
+
+const connectionName = `${SERVICE}:${config.http.serverId}`;
+const bus = createKafkaBus({
+  brokers: config.kafka.brokers,
+  clientId: connectionName,
+  logger,
+  sessionTimeoutMs: config.kafka.sessionTimeoutMs,
+  // A consumer that cannot go on must not linger as a zombie: drain and exit so it gets restarted.
+  onFatal: (err) => {
+    logger.fatal({ err }, 'kafka subscription failed; shutting down');
+    void shutdown.shutdown('kafka subscription failed', 1);
+  },
+});
+const store = createRedisStore({ url: config.redis.url, logger, connectionName });
+const pubsub = createRedisPubSub({ url: config.redis.url, logger, connectionName });
+const relay = createRelay({ config, logger, metrics, bus, store, pubsub });
+
+const ops = createOpsServer({
+  host: config.http.host,
+  port: config.http.port,
+  registry: metrics.registry,
+  health: () => ({ status: 'ok', service: SERVICE, server_id: config.http.serverId }),
+  ready: () => {
+    const r = relay.ready();
+    return {
+      ready: r.ready && !shutdown.draining,
+      checks: { ...r.checks, draining: shutdown.draining },
+    };
+  },
+});
+
+// Closed in reverse: relay subscription, bus, pub/sub, store, then the ops server (so /ready says 503
+// until the very end).
+shutdown.add('ops-server', () => ops.close());
+shutdown.add('redis-store', () => store.close());
+shutdown.add('redis-pubsub', () => pubsub.close());
+shutdown.add('kafka-bus', () => bus.close());
+shutdown.add('relay', () => relay.close());
+
+try {
+  // The ops server comes first so /health answers (and /ready says 503) while Kafka is joined.
+  const { port } = await ops.start();
+  await bus.connect();
+  await relay.start();
+  logger.info({ port }, `${SERVICE} started`);
+} catch (err) {
+  logger.fatal({ err }, `${SERVICE} failed to start`);
+  await shutdown.shutdown('start-up failed', 1);
+}

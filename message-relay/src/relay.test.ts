@@ -1,0 +1,380 @@
+import {
+  REDIS_KEYS,
+  attachEventId,
+  compareStreamIds,
+  createMemoryBus,
+  createMemoryPubSubHub,
+  createMemoryStore,
+  createMetrics,
+  dlqEventSchema,
+  type Bus,
+  type DlqEvent,
+  type KeyValueStore,
+  type Metrics,
+  type PubSub,
+} from '@relay/common';
+import { silentLogger, uniqueName, waitFor } from '@relay/common/testing';
+import { afterEach, describe, expect, it } from 'vitest';
+import { createRelay, type Relay } from './relay.js';
+
+interface Received {
+  channel: string;
+  payload: string;
+  frame: Record<string, unknown>;
+}
+
+const settings = {
+  groupId: 'message-relay',
+  partitionsConcurrently: 3,
+  replayMaxEvents: 1000,
+  replayTtlMs: 3_600_000,
+};
+
+const base = { v: 1 };
+const delta = (userid: string, request_id: string, seq: number, text: string) =>
+  JSON.stringify({ ...base, type: 'delta', userid, request_id, seq, delta: text });
+const final = (userid: string, request_id: string, content: string) =>
+  JSON.stringify({
+    ...base,
+    type: 'final',
+    userid,
+    request_id,
+    content,
+    timestamp: '2024-01-01T12:00:00Z',
+    processing_time_ms: 1200,
+  });
+const errorEvent = (userid: string, request_id: string) =>
+  JSON.stringify({
+    ...base,
+    type: 'error',
+    userid,
+    request_id,
+    code: 'upstream_unavailable',
+    message: 'Service temporarily unavailable',
+  });
+
+/** A Redis-like error reply (WRONGTYPE, OOM, …): the name ioredis gives them. */
+function replyError(message: string): Error {
+  const err = new Error(message);
+  err.name = 'ReplyError';
+  return err;
+}
+
+describe('createRelay (in-process bus, store and pub/sub)', () => {
+  const cleanup: Array<() => Promise<void>> = [];
+  afterEach(async () => {
+    for (const c of cleanup.splice(0).reverse()) await c();
+  });
+
+  interface Fixture {
+    bus: Bus;
+    store: KeyValueStore;
+    metrics: Metrics;
+    topics: { responses: string; responsesDlq: string };
+    relay: Relay;
+    /** Every frame seen on the watched user channels, in arrival order. */
+    received: Received[];
+    dlq: DlqEvent[];
+    watch(userid: string): Promise<void>;
+    startRelay(overrides?: { store?: KeyValueStore; pubsub?: PubSub }): Promise<Relay>;
+  }
+
+  async function setup(
+    options: {
+      store?: KeyValueStore;
+      pubsub?: (hub: ReturnType<typeof createMemoryPubSubHub>) => PubSub;
+    } = {},
+  ): Promise<Fixture> {
+    const fatal: Error[] = [];
+    const bus = createMemoryBus({ defaultPartitions: 3, onFatal: (e) => fatal.push(e) });
+    await bus.connect();
+    cleanup.push(() => bus.close());
+    const store = createMemoryStore();
+    const hub = createMemoryPubSubHub();
+    const watcher = hub.client();
+    cleanup.push(() => watcher.close());
+    const metrics = createMetrics({ service: 'message-relay', instance: 'test', defaultMetrics: false });
+    const topics = { responses: uniqueName('responses'), responsesDlq: uniqueName('responses.dlq') };
+    const received: Received[] = [];
+    const dlq: DlqEvent[] = [];
+
+    await bus.subscribe({
+      groupId: uniqueName('dlq-reader'),
+      topics: [topics.responsesDlq],
+      fromBeginning: true,
+      handler: async (m) => {
+        const parsed = dlqEventSchema.safeParse(JSON.parse(m.value));
+        if (!parsed.success) throw new Error(`bad DLQ record: ${m.value}`);
+        dlq.push(parsed.data);
+      },
+    });
+
+    const startRelay = async (overrides: { store?: KeyValueStore; pubsub?: PubSub } = {}) => {
+      const pubsub = overrides.pubsub ?? options.pubsub?.(hub) ?? hub.client();
+      const relay = createRelay({
+        config: { kafka: { partitions: 3 }, relay: settings },
+        logger: silentLogger,
+        metrics,
+        bus,
+        store: overrides.store ?? options.store ?? store,
+        pubsub,
+        topics,
+        retry: { baseMs: 1, maxMs: 5 },
+      });
+      cleanup.push(async () => {
+        await relay.close();
+        await pubsub.close();
+      });
+      await relay.start();
+      await waitFor(() => relay.ready().checks.subscription, { message: 'relay subscribed' });
+      return relay;
+    };
+    const relay = await startRelay();
+    expect(fatal).toEqual([]);
+
+    return {
+      bus,
+      store,
+      metrics,
+      topics,
+      relay,
+      received,
+      dlq,
+      watch: (userid) =>
+        watcher.subscribe(REDIS_KEYS.userChannel(userid), (payload, channel) => {
+          received.push({ channel, payload, frame: JSON.parse(payload) as Record<string, unknown> });
+        }),
+      startRelay,
+    };
+  }
+
+  const send = (f: Fixture, key: string, ...values: string[]) =>
+    f.bus.publish(
+      f.topics.responses,
+      values.map((value) => ({ key, value })),
+    );
+
+  /** Sum of a metric's samples matching `labels`; a histogram's `_count` is read from its family. */
+  async function metricValue(metrics: Metrics, name: string, labels: Record<string, string> = {}) {
+    const family = name.replace(/_(count|sum|bucket)$/, '');
+    const metric = (await metrics.registry.getMetricsAsJSON()).find((m) => m.name === family);
+    const values = (metric?.values ?? []) as Array<{
+      value: number;
+      labels: Record<string, unknown>;
+      metricName?: string;
+    }>;
+    return values
+      .filter((v) => (v.metricName ?? family) === name)
+      .filter((v) => Object.entries(labels).every(([k, want]) => v.labels[k] === want))
+      .reduce((sum, v) => sum + v.value, 0);
+  }
+
+  /** Metrics are recorded after the publish, a moment after a listener sees the frame. */
+  const waitForMetric = (metrics: Metrics, name: string, labels: Record<string, string>, want: number) =>
+    waitFor(async () => (await metricValue(metrics, name, labels)) === want, {
+      message: `${name} ${JSON.stringify(labels)} = ${want}`,
+    });
+
+  it('relays delta, final and error events as client frames with increasing event_ids', async () => {
+    const f = await setup();
+    await f.watch('alice');
+    await send(
+      f,
+      'alice',
+      delta('alice', 'r1', 0, 'Hel'),
+      delta('alice', 'r1', 1, 'lo'),
+      final('alice', 'r1', 'Hello'),
+      errorEvent('alice', 'r2'),
+    );
+    await waitFor(() => f.received.length === 4);
+
+    expect(f.received.map((r) => r.channel)).toEqual(Array(4).fill('user:alice'));
+    expect(f.received.map((r) => r.frame.type)).toEqual([
+      'response.delta',
+      'response.delta',
+      'response',
+      'error',
+    ]);
+    expect(f.received[0]?.frame).toMatchObject({ request_id: 'r1', seq: 0, delta: 'Hel', userid: 'alice' });
+    // The original response and error frames, field for field, plus additive fields.
+    expect(f.received[2]?.frame).toMatchObject({
+      type: 'response',
+      content: 'Hello',
+      userid: 'alice',
+      timestamp: '2024-01-01T12:00:00Z',
+      processing_time_ms: 1200,
+      request_id: 'r1',
+      finish_reason: 'stop',
+    });
+    expect(f.received[3]?.frame).toMatchObject({
+      type: 'error',
+      message: 'Service temporarily unavailable',
+      code: 'upstream_unavailable',
+      userid: 'alice',
+      request_id: 'r2',
+    });
+    for (const r of f.received) expect(r.payload.startsWith(`{"type":"${String(r.frame.type)}"`)).toBe(true);
+
+    const ids = f.received.map((r) => String(r.frame.event_id));
+    for (let i = 1; i < ids.length; i++) expect(compareStreamIds(ids[i - 1] ?? '', ids[i] ?? '')).toBe(-1);
+
+    // The replay log holds the same frames under the same ids: a replayed frame equals the live one.
+    const log = await f.store.streamRead(REDIS_KEYS.replayLog('alice'), '0', 100);
+    expect(log.map((e) => e.id)).toEqual(ids);
+    expect(log.map((e) => attachEventId(e.fields.frame ?? '', e.id))).toEqual(
+      f.received.map((r) => r.payload),
+    );
+
+    await waitForMetric(f.metrics, 'message_relay_latency_seconds_count', {}, 4);
+    expect(await metricValue(f.metrics, 'message_relay_frames_total', { type: 'response.delta' })).toBe(2);
+    expect(await metricValue(f.metrics, 'message_relay_frames_total', { type: 'response' })).toBe(1);
+    expect(await metricValue(f.metrics, 'message_relay_frames_total', { type: 'error' })).toBe(1);
+    expect(f.relay.ready()).toEqual({
+      ready: true,
+      checks: { kafka: true, subscription: true, redis: true },
+    });
+  });
+
+  it('never puts a frame for one user on another user’s channel', async () => {
+    const f = await setup();
+    await f.watch('alice');
+    await f.watch('bob');
+    for (let i = 0; i < 5; i++) {
+      await send(f, 'alice', delta('alice', 'ra', i, `a${i}`));
+      await send(f, 'bob', delta('bob', 'rb', i, `b${i}`));
+    }
+    await send(f, 'carol', final('carol', 'rc', 'nobody listens'));
+    await waitFor(() => f.received.length === 10);
+    for (const r of f.received) {
+      expect(r.channel).toBe(`user:${String(r.frame.userid)}`);
+    }
+    const alice = f.received.filter((r) => r.channel === 'user:alice').map((r) => r.frame.delta);
+    const bob = f.received.filter((r) => r.channel === 'user:bob').map((r) => r.frame.delta);
+    expect(alice).toEqual(['a0', 'a1', 'a2', 'a3', 'a4']);
+    expect(bob).toEqual(['b0', 'b1', 'b2', 'b3', 'b4']);
+    // Carol had no socket anywhere: her frame waits in her replay log, not on anyone's channel.
+    await waitFor(
+      async () => (await f.store.streamRead(REDIS_KEYS.replayLog('carol'), '0', 10)).length === 1,
+    );
+    expect(f.received.some((r) => r.frame.userid === 'carol')).toBe(false);
+    await waitForMetric(f.metrics, 'message_relay_no_subscriber_total', {}, 1);
+    expect(await f.store.streamRead(REDIS_KEYS.replayLog('bob'), '0', 100)).toHaveLength(5);
+  });
+
+  it('sends invalid records to the DLQ and goes on with the next valid one', async () => {
+    const f = await setup();
+    await f.watch('alice');
+    const invalid = [
+      '{not json',
+      JSON.stringify({ v: 2, type: 'delta', userid: 'alice', request_id: 'r', seq: 0, delta: 'x' }),
+      JSON.stringify({ v: 1, type: 'final', userid: 'alice', request_id: 'r' }),
+      JSON.stringify({ v: 1, type: 'shout', userid: 'alice', request_id: 'r' }),
+    ];
+    await f.bus.publish(
+      f.topics.responses,
+      invalid.map((value) => ({ key: 'alice', value, headers: { correlation_id: 'corr-1' } })),
+    );
+    await send(f, 'alice', final('alice', 'r-ok', 'still here'));
+
+    await waitFor(() => f.received.length === 1 && f.dlq.length === 4);
+    expect(f.received[0]?.frame).toMatchObject({ type: 'response', request_id: 'r-ok' });
+    expect(f.dlq.map((d) => d.value)).toEqual(invalid);
+    for (const d of f.dlq) {
+      expect(d).toMatchObject({
+        v: 1,
+        source_topic: f.topics.responses,
+        key: 'alice',
+        error: { code: 'invalid_event' },
+      });
+      expect(Number.isNaN(Date.parse(d.failed_at))).toBe(false);
+    }
+    expect(f.dlq[0]?.error.message).toBe('value is not valid JSON');
+    expect(f.dlq[1]?.error.message).toMatch(/^v:/);
+    // Nothing invalid reached the replay log.
+    expect(await f.store.streamRead(REDIS_KEYS.replayLog('alice'), '0', 100)).toHaveLength(1);
+    await waitForMetric(f.metrics, 'message_relay_dlq_total', { reason: 'invalid_event' }, 4);
+    expect(f.relay.ready().ready).toBe(true);
+  });
+
+  it('rides out Redis failures: retries, then relays each frame exactly once', async () => {
+    const inner = createMemoryStore();
+    let appendFailures = 2;
+    const flaky: KeyValueStore = {
+      ...inner,
+      streamAppend: async (...args) => {
+        if (appendFailures-- > 0) throw new Error('connect ECONNREFUSED 127.0.0.1:6379');
+        return inner.streamAppend(...args);
+      },
+    };
+    let publishFailures = 1;
+    const f = await setup({
+      store: flaky,
+      pubsub: (hub) => {
+        const client = hub.client();
+        return {
+          ...client,
+          publish: async (channel, message) => {
+            if (publishFailures-- > 0) throw new Error('Connection is closed.');
+            return client.publish(channel, message);
+          },
+        };
+      },
+    });
+    await f.watch('alice');
+    await send(f, 'alice', final('alice', 'r1', 'after the outage'));
+    await waitFor(() => f.received.length === 1);
+    const log = await inner.streamRead(REDIS_KEYS.replayLog('alice'), '0', 10);
+    expect(log).toHaveLength(1);
+    expect(f.received[0]?.frame.event_id).toBe(log[0]?.id);
+    await waitForMetric(f.metrics, 'message_relay_frames_total', {}, 1);
+    expect(await metricValue(f.metrics, 'message_relay_redis_errors_total', { op: 'append' })).toBe(2);
+    expect(await metricValue(f.metrics, 'message_relay_redis_errors_total', { op: 'publish' })).toBe(1);
+    expect(f.relay.ready().checks.redis).toBe(true);
+  });
+
+  it('sends a record Redis refuses (a reply error) to the DLQ instead of stalling the partition', async () => {
+    const inner = createMemoryStore();
+    const refusing: KeyValueStore = {
+      ...inner,
+      streamAppend: async (key, ...rest) => {
+        if (key === REDIS_KEYS.replayLog('broken')) {
+          throw replyError('WRONGTYPE Operation against a key holding the wrong kind of value');
+        }
+        return inner.streamAppend(key, ...rest);
+      },
+    };
+    const f = await setup({ store: refusing });
+    await f.watch('broken');
+    await f.watch('alice');
+    await send(f, 'broken', final('broken', 'r1', 'x'));
+    await send(f, 'alice', final('alice', 'r2', 'y'));
+    await waitFor(() => f.dlq.length === 1 && f.received.length === 1);
+    expect(f.dlq[0]).toMatchObject({ key: 'broken', error: { code: 'redis_rejected' } });
+    expect(f.received[0]?.frame).toMatchObject({ userid: 'alice', request_id: 'r2' });
+  });
+
+  it('on close while Redis is down, hands the message back uncommitted for the next relay', async () => {
+    const inner = createMemoryStore();
+    let attempts = 0;
+    const down: KeyValueStore = {
+      ...inner,
+      streamAppend: async () => {
+        attempts++;
+        throw new Error('connect ECONNREFUSED 127.0.0.1:6379');
+      },
+    };
+    const f = await setup({ store: down });
+    await f.watch('alice');
+    await send(f, 'alice', final('alice', 'r1', 'survives'));
+    await waitFor(() => attempts >= 3);
+    expect(f.relay.ready()).toMatchObject({ ready: false, checks: { redis: false } });
+    await f.relay.close();
+    await f.relay.close();
+    expect(f.received).toEqual([]);
+
+    // A successor in the same group (Redis back) gets the uncommitted record and relays it.
+    await f.startRelay({ store: inner });
+    await waitFor(() => f.received.length === 1);
+    expect(f.received[0]?.frame).toMatchObject({ request_id: 'r1', content: 'survives' });
+  });
+});

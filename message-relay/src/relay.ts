@@ -1,0 +1,251 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import {
+  HEADERS,
+  REDIS_KEYS,
+  TOPICS,
+  attachEventId,
+  frameFromEvent,
+  once,
+  parseEvent,
+  responseEventSchema,
+  serializeFrame,
+  withContext,
+  type Bus,
+  type BusMessage,
+  type DlqEvent,
+  type KeyValueStore,
+  type Logger,
+  type Metrics,
+  type PubSub,
+  type Subscription,
+} from '@relay/common';
+import type { RelaySettings } from './config.js';
+
+export interface RelayTopics {
+  /** @default TOPICS.responses */
+  responses: string;
+  /** @default TOPICS.responsesDlq */
+  responsesDlq: string;
+}
+
+export interface RelayRetryOptions {
+  /** First pause after a failed Redis command. @default 50 */
+  baseMs: number;
+  /** Longest pause between two attempts. @default 2000 */
+  maxMs: number;
+}
+
+export interface RelayDeps {
+  config: { kafka: { partitions: number }; relay: RelaySettings };
+  logger: Logger;
+  metrics: Metrics;
+  bus: Bus;
+  store: KeyValueStore;
+  pubsub: PubSub;
+  /** Topic names; injectable so tests use unique ones. @default TOPICS */
+  topics?: RelayTopics;
+  /** Backoff of Redis retries. @default { baseMs: 50, maxMs: 2000 } */
+  retry?: RelayRetryOptions;
+}
+
+export interface RelayReadiness {
+  ready: boolean;
+  checks: { kafka: boolean; subscription: boolean; redis: boolean };
+}
+
+export interface Relay {
+  /** Creates the topics if missing and joins the consumer group. */
+  start(): Promise<void>;
+  /** Leaves the group after the message in hand is done or handed back uncommitted. Idempotent. */
+  close(): Promise<void>;
+  ready(): RelayReadiness;
+}
+
+/** Redis answered with an error (WRONGTYPE, OOM, …): the command was understood and refused. */
+function isRedisReply(err: unknown): boolean {
+  return err instanceof Error && err.name === 'ReplyError';
+}
+
+/** The relay is closing while a Redis command keeps failing: the message goes back uncommitted. */
+class RelayClosingError extends Error {
+  constructor(cause: unknown) {
+    super('relay closing while Redis is unavailable; message left uncommitted for redelivery', { cause });
+    this.name = 'RelayClosingError';
+  }
+}
+
+/**
+ * Kafka `responses` → per-user replay log → `PUBLISH user:{userid}` (SPEC §3–4).
+ *
+ * The replay log is written first because its entry id is the frame's `event_id`; the publish then
+ * carries that id, so a live frame and its replayed copy are the same bytes. The handler resolves
+ * after both, and only then does the Bus commit: a crash in between redelivers the event (at least
+ * once; a redelivered event gets a second log entry, which clients drop by `request_id`/`seq`).
+ */
+export function createRelay(deps: RelayDeps): Relay {
+  const { config, logger, metrics, bus, store, pubsub } = deps;
+  const topics = deps.topics ?? { responses: TOPICS.responses, responsesDlq: TOPICS.responsesDlq };
+  const retry = deps.retry ?? { baseMs: 50, maxMs: 2000 };
+  const settings = config.relay;
+
+  const framesTotal = metrics.counter({
+    name: 'message_relay_frames_total',
+    help: 'Frames appended to a replay log and published to the user channel, by frame type',
+    labelNames: ['type'] as const,
+  });
+  const dlqTotal = metrics.counter({
+    name: 'message_relay_dlq_total',
+    help: 'Records sent to the dead-letter topic, by reason',
+    labelNames: ['reason'] as const,
+  });
+  const noSubscriberTotal = metrics.counter({
+    name: 'message_relay_no_subscriber_total',
+    help: 'Frames published while no gateway held the user (kept in the replay log for resume)',
+  });
+  const redisErrorsTotal = metrics.counter({
+    name: 'message_relay_redis_errors_total',
+    help: 'Failed Redis commands (retried until they succeed), by operation',
+    labelNames: ['op'] as const,
+  });
+  const latency = metrics.histogram({
+    name: 'message_relay_latency_seconds',
+    help: 'From the response record entering Kafka to its frame being published on Redis',
+  });
+
+  // Aborts backoff pauses on close, so a relay waiting for Redis does not hold up shutdown.
+  const closing = new AbortController();
+  let subscription: Subscription | undefined;
+  let redisHealthy = true;
+
+  /**
+   * Runs a Redis command until it succeeds. Connection failures (Redis restarting) are retried with
+   * capped, jittered backoff: the message stays in hand and uncommitted, and later messages of the
+   * partition wait behind it, which keeps per-user order. A reply error is not retried.
+   */
+  async function untilDone<T>(op: string, log: Logger, command: () => Promise<T>): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const result = await command();
+        redisHealthy = true;
+        return result;
+      } catch (err) {
+        redisErrorsTotal.inc({ op });
+        if (isRedisReply(err)) throw err;
+        redisHealthy = false;
+        if (closing.signal.aborted) throw new RelayClosingError(err);
+        log.warn({ err, op, attempt }, 'redis command failed; retrying');
+        const pause = Math.min(retry.maxMs, retry.baseMs * 2 ** Math.min(attempt, 16));
+        try {
+          await sleep(pause * (0.5 + Math.random() / 2), undefined, { signal: closing.signal });
+        } catch {
+          throw new RelayClosingError(err);
+        }
+      }
+    }
+  }
+
+  async function deadLetter(message: BusMessage, code: string, reason: string, log: Logger): Promise<void> {
+    const record: DlqEvent = {
+      v: 1,
+      source_topic: message.topic,
+      partition: message.partition,
+      offset: message.offset,
+      key: message.key,
+      value: message.value,
+      error: { code, message: reason },
+      failed_at: new Date().toISOString(),
+    };
+    // Same key as the original so the DLQ keeps one user's records together; headers keep the trace.
+    await bus.publish(topics.responsesDlq, [
+      { key: message.key ?? '', value: JSON.stringify(record), headers: message.headers },
+    ]);
+    dlqTotal.inc({ reason: code });
+    log.warn(
+      { topic: message.topic, partition: message.partition, offset: message.offset, code, reason },
+      'response record sent to the DLQ',
+    );
+  }
+
+  async function handle(message: BusMessage): Promise<void> {
+    const correlationId = message.headers[HEADERS.correlationId];
+    const parsed = parseEvent(responseEventSchema, message.value);
+    if (!parsed.ok) {
+      const log = withContext(logger, { correlation_id: correlationId, userid: message.key ?? undefined });
+      return deadLetter(message, 'invalid_event', parsed.error, log);
+    }
+    const event = parsed.event;
+    const log = withContext(logger, {
+      correlation_id: correlationId,
+      request_id: event.request_id,
+      userid: event.userid,
+    });
+    const frame = frameFromEvent(event);
+    const stored = serializeFrame(frame);
+
+    let eventId: string;
+    try {
+      eventId = await untilDone('append', log, () =>
+        store.streamAppend(
+          REDIS_KEYS.replayLog(event.userid),
+          { frame: stored },
+          { maxLength: settings.replayMaxEvents, ttlMs: settings.replayTtlMs },
+        ),
+      );
+    } catch (err) {
+      if (!isRedisReply(err)) throw err;
+      // Retrying a refused command would stall the partition for every user on it.
+      return deadLetter(message, 'redis_rejected', err instanceof Error ? err.message : String(err), log);
+    }
+
+    let receivers: number;
+    try {
+      receivers = await untilDone('publish', log, () =>
+        pubsub.publish(REDIS_KEYS.userChannel(event.userid), attachEventId(stored, eventId)),
+      );
+    } catch (err) {
+      if (!isRedisReply(err)) throw err;
+      // The frame is in the replay log, so a reconnecting client still gets it.
+      log.error({ err, event_id: eventId }, 'publish refused by redis; frame kept for resume only');
+      receivers = 0;
+    }
+
+    framesTotal.inc({ type: frame.type });
+    if (receivers === 0) noSubscriberTotal.inc();
+    if (Number.isFinite(message.timestamp) && message.timestamp > 0) {
+      latency.observe(Math.max(0, Date.now() - message.timestamp) / 1000);
+    }
+    log.debug({ event_id: eventId, type: frame.type, receivers }, 'frame relayed');
+  }
+
+  return {
+    async start() {
+      const partitions = config.kafka.partitions;
+      await bus.ensureTopics([
+        { topic: topics.responses, partitions },
+        { topic: topics.responsesDlq, partitions },
+      ]);
+      subscription = await bus.subscribe({
+        groupId: settings.groupId,
+        topics: [topics.responses],
+        // A brand-new group must not skip responses produced before it first joined (first deploy,
+        // or the relay starting after the ai-consumer): start from the oldest retained record.
+        fromBeginning: true,
+        partitionsConcurrently: settings.partitionsConcurrently,
+        handler: handle,
+      });
+      logger.info({ topic: topics.responses, group: settings.groupId }, 'relay subscribed');
+    },
+    close: once(async () => {
+      closing.abort();
+      await subscription?.close();
+    }),
+    ready() {
+      const checks = {
+        kafka: bus.healthy(),
+        subscription: subscription?.ready ?? false,
+        redis: redisHealthy,
+      };
+      return { ready: checks.kafka && checks.subscription && checks.redis, checks };
+    },
+  };
+}

@@ -1,0 +1,76 @@
+import {
+  createKafkaBus,
+  createLogger,
+  createMetrics,
+  createRedisPubSub,
+  createRedisStore,
+  createShutdown,
+  loadConfigOrFail,
+  TOPICS,
+} from '@relay/common';
+import { SERVICE, configFragments } from './config.js';
+import { createGateway } from './gateway.js';
+import { loadStaticFiles } from './static-files.js';
+import { createTokenService } from './token-service.js';
+import { loadUws } from './uws.js';
+
+const config = loadConfigOrFail(configFragments, process.env, (line) => {
+  process.stderr.write(`${line}\n`);
+  process.exit(1);
+});
+const logger = createLogger({
+  service: config.http.appName,
+  instance: config.http.serverId,
+  level: config.log.level,
+});
+const { uws, native } = loadUws();
+if (!native) {
+  logger.fatal('uWebSockets.js native addon did not load (pure-JS fallback); refusing to run');
+  process.exit(1);
+}
+const metrics = createMetrics({ service: SERVICE, instance: config.http.serverId });
+const shutdown = createShutdown({
+  logger,
+  deadlineMs: config.http.shutdownTimeoutMs,
+  exit: (code) => process.exit(code),
+});
+process.on('SIGTERM', () => shutdown.onSignal('SIGTERM'));
+process.on('SIGINT', () => shutdown.onSignal('SIGINT'));
+
+const bus = createKafkaBus({
+  brokers: config.kafka.brokers,
+  clientId: `${SERVICE}-${config.http.serverId}`,
+  logger,
+  onFatal: (err) => {
+    logger.fatal({ err }, 'kafka failed for good');
+    void shutdown.shutdown('kafka fatal', 1);
+  },
+});
+const store = createRedisStore({ url: config.redis.url, logger, connectionName: config.http.serverId });
+const pubsub = createRedisPubSub({ url: config.redis.url, logger, connectionName: config.http.serverId });
+shutdown.add('redis-store', () => store.close());
+shutdown.add('redis-pubsub', () => pubsub.close());
+shutdown.add('kafka', () => bus.close());
+
+await bus.connect();
+await bus.ensureTopics([{ topic: TOPICS.incoming, partitions: config.kafka.partitions }]);
+const gateway = createGateway({
+  uws,
+  settings: config.gateway,
+  host: config.http.host,
+  port: config.http.port,
+  serverId: config.http.serverId,
+  logger,
+  metrics,
+  bus,
+  store,
+  pubsub,
+  tokens: createTokenService({
+    secret: config.gateway.jwtSecret,
+    ttlSeconds: config.gateway.tokenTtlSeconds,
+  }),
+  ...(config.gateway.staticDir ? { staticFiles: await loadStaticFiles(config.gateway.staticDir) } : {}),
+});
+const { port } = await gateway.start();
+shutdown.add('gateway', () => gateway.close());
+logger.info({ port, kafka: config.kafka.brokers, redis: 'configured' }, `${SERVICE} started`);
