@@ -110,7 +110,6 @@ export function createAiConsumer(options: AiConsumerOptions): AiConsumer {
   let subscription: Subscription | undefined;
   let closing = false;
 
-
   async function handleInvalid(message: BusMessage, reason: string): Promise<void> {
     m.dlq.inc();
     m.requests.inc({ outcome: 'invalid_message' });
@@ -212,19 +211,16 @@ export function createAiConsumer(options: AiConsumerOptions): AiConsumer {
         callStarted = now();
         let firstToken = true;
         try {
-          return await model.streamChat(
-            buildMessages(config.openai.systemPrompt, turns, prompt.content),
-            {
-              signal: controller.signal,
-              onDelta: (text) => {
-                if (firstToken) {
-                  firstToken = false;
-                  m.timeToFirstToken.observe((now() - callStarted) / 1000);
-                }
-                batcher.push(text);
-              },
+          return await model.streamChat(buildMessages(config.openai.systemPrompt, turns, prompt.content), {
+            signal: controller.signal,
+            onDelta: (text) => {
+              if (firstToken) {
+                firstToken = false;
+                m.timeToFirstToken.observe((now() - callStarted) / 1000);
+              }
+              batcher.push(text);
             },
-          );
+          });
         } finally {
           m.inFlight.dec();
         }
@@ -301,7 +297,11 @@ export function createAiConsumer(options: AiConsumerOptions): AiConsumer {
         partitionsConcurrently: Math.min(config.openai.maxWorkers, partitions),
       });
       logger.info(
-        { topic: topics.incoming, group: options.groupId ?? CONSUMER_GROUP, max_workers: config.openai.maxWorkers },
+        {
+          topic: topics.incoming,
+          group: options.groupId ?? CONSUMER_GROUP,
+          max_workers: config.openai.maxWorkers,
+        },
         'consuming prompts',
       );
     },

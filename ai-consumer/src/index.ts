@@ -1,4 +1,5 @@
 export * from './config.js';
+export { setupModel, type ModelSetup, type ModelSetupConfig } from './model-setup.js';
 export {
   CONSUMER_GROUP,
   createAiConsumer,
@@ -14,7 +15,7 @@ export {
   type StreamChatOptions,
   type StreamChatResult,
 } from './model-client.js';
-export type { ChatMessage } from './history.js';
+export { historyKey, type ChatMessage } from './history.js';
 export type { BreakerState } from './circuit-breaker.js';
 export { consumerMetrics, type ConsumerMetrics } from './consumer-metrics.js';
 export { createMockOpenAI, type MockOpenAIServer, type MockOpenAIOptions } from './mock-openai/index.js';

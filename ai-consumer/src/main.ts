@@ -9,11 +9,7 @@ import {
 } from '@relay/common';
 import { createAiConsumer } from './ai-consumer.js';
 import { SERVICE, configFragments } from './config.js';
-import { createMockOpenAI } from './mock-openai/index.js';
-import { createModelClient } from './model-client.js';
-
-// An OpenAI-compatible server without auth still needs a non-empty key for the client to send.
-const NO_AUTH_KEY = 'no-key';
+import { setupModel } from './model-setup.js';
 
 const config = loadConfigOrFail(configFragments, process.env, (line) => {
   process.stderr.write(`${line}\n`);
@@ -34,7 +30,7 @@ process.on('SIGTERM', () => shutdown.onSignal('SIGTERM'));
 process.on('SIGINT', () => shutdown.onSignal('SIGINT'));
 
 // Resources are closed in reverse order of registration: consumer (finishes the message in hand),
-// bus, store, mock model, ops server.
+// bus, store, the bundled mock model (if started), ops server.
 let ready = () => false;
 const ops = createOpsServer({
   host: config.http.host,
@@ -51,19 +47,8 @@ shutdown.add('ops-server', () => ops.close());
 try {
   const { port } = await ops.start();
 
-  let apiKey = config.openai.apiKey;
-  let baseUrl = config.openai.baseUrl;
-  if (!apiKey && baseUrl) {
-    apiKey = NO_AUTH_KEY;
-    logger.warn({ base_url: baseUrl }, `no OPENAI_API_KEY: calling ${baseUrl} without a key`);
-  } else if (!apiKey) {
-    const mock = createMockOpenAI(config.mockModel);
-    shutdown.add('mock-model', () => mock.close());
-    const { url } = await mock.start();
-    apiKey = NO_AUTH_KEY;
-    baseUrl = `${url}/v1`;
-    logger.warn({ base_url: baseUrl }, `no OPENAI_API_KEY: using the bundled mock model at ${baseUrl}`);
-  }
+  const { model, baseUrl, close: closeModel } = await setupModel(config, { logger, metrics });
+  shutdown.add('model', closeModel);
 
   const store = createRedisStore({ url: config.redis.url, logger, connectionName: SERVICE });
   shutdown.add('redis', () => store.close());
@@ -82,33 +67,12 @@ try {
   shutdown.add('kafka', () => bus.close());
   await bus.connect();
 
-  const model = createModelClient({
-    apiKey,
-    baseUrl,
-    model: config.openai.model,
-    timeoutMs: config.openai.timeoutMs,
-    retry: {
-      maxRetries: config.openai.maxRetries,
-      baseDelayMs: config.consumer.retryBaseDelayMs,
-      maxDelayMs: config.consumer.retryMaxDelayMs,
-      maxRetryAfterMs: config.consumer.retryAfterMaxMs,
-    },
-    breaker: {
-      failureThreshold: config.consumer.breakerFailureThreshold,
-      cooldownMs: config.consumer.breakerCooldownMs,
-    },
-    logger,
-    metrics,
-  });
   const consumer = createAiConsumer({ config, logger, metrics, bus, store, model });
   shutdown.add('consumer', () => consumer.close());
   await consumer.start();
   ready = () => bus.healthy() && consumer.ready();
 
-  logger.info(
-    { port, model: config.openai.model, base_url: baseUrl ?? 'https://api.openai.com/v1' },
-    `${SERVICE} started`,
-  );
+  logger.info({ port, model: config.openai.model, base_url: baseUrl }, `${SERVICE} started`);
 } catch (err) {
   logger.fatal({ err }, `${SERVICE} failed to start`);
   await shutdown.shutdown('start failed', 1);

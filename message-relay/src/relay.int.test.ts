@@ -7,15 +7,20 @@ import {
   createRedisPubSub,
   createRedisStore,
   dlqEventSchema,
+  serverFrameSchema,
   type DlqEvent,
 } from '@relay/common';
 import { silentLogger, uniqueName, waitFor } from '@relay/common/testing';
 import { afterEach, describe, expect, inject, it } from 'vitest';
+import { z } from 'zod';
 import { createRelay } from './relay.js';
 
 const brokers = inject('kafkaBrokers').split(',');
 const redisUrl = inject('redisUrl');
 const TIMEOUT = 30_000;
+
+/** A received frame as a plain record; checked against the server-frame contract separately. */
+const frameRecord = z.record(z.string(), z.unknown());
 
 interface Received {
   channel: string;
@@ -87,7 +92,7 @@ describe('message-relay on real Kafka and Redis', () => {
       users.push(userid);
       cleanup.push(() => store.del(REDIS_KEYS.replayLog(userid)));
       await watcher.subscribe(REDIS_KEYS.userChannel(userid), (payload, channel) =>
-        received.push({ channel, payload, frame: JSON.parse(payload) as Record<string, unknown> }),
+        received.push({ channel, payload, frame: frameRecord.parse(JSON.parse(payload)) }),
       );
       return userid;
     };
@@ -135,7 +140,10 @@ describe('message-relay on real Kafka and Redis', () => {
         event_id: expect.any(String),
       },
     ]);
-    for (const r of received) expect(r.channel).toBe(REDIS_KEYS.userChannel(String(r.frame.userid)));
+    for (const r of received) {
+      expect(r.channel).toBe(REDIS_KEYS.userChannel(String(r.frame.userid)));
+      expect(serverFrameSchema.safeParse(r.frame).success).toBe(true);
+    }
     expect(forAlice[2]?.frame).toMatchObject({ content: 'Hello', userid: alice, processing_time_ms: 5 });
 
     const ids = forAlice.map((r) => String(r.frame.event_id));

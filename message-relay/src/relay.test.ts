@@ -7,6 +7,7 @@ import {
   createMemoryStore,
   createMetrics,
   dlqEventSchema,
+  serverFrameSchema,
   type Bus,
   type DlqEvent,
   type KeyValueStore,
@@ -15,7 +16,11 @@ import {
 } from '@relay/common';
 import { silentLogger, uniqueName, waitFor } from '@relay/common/testing';
 import { afterEach, describe, expect, it } from 'vitest';
+import { z } from 'zod';
 import { createRelay, type Relay } from './relay.js';
+
+/** A received frame as a plain record; checked against the server-frame contract separately. */
+const frameRecord = z.record(z.string(), z.unknown());
 
 interface Received {
   channel: string;
@@ -142,7 +147,7 @@ describe('createRelay (in-process bus, store and pub/sub)', () => {
       dlq,
       watch: (userid) =>
         watcher.subscribe(REDIS_KEYS.userChannel(userid), (payload, channel) => {
-          received.push({ channel, payload, frame: JSON.parse(payload) as Record<string, unknown> });
+          received.push({ channel, payload, frame: frameRecord.parse(JSON.parse(payload)) });
         }),
       startRelay,
     };
@@ -213,7 +218,10 @@ describe('createRelay (in-process bus, store and pub/sub)', () => {
       userid: 'alice',
       request_id: 'r2',
     });
-    for (const r of f.received) expect(r.payload.startsWith(`{"type":"${String(r.frame.type)}"`)).toBe(true);
+    for (const r of f.received) {
+      expect(serverFrameSchema.safeParse(r.frame).success).toBe(true);
+      expect(r.payload.startsWith(`{"type":"${String(r.frame.type)}"`)).toBe(true);
+    }
 
     const ids = f.received.map((r) => String(r.frame.event_id));
     for (let i = 1; i < ids.length; i++) expect(compareStreamIds(ids[i - 1] ?? '', ids[i] ?? '')).toBe(-1);

@@ -104,7 +104,7 @@ export function createRelay(deps: RelayDeps): Relay {
   });
   const redisErrorsTotal = metrics.counter({
     name: 'message_relay_redis_errors_total',
-    help: 'Failed Redis commands (retried until they succeed), by operation',
+    help: 'Failed Redis commands, by operation (connection failures are retried, refusals are not)',
     labelNames: ['op'] as const,
   });
   const latency = metrics.histogram({

@@ -41,7 +41,17 @@ export type { Endpoints } from './ports.js';
 export type { Progress } from './progress.js';
 export { InfraError } from './errors.js';
 export { serviceNames } from './service.js';
-export type { HarnessOptions, ServiceName, ServiceStatus, StartOptions, StopOptions } from './service.js';
+export type {
+  HarnessOptions,
+  LaunchSpec,
+  PortPlan,
+  ServiceContext,
+  ServiceDefinition,
+  ServiceName,
+  ServiceStatus,
+  StartOptions,
+  StopOptions,
+} from './service.js';
 
 /** What `startService` returns: the status plus whether this call launched the process. */
 export interface StartedService extends ServiceStatus {
@@ -69,7 +79,7 @@ function definition(name: ServiceName): ServiceDefinition {
   return found;
 }
 
-function contextFor(name: ServiceName, options: HarnessOptions): ServiceContext {
+function contextFor(name: string, options: HarnessOptions): ServiceContext {
   const env: NodeJS.ProcessEnv = { ...process.env, ...options.env };
   const paths = infraPaths(env);
   const progress = options.progress ?? stderrProgress;
@@ -91,6 +101,12 @@ async function readState(context: ServiceContext): Promise<RunState | null> {
   } catch {
     return null;
   }
+}
+
+function stopCommand(name: string): string {
+  return (serviceNames as readonly string[]).includes(name)
+    ? `npm run infra -- down ${name}`
+    : `npm run stack -- kill ${name}`;
 }
 
 /**
@@ -125,7 +141,13 @@ export async function ensureInstalled(
   names: ServiceName[] | 'all',
   options: HarnessOptions = {},
 ): Promise<void> {
-  const services = (names === 'all' ? serviceNames : names).map(definition);
+  await installDefinitions((names === 'all' ? serviceNames : names).map(definition), options);
+}
+
+async function installDefinitions(
+  services: readonly ServiceDefinition[],
+  options: HarnessOptions,
+): Promise<void> {
   const progress = options.progress ?? stderrProgress;
   await ensurePackages(
     services.flatMap((s) => s.requirements),
@@ -147,8 +169,19 @@ export async function ensureChromium(options: HarnessOptions = {}): Promise<stri
  * healthy service is returned as is (`startedNow: false`), a stale pid file is removed, and a
  * port held by a process the harness did not start fails with an error naming the port.
  */
-export async function startService(name: ServiceName, options: StartOptions = {}): Promise<StartedService> {
-  const service = definition(name);
+export function startService(name: ServiceName, options: StartOptions = {}): Promise<StartedService> {
+  return startDefinition(definition(name), options);
+}
+
+/**
+ * `startService` for any definition, not only the four built in (the stack runs its Node services
+ * through it). Pid, state, lock and log files are named after `service.name`.
+ */
+export async function startDefinition(
+  service: ServiceDefinition,
+  options: StartOptions = {},
+): Promise<StartedService> {
+  const name = service.name;
   const context = contextFor(name, options);
   const timeoutMs = options.timeoutMs ?? service.startTimeoutMs;
   return withLock(context.files.lockFile, LOCK_TIMEOUT_MS, async () => {
@@ -164,14 +197,14 @@ export async function startService(name: ServiceName, options: StartOptions = {}
       if (!(await waitUntil(() => service.probe(port), timeoutMs, PROBE_INTERVAL_MS))) {
         throw new InfraError(
           `${name}: pid ${existing} is running but does not answer on 127.0.0.1:${port}; ` +
-            `see ${context.files.logFile} or stop it with \`npm run infra -- down ${name}\``,
+            `see ${context.files.logFile} or stop it with \`${stopCommand(name)}\``,
         );
       }
       context.say(`already running (pid ${existing}, 127.0.0.1:${port})`);
       return { name, pid: existing, port, healthy: true, startedNow: false };
     }
 
-    await ensureInstalled([name], options);
+    await installDefinitions([service], options);
     for (const [index, port] of plan.all.entries()) {
       if (!(await isPortFree(port))) {
         const variable = service.portVariables[index];
@@ -238,9 +271,13 @@ export async function startService(name: ServiceName, options: StartOptions = {}
  * SIGKILL after `timeoutMs`. Removes the pid file. A service that is not running is a no-op.
  * Data stays in the work dir, so the next start reuses it.
  */
-export async function stopService(name: ServiceName, options: StopOptions = {}): Promise<void> {
-  const service = definition(name);
-  const context = contextFor(name, options);
+export function stopService(name: ServiceName, options: StopOptions = {}): Promise<void> {
+  return stopDefinition(definition(name), options);
+}
+
+/** `stopService` for any definition. */
+export async function stopDefinition(service: ServiceDefinition, options: StopOptions = {}): Promise<void> {
+  const context = contextFor(service.name, options);
   const signal = options.signal ?? 'SIGTERM';
   await withLock(context.files.lockFile, LOCK_TIMEOUT_MS, async () => {
     const pid = await runningPid(service, context, true);
@@ -263,8 +300,16 @@ export async function stopService(name: ServiceName, options: StopOptions = {}):
 }
 
 /** Whether the service runs (by its pid file) and answers; never changes anything. */
-export async function serviceStatus(name: ServiceName, options: StartOptions = {}): Promise<ServiceStatus> {
-  const service = definition(name);
+export function serviceStatus(name: ServiceName, options: StartOptions = {}): Promise<ServiceStatus> {
+  return definitionStatus(definition(name), options);
+}
+
+/** `serviceStatus` for any definition. */
+export async function definitionStatus(
+  service: ServiceDefinition,
+  options: StartOptions = {},
+): Promise<ServiceStatus> {
+  const name = service.name;
   const context = contextFor(name, options);
   const pid = await runningPid(service, context, false);
   const port =

@@ -176,11 +176,13 @@ export async function stopPid(
   pid: number,
   options: { signal: 'SIGTERM' | 'SIGKILL'; timeoutMs: number },
 ): Promise<'exited' | 'killed'> {
-  signalQuietly(pid, options.signal);
+  // A simulated crash takes the whole group, as a real one would: an nginx master killed alone
+  // leaves its workers holding the port. Detached processes lead their own group, so -pid
+  // reaches their children too.
+  if (options.signal === 'SIGTERM' || !signalQuietly(-pid, 'SIGKILL')) signalQuietly(pid, options.signal);
   if (await waitUntil(async () => !(await isAlive(pid)), options.timeoutMs)) {
     return options.signal === 'SIGKILL' ? 'killed' : 'exited';
   }
-  // Detached processes lead their own group, so -pid reaches their children too.
   if (!signalQuietly(-pid, 'SIGKILL')) signalQuietly(pid, 'SIGKILL');
   if (await waitUntil(async () => !(await isAlive(pid)), 5_000)) return 'killed';
   throw new InfraError(`process ${pid} did not exit after SIGKILL`);

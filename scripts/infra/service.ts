@@ -70,7 +70,8 @@ export interface LaunchSpec {
 
 /** How the harness installs, configures, launches and probes one kind of server. */
 export interface ServiceDefinition {
-  name: ServiceName;
+  /** A `ServiceName` for the built-in ones; the stack adds its own (`gateway-1`, …). */
+  name: string;
   /** Must occur in `/proc/<pid>/cmdline`; guards against signalling a recycled pid. */
   processMarker: string;
   /** Env variables that set each port of `PortPlan.all`, named in errors. */

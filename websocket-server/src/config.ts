@@ -39,6 +39,11 @@ export const gatewayFragment = fragment(
     TRUST_PROXY: bool().default(false),
     /** Directory of the chat page served at `/` (optional; nginx serves it in the stack). */
     STATIC_DIR: z.string().optional(),
+    // Read only to tell users which model answers (SPEC §5: the UI says when it is the mock);
+    // the key itself is never kept by the gateway.
+    OPENAI_API_KEY: z.string().optional(),
+    /** @default gpt-4o-mini */
+    OPENAI_MODEL: z.string().default('gpt-4o-mini'),
   },
   (e) => ({
     jwtSecret: e.JWT_SECRET,
@@ -53,6 +58,7 @@ export const gatewayFragment = fragment(
     idleTimeoutSeconds: e.IDLE_TIMEOUT_SECONDS,
     trustProxy: e.TRUST_PROXY,
     staticDir: e.STATIC_DIR,
+    modelLabel: e.OPENAI_API_KEY ? `OpenAI ${e.OPENAI_MODEL}` : 'mock model (bundled)',
   }),
 );
 

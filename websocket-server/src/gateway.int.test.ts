@@ -33,6 +33,8 @@ const settings = gatewayFragment.build({
   IDLE_TIMEOUT_SECONDS: 60,
   TRUST_PROXY: false,
   STATIC_DIR: undefined,
+  OPENAI_API_KEY: undefined,
+  OPENAI_MODEL: 'gpt-4o-mini',
 });
 
 describe('gateway (real uWS, in-process transports)', () => {
@@ -79,7 +81,8 @@ describe('gateway (real uWS, in-process transports)', () => {
     await bus.close();
   });
 
-  async function open(userid: string, extra = ''): Promise<TestClient> {
+  /** Opens a socket; `&ack=1` by default so tests can wait for acks (original clients get none). */
+  async function open(userid: string, extra = '&ack=1'): Promise<TestClient> {
     const token = await fetchToken(base, userid);
     const c = await connectClient(`${wsBase}/ws?token=${token}&userid=${userid}${extra}`);
     clients.push(c);
@@ -127,6 +130,16 @@ describe('gateway (real uWS, in-process transports)', () => {
     for (let i = 0; i < 3; i++) await open('capped');
     const token = await fetchToken(base, 'capped');
     expect(await upgradeStatus(`${wsBase}/ws?token=${token}&userid=capped`)).toBe(429);
+  });
+
+  it('an original-protocol client gets no ack frame (a new frame type it did not ask for)', async () => {
+    const c = await open('user123', '');
+    c.send({ type: 'message', content: 'Hello, how are you?', userid: 'user123' });
+    await waitFor(() => prompts.length === 1);
+    // A later frame on the same socket arrives after any ack would have: the error for this bad frame.
+    c.sendRaw('not json');
+    await c.next((f) => f.type === 'error');
+    expect(c.frames.map((f) => f.type)).toEqual(['error']);
   });
 
   it('turns an original-protocol message into a prompt event keyed by userid, then acks it', async () => {
@@ -205,9 +218,9 @@ describe('gateway (real uWS, in-process transports)', () => {
   });
 
   it('delivers a user’s frames to all of that user’s sockets and to no one else; deltas only to opted-in sockets', async () => {
-    const plain = await open('alice');
+    const plain = await open('alice', '');
     const streaming = await open('alice', '&stream=1');
-    const viaHello = await open('alice');
+    const viaHello = await open('alice', '');
     viaHello.send({ type: 'hello', stream: true });
     const bob = await open('bob', '&stream=1');
     await waitFor(() => gateway.stats().connections === 4);

@@ -176,7 +176,9 @@ export function createGateway(deps: GatewayDeps): Gateway {
     }
     m.messages.inc({ outcome: 'accepted' });
     m.ackLatency.observe((performance.now() - started) / 1000);
-    send(ws, { type: 'ack', request_id: requestId, userid });
+    // A message with an `id` is from a client that retries by id, so it wants to know when to stop.
+    if (ws.getUserData().extensions || frame.id !== undefined)
+      send(ws, { type: 'ack', request_id: requestId, userid });
     log.debug('message accepted');
   }
 
@@ -205,13 +207,16 @@ export function createGateway(deps: GatewayDeps): Gateway {
           sendError(ws, 'upstream_unavailable', 'Server is restarting; reconnect and resend', frame.id);
           return;
         }
-        void handleMessage(ws, frame).catch((err: unknown) => {
-          logger.error({ err, userid: data.userid }, 'message handling failed');
-          sendError(ws, 'internal_error', ERROR_CODES.internal_error.message, frame.id);
-        });
+        data.queue = data.queue
+          .then(() => handleMessage(ws, frame))
+          .catch((err: unknown) => {
+            logger.error({ err, userid: data.userid }, 'message handling failed');
+            sendError(ws, 'internal_error', ERROR_CODES.internal_error.message, frame.id);
+          });
         return;
       case 'hello':
         data.stream = frame.stream ?? true;
+        data.extensions = true;
         return;
       case 'cancel':
         sendError(ws, 'invalid_message', 'cancel is not supported by this server yet', frame.request_id);
@@ -250,7 +255,9 @@ export function createGateway(deps: GatewayDeps): Gateway {
     }
     const token = query.get('token') ?? '';
     const claimedUser = query.get('userid');
-    const stream = ['1', 'true'].includes(query.get('stream') ?? '');
+    const flag = (name: string) => ['1', 'true'].includes(query.get(name) ?? '');
+    const stream = flag('stream');
+    const extensions = stream || flag('ack');
     tokens.verify(token).then(
       (userid) => {
         if (aborted) return;
@@ -259,7 +266,15 @@ export function createGateway(deps: GatewayDeps): Gateway {
         if (sockets.count(userid) >= settings.maxConnectionsPerUser) {
           return reject(res, '429 Too Many Requests', 'too_many_connections');
         }
-        const data: UserData = { userid, connectionId: ++nextConnectionId, stream, ip, closed: false };
+        const data: UserData = {
+          userid,
+          connectionId: ++nextConnectionId,
+          stream,
+          extensions,
+          ip,
+          closed: false,
+          queue: Promise.resolve(),
+        };
         res.cork(() => res.upgrade(data, secKey, secProtocol, secExtensions, context));
       },
       (err: unknown) => {
@@ -368,6 +383,7 @@ export function createGateway(deps: GatewayDeps): Gateway {
           active_users: sockets.users,
           total_connections: sockets.connections,
           draining,
+          model: settings.modelLabel,
         }),
       )
       .get('/ready', (res) => {

@@ -4,7 +4,17 @@ export interface UserData {
   connectionId: number;
   /** Opted in to `response.delta` frames (`?stream=1` or a `hello` frame). */
   stream: boolean;
+  /**
+   * Opted in to new frame types such as `ack` (`?ack=1`, `?stream=1` or any `hello`). An original
+   * client gets only `response` and `error` frames (SPEC §2: new frame types only when asked for).
+   */
+  extensions: boolean;
   ip: string;
   /** Set in `close`: a uWS socket must not be touched after it closed. */
   closed: boolean;
+  /**
+   * The socket's messages go to Kafka one after another, in the order they arrived: each waits for
+   * the previous one's rate-limit check and broker ack, so a user's messages keep their order.
+   */
+  queue: Promise<void>;
 }

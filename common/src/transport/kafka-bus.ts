@@ -1,5 +1,6 @@
 import {
   Kafka,
+  Partitioners,
   logLevel as KafkaLogLevel,
   type Consumer,
   type IHeaders,
@@ -67,7 +68,12 @@ export function createKafkaBus(options: KafkaBusOptions): Bus {
     logLevel: KafkaLogLevel.WARN,
     logCreator: pinoLogCreator(logger.child({ component: 'kafkajs' })),
   });
-  const producer: Producer = kafka.producer({ allowAutoTopicCreation: true });
+  // The Java client's murmur2 partitioner, named explicitly: a key lands on the same partition
+  // whichever client produced it (and kafkajs stops warning about its changed default).
+  const producer: Producer = kafka.producer({
+    allowAutoTopicCreation: true,
+    createPartitioner: Partitioners.DefaultPartitioner,
+  });
   const consumers = new Set<Consumer>();
   let producerConnected = false;
   let crashed = false;

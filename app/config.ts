@@ -1,0 +1,31 @@
+import {
+  httpFragment,
+  kafkaFragment,
+  logFragment,
+  openaiFragment,
+  redisFragment,
+  type Env,
+} from '@relay/common';
+import { consumerFragment, mockModelFragment } from '@relay/ai-consumer';
+import { relayFragment } from '@relay/message-relay';
+import { gatewayFragment } from '@relay/websocket-server';
+
+export const SERVICE = 'ai-relay';
+
+/** The embedded app reads every service's variables: it is all of them in one process. */
+export const configFragments = {
+  kafka: kafkaFragment,
+  redis: redisFragment,
+  http: httpFragment({ service: SERVICE, port: 8080 }),
+  log: logFragment,
+  openai: openaiFragment,
+  consumer: consumerFragment,
+  mockModel: mockModelFragment,
+  gateway: gatewayFragment,
+  relay: relayFragment,
+};
+
+/** Which transports to use: the real ones only when their variables are set (SPEC: embedded default). */
+export function chooseTransports(env: Env): { kafka: boolean; redis: boolean } {
+  return { kafka: Boolean(env.KAFKA_BOOTSTRAP_SERVERS), redis: Boolean(env.REDIS_URL || env.REDIS_HOST) };
+}

@@ -1,0 +1,128 @@
+import {
+  TOPICS,
+  createKafkaBus,
+  createMemoryBus,
+  createMemoryPubSubHub,
+  createMemoryStore,
+  createRedisPubSub,
+  createRedisStore,
+  once,
+  runAll,
+  type Bus,
+  type ConfigOf,
+  type KeyValueStore,
+  type Metrics,
+  type PubSub,
+} from '@relay/common';
+import { createAiConsumer, setupModel } from '@relay/ai-consumer';
+import { createRelay } from '@relay/message-relay';
+import { createGateway, createTokenService, loadStaticFiles, loadUws } from '@relay/websocket-server';
+import type { Logger } from 'pino';
+import type { configFragments } from './config.js';
+
+export interface EmbeddedAppOptions {
+  config: ConfigOf<typeof configFragments>;
+  transports: { kafka: boolean; redis: boolean };
+  logger: Logger;
+  metrics: Metrics;
+  /** Directory of the chat page. */
+  staticDir: string;
+  /** A consumer or relay cannot go on: the caller should exit. */
+  onFatal: (err: Error) => void;
+}
+
+export interface EmbeddedApp {
+  start(): Promise<{ port: number; bus: Bus['kind']; store: KeyValueStore['kind']; model: string }>;
+  close(): Promise<void>;
+  ready(): boolean;
+}
+
+/**
+ * Gateway, AI consumer, relay and (without OPENAI_API_KEY) the mock model in one process, wired
+ * through the same ports the distributed services use: in-process by default, real Kafka / Redis
+ * when their variables are set.
+ */
+export function createEmbeddedApp(options: EmbeddedAppOptions): EmbeddedApp {
+  const { config, logger, metrics, transports } = options;
+  const hub = createMemoryPubSubHub();
+  const bus: Bus = transports.kafka
+    ? createKafkaBus({
+        brokers: config.kafka.brokers,
+        clientId: 'ai-relay-embedded',
+        logger,
+        sessionTimeoutMs: config.kafka.sessionTimeoutMs,
+        onFatal: options.onFatal,
+      })
+    : createMemoryBus({ defaultPartitions: config.kafka.partitions, onFatal: options.onFatal });
+  const store: KeyValueStore = transports.redis
+    ? createRedisStore({ url: config.redis.url, logger })
+    : createMemoryStore();
+  const pubsubFor = (): PubSub =>
+    transports.redis ? createRedisPubSub({ url: config.redis.url, logger }) : hub.client();
+  const gatewayPubsub = pubsubFor();
+  const relayPubsub = pubsubFor();
+  const closers: Array<readonly [string, () => unknown]> = [];
+
+  async function start() {
+    await bus.connect();
+    await bus.ensureTopics(
+      Object.values(TOPICS).map((topic) => ({ topic, partitions: config.kafka.partitions })),
+    );
+    const model = await setupModel(config, { logger, metrics });
+    closers.push(['model', () => model.close()]);
+
+    const relay = createRelay({ config, logger, metrics, bus, store, pubsub: relayPubsub });
+    await relay.start();
+    closers.push(['relay', () => relay.close()]);
+
+    const consumer = createAiConsumer({ config, logger, metrics, bus, store, model: model.model });
+    await consumer.start();
+    closers.push(['consumer', () => consumer.close()]);
+
+    const gateway = createGateway({
+      uws: loadUws().uws,
+      settings: {
+        ...config.gateway,
+        modelLabel: model.mock ? 'mock model (bundled)' : config.gateway.modelLabel,
+      },
+      host: config.http.host,
+      port: config.http.port,
+      serverId: config.http.serverId,
+      logger,
+      metrics,
+      bus,
+      store,
+      pubsub: gatewayPubsub,
+      tokens: createTokenService({
+        secret: config.gateway.jwtSecret,
+        ttlSeconds: config.gateway.tokenTtlSeconds,
+      }),
+      staticFiles: await loadStaticFiles(config.gateway.staticDir ?? options.staticDir),
+    });
+    const { port } = await gateway.start();
+    closers.push(['gateway', () => gateway.close()]);
+    ready = () => gateway.ready().ready && consumer.ready() && relay.ready().ready;
+    return {
+      port,
+      bus: bus.kind,
+      store: store.kind,
+      model: model.mock ? `mock at ${model.baseUrl}` : model.baseUrl,
+    };
+  }
+
+  let ready = () => false;
+  return {
+    start,
+    ready: () => ready(),
+    // Reverse order of start: sockets first, then the consumers finish what they hold, then transports.
+    close: once(() =>
+      runAll([
+        ...closers.reverse(),
+        ['bus', () => bus.close()],
+        ['gateway-pubsub', () => gatewayPubsub.close()],
+        ['relay-pubsub', () => relayPubsub.close()],
+        ['store', () => store.close()],
+      ]),
+    ),
+  };
+}

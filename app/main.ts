@@ -1,0 +1,57 @@
+/**
+ * `npm start`: the whole pipeline in one process on http://localhost:8080/ — in-process transports
+ * and the bundled mock model unless KAFKA_BOOTSTRAP_SERVERS / REDIS_URL / OPENAI_API_KEY are set.
+ */
+import { randomBytes } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+import { createLogger, createMetrics, createShutdown, loadConfigOrFail } from '@relay/common';
+import { SERVICE, chooseTransports, configFragments } from './config.js';
+import { createEmbeddedApp } from './embedded-app.js';
+
+// Tokens need a signing secret; a single local process can make its own (tokens die with it).
+const env = { ...process.env };
+const ephemeralSecret = !env.JWT_SECRET;
+if (ephemeralSecret) env.JWT_SECRET = randomBytes(32).toString('hex');
+
+const config = loadConfigOrFail(configFragments, env, (line) => {
+  process.stderr.write(`${line}\n`);
+  process.exit(1);
+});
+const logger = createLogger({
+  service: config.http.appName,
+  instance: config.http.serverId,
+  level: config.log.level,
+});
+const metrics = createMetrics({ service: SERVICE, instance: config.http.serverId });
+const shutdown = createShutdown({
+  logger,
+  deadlineMs: config.http.shutdownTimeoutMs,
+  exit: (code) => process.exit(code),
+});
+process.on('SIGTERM', () => shutdown.onSignal('SIGTERM'));
+process.on('SIGINT', () => shutdown.onSignal('SIGINT'));
+
+const transports = chooseTransports(env);
+const app = createEmbeddedApp({
+  config,
+  transports,
+  logger,
+  metrics,
+  staticDir: fileURLToPath(new URL('../websocket-server/public', import.meta.url)),
+  onFatal: (err) => {
+    logger.fatal({ err }, 'a consumer failed for good');
+    void shutdown.shutdown('consumer failed', 1);
+  },
+});
+shutdown.add('app', () => app.close());
+try {
+  const started = await app.start();
+  if (ephemeralSecret) logger.info('JWT_SECRET not set: tokens are signed with a secret made for this run');
+  logger.info(
+    { port: started.port, bus: started.bus, store: started.store, model: started.model },
+    `ai-relay (embedded) on http://localhost:${started.port}/ — bus: ${started.bus === 'kafka' ? 'Kafka' : 'in-process'}, store: ${started.store === 'redis' ? 'Redis' : 'in-process'}, model: ${started.model}`,
+  );
+} catch (err) {
+  logger.fatal({ err }, 'start failed');
+  await shutdown.shutdown('start failed', 1);
+}

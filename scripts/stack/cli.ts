@@ -1,0 +1,105 @@
+/**
+ * npm run stack -- up                 start all nine services, wait until healthy
+ * npm run stack -- down [--keep-infra] stop them (reverse order; SIGTERM, then SIGKILL)
+ * npm run stack -- status [--json]
+ * npm run stack -- kill NAME          SIGKILL one service (fault tests)
+ * npm run stack -- start NAME         bring one back, wait until healthy
+ */
+import { InfraError } from '../infra/harness.js';
+import {
+  checkName,
+  stackDown,
+  stackKill,
+  stackServiceNames,
+  stackStart,
+  stackStatus,
+  stackUp,
+} from './stack.js';
+
+const USAGE = `usage: npm run stack -- <command>
+  up                       start everything not already running; returns once all are healthy
+  down [--keep-infra]      stop everything (--keep-infra: leave Kafka and Redis running)
+  status [--json]          pid, port and health of every service (--json: on stdout, nothing else)
+  kill NAME                SIGKILL one service (simulated crash)
+  start NAME               start one service and wait until it is healthy
+
+names: ${stackServiceNames.join(' ')}
+ports: GATEWAY_1_PORT GATEWAY_2_PORT AI_CONSUMER_PORT MESSAGE_RELAY_PORT MOCK_OPENAI_PORT
+       NGINX_PORT PROMETHEUS_PORT KAFKA_PORT KAFKA_CONTROLLER_PORT REDIS_PORT
+model: without OPENAI_API_KEY the bundled mock answers (MOCK_OPENAI_TTFT_MS, MOCK_OPENAI_TOKEN_MS)
+work dir: RELAY_WORK_DIR (default .work/); other variables (LOG_LEVEL, MAX_WORKERS, …) pass through`;
+
+function oneName(args: readonly string[]): string {
+  const names = args.filter((a) => !a.startsWith('-'));
+  const [name] = names;
+  if (name === undefined || names.length > 1) throw new InfraError(`expected one service name\n${USAGE}`);
+  return checkName(name);
+}
+
+async function status(args: readonly string[]): Promise<void> {
+  const statuses = await stackStatus();
+  if (args.includes('--json')) {
+    process.stdout.write(`${JSON.stringify(statuses)}\n`);
+    return;
+  }
+  const rows = statuses.map((s) => [
+    s.name,
+    s.pid === null ? 'stopped' : s.healthy ? 'healthy' : 'unhealthy',
+    s.pid === null ? '-' : String(s.pid),
+    `127.0.0.1:${s.port}`,
+  ]);
+  const all = [['NAME', 'STATE', 'PID', 'ADDRESS'], ...rows];
+  const widths = [0, 1, 2].map((i) => Math.max(...all.map((r) => r[i]?.length ?? 0)));
+  for (const row of all) {
+    process.stdout.write(
+      `${row
+        .map((cell, i) => cell.padEnd(widths[i] ?? 0))
+        .join('  ')
+        .trimEnd()}\n`,
+    );
+  }
+}
+
+const commands: Record<string, (args: readonly string[]) => Promise<void>> = {
+  up: async () => {
+    await stackUp();
+  },
+  down: (args) => stackDown({ keepInfra: args.includes('--keep-infra') }),
+  status,
+  kill: (args) => stackKill(oneName(args)),
+  start: async (args) => {
+    await stackStart(oneName(args));
+  },
+};
+
+async function main(argv: readonly string[]): Promise<number> {
+  const [command, ...args] = argv;
+  if (command === undefined || command === 'help' || command === '--help' || command === '-h') {
+    console.error(USAGE);
+    return command === undefined ? 2 : 0;
+  }
+  const handler = commands[command];
+  if (!handler) {
+    console.error(`[stack] error: unknown command "${command}"\n${USAGE}`);
+    return 2;
+  }
+  try {
+    await handler(args);
+    return 0;
+  } catch (error) {
+    if (error instanceof InfraError) {
+      console.error(`[stack] error: ${error.message}`);
+      if (error.details) console.error(error.details.replace(/^/gm, '  | '));
+    } else {
+      console.error(`[stack] error: ${error instanceof Error ? error.message : String(error)}`);
+    }
+    if (command === 'up') {
+      console.error(
+        '[stack] what did start keeps running: `npm run stack -- status`, `npm run stack -- down`',
+      );
+    }
+    return 1;
+  }
+}
+
+process.exitCode = await main(process.argv.slice(2));

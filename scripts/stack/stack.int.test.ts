@@ -1,0 +1,181 @@
+import { spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { waitFor } from '@relay/common/testing';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connectClient, fetchToken } from '../../websocket-server/src/testing/ws-client.js';
+import type { TestClient } from '../../websocket-server/src/testing/ws-client.js';
+import { infraPaths, repoRoot } from '../infra/paths.js';
+import {
+  stackDown,
+  stackKill,
+  stackServiceNames,
+  stackStart,
+  stackStatus,
+  stackToken,
+  stackUp,
+  stackUrls,
+  TEST_STACK_ENV,
+} from './testing.js';
+import type { StackUpResult } from './testing.js';
+
+async function json(url: string): Promise<Record<string, unknown>> {
+  const res = await fetch(url);
+  expect(res.status, url).toBe(200);
+  const body: unknown = await res.json();
+  expect(typeof body).toBe('object');
+  return body as Record<string, unknown>;
+}
+
+/** Runs the CLI as a user would (minus npm), returning stdout and stderr apart. */
+function cli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolvePromise, reject) => {
+    const child = spawn(
+      process.execPath,
+      ['--import', 'tsx', '--conditions=source', 'scripts/stack/cli.ts', ...args],
+      { cwd: repoRoot, env: { ...process.env, ...TEST_STACK_ENV }, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.once('error', reject);
+    child.once('close', (code) => resolvePromise({ code, stdout, stderr }));
+  });
+}
+
+describe('npm run stack (all nine services as local processes)', () => {
+  let first: StackUpResult;
+  const clients: TestClient[] = [];
+  const connect = async (userid: string, query = ''): Promise<TestClient> => {
+    const token = await stackToken(userid);
+    const client = await connectClient(
+      `${stackUrls().ws}?token=${encodeURIComponent(token)}&userid=${encodeURIComponent(userid)}${query}`,
+    );
+    clients.push(client);
+    return client;
+  };
+
+  beforeAll(async () => {
+    first = await stackUp();
+  });
+
+  afterAll(async () => {
+    await Promise.all(clients.map((c) => c.close()));
+    // Kafka and Redis stay: the global setup owns them and later test files need them.
+    await stackDown();
+    const left = (await stackStatus()).filter((s) => s.name !== 'kafka' && s.name !== 'redis');
+    expect(left.filter((s) => s.pid !== null)).toEqual([]);
+  });
+
+  it('up brings all nine up and healthy; status has the documented shape', async () => {
+    const { ports } = stackUrls();
+    expect(first.services.map((s) => s.name)).toEqual([...stackServiceNames]);
+    const statuses = await stackStatus();
+    expect(statuses.map((s) => s.name)).toEqual([...stackServiceNames]);
+    for (const status of statuses) {
+      expect(Object.keys(status)).toEqual(['name', 'pid', 'port', 'healthy']);
+      expect(status).toEqual({
+        name: status.name,
+        pid: expect.any(Number) as number,
+        port: ports[status.name],
+        healthy: true,
+      });
+    }
+  });
+
+  it('status --json prints exactly the array on stdout, the table goes without --json', async () => {
+    const asJson = await cli(['status', '--json']);
+    expect(asJson.code).toBe(0);
+    const parsed: unknown = JSON.parse(asJson.stdout);
+    expect(parsed).toEqual(await stackStatus());
+    const table = await cli(['status']);
+    expect(table.code).toBe(0);
+    expect(table.stdout).toMatch(/^NAME\s+STATE\s+PID\s+ADDRESS$/m);
+    expect(table.stdout).toMatch(/^gateway-1\s+healthy\s+\d+\s+127\.0\.0\.1:18281$/m);
+  });
+
+  it('nginx answers /health from a gateway and serves the UI', async () => {
+    const health = await json(`${stackUrls().http}/health`);
+    expect(health.status).toBe('ok');
+    expect(['gateway-1', 'gateway-2']).toContain(health.server_id);
+    const page = await fetch(`${stackUrls().http}/`);
+    expect(page.status).toBe(200);
+    expect(page.headers.get('content-type')).toMatch(/text\/html/);
+  });
+
+  it('least_conn spreads WebSocket connections through nginx over both gateways', async () => {
+    for (let i = 0; i < 10; i++) await connect(`spread-${randomUUID()}`);
+    const { gateways } = stackUrls();
+    for (const url of Object.values(gateways)) {
+      const health = await json(`${url}/health`);
+      expect(health.total_connections, url).toBeGreaterThan(0);
+    }
+  });
+
+  it('both gateways share one JWT secret, kept 0600 in the work dir', async () => {
+    const mode = (await stat(join(infraPaths(process.env).workDir, 'stack', 'jwt-secret'))).mode & 0o777;
+    expect(mode).toBe(0o600);
+    const { gateways } = stackUrls();
+    const token = await fetchToken(gateways['gateway-1'], 'shared');
+    const client = await connectClient(`${gateways['gateway-2'].replace('http', 'ws')}/ws?token=${token}`);
+    clients.push(client);
+    expect(client.closed).toBeNull();
+  });
+
+  it('a message through nginx gets an ack, then a response', async () => {
+    const userid = `pipeline-${randomUUID()}`;
+    const client = await connect(userid);
+    const id = randomUUID();
+    client.send({ type: 'message', id, content: 'Hello through the stack', userid });
+    await client.next((f) => f.type === 'ack' && f.request_id === id);
+    const response = await client.next((f) => f.type === 'response' && f.request_id === id, 30_000);
+    expect(response.userid).toBe(userid);
+    expect(typeof response.content).toBe('string');
+    const types = client.frames.filter((f) => f.request_id === id).map((f) => f.type);
+    expect(types.indexOf('ack')).toBeLessThan(types.indexOf('response'));
+  });
+
+  it('Prometheus scrapes the gateways, ai-consumer and message-relay on the ports in use', async () => {
+    const { ports, prometheus } = stackUrls();
+    const wanted = (['gateway-1', 'gateway-2', 'ai-consumer', 'message-relay'] as const).map(
+      (name) => `127.0.0.1:${ports[name]}`,
+    );
+    await waitFor(
+      async () => {
+        const body = await json(`${prometheus}/api/v1/targets?state=active`);
+        const data = body.data as { activeTargets: { scrapeUrl: string; health: string }[] };
+        const up = new Set(
+          data.activeTargets.filter((t) => t.health === 'up').map((t) => new URL(t.scrapeUrl).host),
+        );
+        return wanted.every((target) => up.has(target));
+      },
+      { timeoutMs: 30_000, intervalMs: 500, message: `targets ${wanted.join(' ')} up` },
+    );
+  });
+
+  it('kill gateway-1 crashes it; nginx keeps answering; start brings it back healthy', async () => {
+    const before = (await stackStatus()).find((s) => s.name === 'gateway-1');
+    await stackKill('gateway-1');
+    const killed = (await stackStatus()).find((s) => s.name === 'gateway-1');
+    expect(killed).toMatchObject({ pid: null, healthy: false });
+    expect(before?.pid).not.toBeNull();
+    // The refused upstream is skipped for the next one (proxy_next_upstream error).
+    const health = await json(`${stackUrls().http}/health`);
+    expect(health.server_id).toBe('gateway-2');
+
+    const restarted = await stackStart('gateway-1');
+    expect(restarted).toMatchObject({ name: 'gateway-1', healthy: true });
+    expect(restarted.pid).not.toBe(before?.pid);
+    const after = (await stackStatus()).find((s) => s.name === 'gateway-1');
+    expect(after).toEqual(restarted);
+  });
+
+  it('a second up finds everything running, starts nothing and is fast', async () => {
+    const again = await stackUp();
+    expect(again.started).toEqual([]);
+    expect(again.services.every((s) => s.healthy)).toBe(true);
+    expect(again.durationMs).toBeLessThan(5_000);
+  });
+});

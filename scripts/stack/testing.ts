@@ -1,0 +1,111 @@
+/**
+ * The stack for integration and e2e tests: the same functions `npm run stack` uses, on ports away
+ * from the defaults (so a developer's stack or app on 8080… is not in the way), sharing the work
+ * dir, Kafka and Redis of the vitest global setup (`test/integration-setup.ts`), which owns those
+ * two: `stackDown()` leaves them running.
+ *
+ *   const { started } = await stackUp({ MOCK_OPENAI_TOKEN_MS: '0' });
+ *   const token = await stackToken('alice');
+ *   const ws = new WebSocket(`${stackUrls().ws}?token=${token}`);
+ *   await stackKill('gateway-1'); …; await stackStart('gateway-1');
+ *   await stackDown();
+ *
+ * `stackUp(env)` remembers `env`; the other functions use it, so a restarted service gets the
+ * same ports and settings as the first start.
+ */
+import type { Env } from '../infra/paths.js';
+import type { Progress } from '../infra/progress.js';
+import * as stack from './stack.js';
+import type { StackPorts, StackServiceName, StackServiceStatus, StackUpResult } from './stack.js';
+
+export type { StackPorts, StackServiceName, StackServiceStatus, StackUpResult } from './stack.js';
+export { stackServiceNames } from './stack.js';
+
+/** Ports of the test stack; `stackUp(env)` may override any of them. */
+export const TEST_STACK_ENV: Readonly<Record<string, string>> = {
+  NGINX_PORT: '18280',
+  GATEWAY_1_PORT: '18281',
+  GATEWAY_2_PORT: '18282',
+  MOCK_OPENAI_PORT: '18290',
+  AI_CONSUMER_PORT: '19201',
+  MESSAGE_RELAY_PORT: '19202',
+  PROMETHEUS_PORT: '19290',
+  // Every test client gets its token through nginx, so all of them share one client IP.
+  TOKEN_RATE_LIMIT_PER_MINUTE: '100000',
+};
+
+let current: Env = TEST_STACK_ENV;
+
+const progress: Progress = (line) => {
+  process.stderr.write(`${line}\n`);
+};
+
+function options(): stack.StackOptions {
+  return { env: current, progress };
+}
+
+/**
+ * Starts what is not running (Kafka and Redis are found running when the global setup started
+ * them) and waits until all nine are healthy. `env` goes on top of `TEST_STACK_ENV` and reaches
+ * every service (`MOCK_OPENAI_TTFT_MS`, `LOG_LEVEL`, …); it only takes effect for services this
+ * call starts, so a test that needs other settings should `stackDown()` first.
+ */
+export function stackUp(env: Env = {}): Promise<StackUpResult> {
+  current = { ...TEST_STACK_ENV, ...env };
+  return stack.stackUp(options());
+}
+
+/** Stops every stack service except Kafka and Redis, in reverse start order. */
+export function stackDown(): Promise<void> {
+  return stack.stackDown({ ...options(), keepInfra: true });
+}
+
+export function stackStatus(): Promise<StackServiceStatus[]> {
+  return stack.stackStatus(options());
+}
+
+/** SIGKILL, as a crash: the service's status turns `{ pid: null, healthy: false }`. */
+export function stackKill(name: StackServiceName): Promise<void> {
+  return stack.stackKill(name, options());
+}
+
+/** Starts one service again and waits until it is healthy. */
+export function stackStart(name: StackServiceName): Promise<StackServiceStatus> {
+  return stack.stackStart(name, options());
+}
+
+export interface StackUrls {
+  /** nginx: `/token`, `/health`, the UI. */
+  http: string;
+  /** nginx's WebSocket endpoint; add `?token=…`. */
+  ws: string;
+  /** Each gateway directly, by name. */
+  gateways: Record<'gateway-1' | 'gateway-2', string>;
+  prometheus: string;
+  ports: StackPorts;
+}
+
+export function stackUrls(): StackUrls {
+  const ports = stack.stackPorts({ ...process.env, ...current });
+  const http = (port: number): string => `http://127.0.0.1:${port}`;
+  return {
+    http: http(ports.nginx),
+    ws: `ws://127.0.0.1:${ports.nginx}/ws`,
+    gateways: { 'gateway-1': http(ports['gateway-1']), 'gateway-2': http(ports['gateway-2']) },
+    prometheus: http(ports.prometheus),
+    ports,
+  };
+}
+
+/** A token for `userid` from `POST /token` through nginx. */
+export async function stackToken(userid: string): Promise<string> {
+  const res = await fetch(`${stackUrls().http}/token?userid=${encodeURIComponent(userid)}`, {
+    method: 'POST',
+  });
+  if (res.status !== 200) throw new Error(`POST /token: HTTP ${res.status} ${await res.text()}`);
+  const body: unknown = await res.json();
+  if (typeof body !== 'object' || body === null || !('token' in body) || typeof body.token !== 'string') {
+    throw new Error('POST /token: no token in the answer');
+  }
+  return body.token;
+}

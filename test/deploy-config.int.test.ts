@@ -1,0 +1,434 @@
+/**
+ * Keeps the deployment files beside the code honest: nginx and Prometheus accept their configs (and
+ * nginx really proxies a WebSocket), the Grafana files parse and chart metrics the code defines, and
+ * docker-compose.yml only sets variables our config fragments read, with values they accept.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { chmod, copyFile, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { createServer as createNetServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { loadConfig } from '@relay/common';
+import { waitFor } from '@relay/common/testing';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { WebSocket, WebSocketServer } from 'ws';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { configFragments as consumerFragments } from '../ai-consumer/src/config.js';
+import { configFragments as relayFragments } from '../message-relay/src/config.js';
+import { configFragments as gatewayFragments } from '../websocket-server/src/config.js';
+
+const root = resolve(fileURLToPath(new URL('.', import.meta.url)), '..');
+const at = (...parts: string[]) => join(root, ...parts);
+
+type Yaml = Record<string, unknown>;
+
+/** The parts of each file the checks read; anything else may be there. */
+const prometheusSchema = z.object({
+  global: z.object({ scrape_interval: z.string() }),
+  scrape_configs: z.array(
+    z.object({ job_name: z.string(), static_configs: z.array(z.object({ targets: z.array(z.string()) })) }),
+  ),
+});
+const datasourcesSchema = z.object({
+  datasources: z.array(z.object({ uid: z.string(), type: z.literal('prometheus'), url: z.string() })),
+});
+const providersSchema = z.object({
+  providers: z.array(z.object({ options: z.object({ path: z.string() }) })).min(1),
+});
+const dashboardSchema = z.object({
+  uid: z.string().min(1),
+  title: z.string().min(1),
+  panels: z.array(
+    z.object({
+      id: z.number().int(),
+      type: z.string(),
+      datasource: z.object({ uid: z.string() }).optional(),
+      targets: z.array(z.object({ expr: z.string() })).optional(),
+    }),
+  ),
+});
+const readYaml = async (...parts: string[]): Promise<unknown> =>
+  parseYaml(await readFile(at(...parts), 'utf8'));
+const isRecord = (v: unknown): v is Yaml => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/**
+ * Runs a checker and returns its exit status and output. `nullStdout` is for nginx: it reopens
+ * /dev/stdout for its access log, which works on a file, pipe or tty but not on the socket node
+ * gives a child for `pipe`.
+ */
+function run(command: string, args: string[], nullStdout = false): { status: number | null; output: string } {
+  const r = spawnSync(command, args, {
+    encoding: 'utf8',
+    stdio: ['ignore', nullStdout ? 'ignore' : 'pipe', 'pipe'],
+  });
+  if (r.error) throw r.error;
+  return { status: r.status, output: `${r.stdout ?? ''}${r.stderr}` };
+}
+
+async function freePort(): Promise<number> {
+  const server = createNetServer();
+  await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
+  const address = server.address();
+  await new Promise<void>((done) => server.close(() => done()));
+  if (!address || typeof address === 'string') throw new Error('no port');
+  return address.port;
+}
+
+/** A prefix as the local stack lays it out: conf/nginx.conf + conf/upstreams.conf, html/ beside. */
+async function nginxPrefix(
+  upstreams: string,
+  listenPort?: number,
+): Promise<{ prefix: string; conf: string }> {
+  const prefix = await mkdtemp(join(tmpdir(), 'relay-nginx-'));
+  // Started as root, nginx's workers run as an unprivileged user: they must be able to read html/.
+  await chmod(prefix, 0o755);
+  await mkdir(join(prefix, 'conf'));
+  await mkdir(join(prefix, 'html'));
+  let text = await readFile(at('nginx', 'nginx.conf'), 'utf8');
+  if (listenPort !== undefined) {
+    expect(text).toMatch(/^\s*listen 8080;$/m);
+    text = text.replace(/^(\s*)listen 8080;$/m, `$1listen 127.0.0.1:${listenPort};`);
+  }
+  const conf = join(prefix, 'conf', 'nginx.conf');
+  await writeFile(conf, text);
+  await writeFile(join(prefix, 'conf', 'upstreams.conf'), upstreams);
+  // `include mime.types;` resolves beside nginx.conf, as it does in the docker image.
+  if (existsSync('/etc/nginx/mime.types'))
+    await copyFile('/etc/nginx/mime.types', join(prefix, 'conf', 'mime.types'));
+  else await writeFile(join(prefix, 'conf', 'mime.types'), 'types { text/html html; }\n');
+  return { prefix, conf };
+}
+
+const nginxArgs = (prefix: string, conf: string) => [
+  '-p',
+  `${prefix}/`,
+  '-e',
+  'stderr',
+  '-c',
+  conf,
+  '-g',
+  `daemon off; pid ${join(prefix, 'nginx.pid')};`,
+];
+
+describe('nginx/nginx.conf', () => {
+  it('passes nginx -t with the docker upstreams and with local ones', async () => {
+    const docker = await readFile(at('nginx', 'upstreams.docker.conf'), 'utf8');
+    expect(docker).toMatch(/server gateway-1:8080 max_fails=\d+ fail_timeout=\d+s;/);
+    expect(docker).toMatch(/server gateway-2:8080 max_fails=\d+ fail_timeout=\d+s;/);
+    // The docker names do not resolve here, so the syntax check uses loopback twins of those lines.
+    const local = docker.replace(/gateway-(\d):8080/g, (_, n: string) => `127.0.0.1:808${n}`);
+    const { prefix, conf } = await nginxPrefix(local);
+    try {
+      const r = run('nginx', ['-t', ...nginxArgs(prefix, conf)], true);
+      expect(r.output).toContain('test is successful');
+      expect(r.status).toBe(0);
+    } finally {
+      await rm(prefix, { recursive: true, force: true });
+    }
+  });
+
+  describe('a running nginx in front of a fake gateway', () => {
+    let nginx: ChildProcess | undefined;
+    let gateway: Server | undefined;
+    let wss: WebSocketServer | undefined;
+    let prefix = '';
+    let base = '';
+    let nginxLog = '';
+    const seen: Array<{ url: string; headers: IncomingMessage['headers'] }> = [];
+
+    beforeAll(async () => {
+      gateway = createServer((req, res) => {
+        seen.push({ url: req.url ?? '', headers: req.headers });
+        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ path: req.url }));
+      });
+      wss = new WebSocketServer({ server: gateway });
+      wss.on('connection', (socket, req) => {
+        seen.push({ url: req.url ?? '', headers: req.headers });
+        socket.on('message', (data) => socket.send(`echo:${String(data)}`));
+      });
+      await new Promise<void>((done) => gateway?.listen(0, '127.0.0.1', done));
+      const address = gateway.address();
+      if (!address || typeof address === 'string') throw new Error('no gateway port');
+      const port = await freePort();
+      const laidOut = await nginxPrefix(
+        `server 127.0.0.1:${address.port} max_fails=3 fail_timeout=10s;\n`,
+        port,
+      );
+      prefix = laidOut.prefix;
+      await writeFile(join(prefix, 'html', 'index.html'), '<!doctype html><title>relay test ui</title>');
+      nginx = spawn('nginx', nginxArgs(prefix, laidOut.conf), { stdio: ['ignore', 'ignore', 'pipe'] });
+      // Read stderr (nginx's error log) as it comes: an unread pipe fills and blocks the workers.
+      nginx.stderr?.setEncoding('utf8').on('data', (d: string) => (nginxLog = (nginxLog + d).slice(-4000)));
+      base = `http://127.0.0.1:${port}`;
+      await waitFor(
+        async () => {
+          const r = await fetch(`${base}/`, { signal: AbortSignal.timeout(2000) });
+          await r.arrayBuffer();
+          return r.ok;
+        },
+        { timeoutMs: 15_000, message: 'nginx serving html/' },
+      ).catch((err: unknown) => {
+        throw new Error(`${String(err)}\nnginx stderr:\n${nginxLog}`);
+      });
+    });
+
+    afterAll(async () => {
+      if (nginx && nginx.exitCode === null) {
+        const exited = new Promise((done) => nginx?.once('exit', done));
+        nginx.kill('SIGTERM');
+        await exited;
+      }
+      wss?.close();
+      await new Promise<void>((done) => (gateway ? gateway.close(() => done()) : done()));
+      if (prefix) await rm(prefix, { recursive: true, force: true });
+    });
+
+    it('serves the test UI from html/', async () => {
+      const r = await fetch(`${base}/`);
+      expect(await r.text()).toContain('relay test ui');
+      expect(r.headers.get('content-type')).toMatch(/text\/html/);
+    });
+
+    it('proxies /token and /health with the client address headers', async () => {
+      const token = await fetch(`${base}/token?userid=u1`, { method: 'POST' });
+      expect(await token.json()).toEqual({ path: '/token?userid=u1' });
+      expect((await fetch(`${base}/health`)).status).toBe(200);
+      const hit = seen.find((s) => s.url.startsWith('/token'));
+      expect(hit?.headers['x-real-ip']).toBe('127.0.0.1');
+      expect(hit?.headers['x-forwarded-for']).toBe('127.0.0.1');
+    });
+
+    it('upgrades /ws to a WebSocket through to the gateway', async () => {
+      const ws = new WebSocket(`${base.replace('http', 'ws')}/ws?token=t&userid=u1`);
+      const reply = await new Promise<string>((done, fail) => {
+        ws.once('open', () => ws.send('ping'));
+        ws.once('message', (data) => done(String(data)));
+        ws.once('error', fail);
+      });
+      ws.close();
+      expect(reply).toBe('echo:ping');
+      const upgrade = seen.find((s) => s.url.startsWith('/ws'));
+      expect(upgrade?.url).toBe('/ws?token=t&userid=u1');
+      expect(upgrade?.headers.upgrade).toBe('websocket');
+      expect(upgrade?.headers['x-real-ip']).toBe('127.0.0.1');
+      expect(upgrade?.headers['x-forwarded-for']).toBe('127.0.0.1');
+    });
+
+    it('does not expose /ready or /metrics publicly', async () => {
+      const before = seen.length;
+      expect((await fetch(`${base}/metrics`)).status).toBe(404);
+      expect((await fetch(`${base}/ready`)).status).toBe(404);
+      expect(seen.length).toBe(before);
+    });
+  });
+});
+
+describe('prometheus', () => {
+  it.each(['prometheus.yml', 'prometheus.local.yml'])(
+    'promtool accepts %s and it scrapes every service',
+    async (file) => {
+      const r = run('promtool', ['check', 'config', at('prometheus', file)]);
+      expect(r.output).toContain('SUCCESS');
+      expect(r.status).toBe(0);
+      const config = prometheusSchema.parse(await readYaml('prometheus', file));
+      expect(config.global.scrape_interval).toBe('5s');
+      const jobs = Object.fromEntries(
+        config.scrape_configs.map((c) => [c.job_name, c.static_configs.flatMap((s) => s.targets)]),
+      );
+      expect(Object.keys(jobs).sort()).toEqual([
+        'ai-consumer',
+        'message-relay',
+        'prometheus',
+        'websocket-server',
+      ]);
+      expect(jobs['websocket-server']).toHaveLength(2);
+    },
+  );
+
+  it('the local config scrapes the ports the services default to', async () => {
+    const text = await readFile(at('prometheus', 'prometheus.local.yml'), 'utf8');
+    expect(text).toContain(`127.0.0.1:${loadConfig(consumerFragments, {}).http.port}`);
+    expect(text).toContain(`127.0.0.1:${loadConfig(relayFragments, {}).http.port}`);
+  });
+});
+
+/** Every metric name the services register, as written in their source (`name: 'x'`). */
+async function metricNamesInCode(): Promise<Set<string>> {
+  const names = new Set<string>();
+  const walk = async (dir: string): Promise<void> => {
+    for (const entry of await readdir(dir, { withFileTypes: true })) {
+      const path = join(dir, entry.name);
+      if (entry.isDirectory()) await walk(path);
+      else if (entry.name.endsWith('.ts') && !entry.name.endsWith('.test.ts')) {
+        for (const m of (await readFile(path, 'utf8')).matchAll(/name: '([a-z][a-z0-9_]*)'/g))
+          names.add(m[1] ?? '');
+      }
+    }
+  };
+  for (const service of ['common', 'websocket-server', 'ai-consumer', 'message-relay'])
+    await walk(at(service, 'src'));
+  return names;
+}
+
+describe('grafana', () => {
+  it('every dashboard parses, uses the provisioned datasource and charts metrics the code defines', async () => {
+    const datasources = datasourcesSchema.parse(
+      await readYaml('grafana', 'provisioning', 'datasources', 'prometheus.yml'),
+    );
+    const uids = new Set(datasources.datasources.map((d) => d.uid));
+    const providers = providersSchema.parse(
+      await readYaml('grafana', 'provisioning', 'dashboards', 'dashboards.yml'),
+    );
+    expect(providers.providers[0]?.options.path).toBe('/var/lib/grafana/dashboards');
+
+    const files = (await readdir(at('grafana', 'dashboards'))).filter((f) => f.endsWith('.json'));
+    expect(files).toContain('relay.json');
+    const known = await metricNamesInCode();
+    for (const file of files) {
+      const dashboard = dashboardSchema.parse(
+        JSON.parse(await readFile(at('grafana', 'dashboards', file), 'utf8')),
+      );
+      const ids = dashboard.panels.map((p) => p.id);
+      expect(new Set(ids).size).toBe(ids.length);
+      for (const panel of dashboard.panels.filter((p) => p.type !== 'row')) {
+        expect(uids.has(panel.datasource?.uid ?? '')).toBe(true);
+        for (const { expr } of panel.targets ?? []) {
+          for (const [metric] of expr.matchAll(/\b(?:gateway|ai_consumer|message_relay)_[a-z0-9_]+/g)) {
+            const family = metric.replace(/_(bucket|count|sum)$/, '');
+            expect(known, `${file}: ${metric} is not defined in code`).toContain(family);
+          }
+        }
+      }
+    }
+  });
+});
+
+describe('docker-compose.yml', () => {
+  const ours = {
+    'gateway-1': gatewayFragments,
+    'gateway-2': gatewayFragments,
+    'ai-consumer': consumerFragments,
+    'message-relay': relayFragments,
+  } as const;
+  const expected = [
+    'kafka',
+    'redis',
+    'nginx',
+    'prometheus',
+    'grafana',
+    'mock-openai',
+    'gateway-1',
+    'gateway-2',
+    'ai-consumer',
+    'message-relay',
+  ];
+  // Values for `${VAR:?…}` (required from the operator), so the env can be checked end to end.
+  const required: Record<string, string> = { JWT_SECRET: 'x'.repeat(32) };
+
+  let services: Record<string, Yaml> = {};
+  beforeAll(async () => {
+    const doc = z
+      .object({ services: z.record(z.string(), z.record(z.string(), z.unknown())) })
+      .parse(await readYaml('docker-compose.yml'));
+    services = doc.services;
+  });
+
+  /** Compose interpolation for the forms we use: `${VAR}`, `${VAR:-default}`, `${VAR:?message}`. */
+  function interpolate(value: unknown): string {
+    return String(value).replace(
+      /\$\{([A-Z_][A-Z0-9_]*)(?::([-?])([^}]*))?\}/g,
+      (_, name: string, op?: string, arg?: string) => {
+        if (op === '-') return arg ?? '';
+        const v = required[name];
+        if (v === undefined) throw new Error(`no test value for required \${${name}}`);
+        return v;
+      },
+    );
+  }
+
+  function envOf(service: string): Record<string, string> {
+    const env = services[service]?.environment;
+    if (!isRecord(env)) throw new Error(`${service}: environment must be a map`);
+    return Object.fromEntries(Object.entries(env).map(([k, v]) => [k, interpolate(v)]));
+  }
+
+  it('names every service, each with a healthcheck', () => {
+    expect(Object.keys(services).sort()).toEqual([...expected].sort());
+    for (const name of expected) {
+      const healthcheck = services[name]?.healthcheck;
+      expect(isRecord(healthcheck) && Array.isArray(healthcheck.test), `${name} healthcheck`).toBe(true);
+    }
+  });
+
+  it('waits for healthy dependencies that exist', () => {
+    for (const [name, service] of Object.entries(services)) {
+      if (service.depends_on === undefined) continue;
+      expect(isRecord(service.depends_on), `${name}: depends_on must name conditions`).toBe(true);
+      for (const [dep, spec] of Object.entries(service.depends_on as Yaml)) {
+        expect(expected).toContain(dep);
+        expect(spec).toEqual({ condition: 'service_healthy' });
+      }
+    }
+    for (const name of Object.keys(ours)) {
+      expect(Object.keys(services[name]?.depends_on as Yaml)).toEqual(
+        expect.arrayContaining(['kafka', 'redis']),
+      );
+    }
+  });
+
+  it.each(Object.keys(ours))('%s sets only variables its config reads, with values it accepts', (service) => {
+    const fragments = ours[service as keyof typeof ours];
+    const knownVars = new Set(Object.values(fragments).flatMap((f) => Object.keys(f.shape)));
+    const env = envOf(service);
+    for (const name of Object.keys(env)) expect(knownVars, `${service}: ${name}`).toContain(name);
+    const config = loadConfig(fragments, env);
+    expect(config.http.serverId).toBe(
+      service === 'ai-consumer' || service === 'message-relay' ? `${service}-1` : service,
+    );
+    expect(config.kafka.brokers).toEqual(['kafka:9092']);
+    expect(config.redis.url).toBe('redis://redis:6379/0');
+  });
+
+  it('requires JWT_SECRET from the operator and gives each gateway its own SERVER_ID', async () => {
+    const text = await readFile(at('docker-compose.yml'), 'utf8');
+    for (const gw of ['gateway-1', 'gateway-2']) {
+      expect((services[gw]?.environment as Yaml).JWT_SECRET).toMatch(/^\$\{JWT_SECRET:\?.+\}$/);
+    }
+    expect(envOf('gateway-1').SERVER_ID).not.toBe(envOf('gateway-2').SERVER_ID);
+    expect(envOf('ai-consumer').OPENAI_BASE_URL).toBe('http://mock-openai:8090/v1');
+    expect(text).not.toMatch(/sk-[A-Za-z0-9]{10,}/);
+  });
+
+  it('builds our services from Dockerfiles whose entry points exist', async () => {
+    for (const [name, service] of Object.entries(services)) {
+      if (!isRecord(service.build)) continue;
+      expect(service.build.context).toBe('.');
+      const dockerfile = String(service.build.dockerfile);
+      const text = await readFile(at(dockerfile), 'utf8');
+      expect(text).toMatch(/^FROM node:20-bookworm-slim AS build$/m);
+      const fromDockerfile = /^CMD (\[.*\])$/m.exec(text)?.[1] ?? '[]';
+      const command = z.array(z.string()).parse(service.command ?? JSON.parse(fromDockerfile));
+      expect(command[0], name).toBe('node');
+      const entry = command[1] ?? '';
+      // `<pkg>/dist/x.js` is built from `<pkg>/src/x.ts`.
+      expect(
+        existsSync(at(entry.replace('/dist/', '/src/').replace(/\.js$/, '.ts'))),
+        `${name}: ${entry}`,
+      ).toBe(true);
+    }
+    expect(existsSync(at('.dockerignore'))).toBe(true);
+  });
+
+  it('mounts files that exist', () => {
+    for (const [name, service] of Object.entries(services)) {
+      for (const volume of z.array(z.string()).default([]).parse(service.volumes)) {
+        const source = volume.split(':')[0] ?? '';
+        if (source.startsWith('./')) expect(existsSync(at(source)), `${name}: ${source}`).toBe(true);
+      }
+    }
+  });
+});
