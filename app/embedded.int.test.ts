@@ -99,6 +99,8 @@ describe('npm start with KAFKA_BOOTSTRAP_SERVERS and REDIS_URL set uses the real
     const app = startEmbedded({
       KAFKA_BOOTSTRAP_SERVERS: inject('kafkaBrokers'),
       REDIS_URL: inject('redisUrl'),
+      // The per-IP token budget lives in the shared Redis; every local test client is 127.0.0.1.
+      TOKEN_RATE_LIMIT_PER_MINUTE: '100000',
     });
     try {
       const { port, line } = await portOf(app);

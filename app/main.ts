@@ -4,7 +4,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
-import { createLogger, createMetrics, createShutdown, loadConfigOrFail } from '@relay/common';
+import { bootService } from '@relay/common';
 import { SERVICE, chooseTransports, configFragments } from './config.js';
 import { createEmbeddedApp } from './embedded-app.js';
 
@@ -13,23 +13,16 @@ const env = { ...process.env };
 const ephemeralSecret = !env.JWT_SECRET;
 if (ephemeralSecret) env.JWT_SECRET = randomBytes(32).toString('hex');
 
-const config = loadConfigOrFail(configFragments, env, (line) => {
-  process.stderr.write(`${line}\n`);
-  process.exit(1);
-});
-const logger = createLogger({
-  service: config.http.appName,
-  instance: config.http.serverId,
-  level: config.log.level,
-});
-const metrics = createMetrics({ service: SERVICE, instance: config.http.serverId });
-const shutdown = createShutdown({
-  logger,
-  deadlineMs: config.http.shutdownTimeoutMs,
-  exit: (code) => process.exit(code),
-});
-process.on('SIGTERM', () => shutdown.onSignal('SIGTERM'));
-process.on('SIGINT', () => shutdown.onSignal('SIGINT'));
+const { config, logger, metrics, shutdown } = bootService(
+  {
+    env,
+    exit: (code) => process.exit(code),
+    stderr: process.stderr,
+    on: (signal, listener) => process.on(signal, listener),
+  },
+  SERVICE,
+  configFragments,
+);
 
 const transports = chooseTransports(env);
 const app = createEmbeddedApp({

@@ -1,33 +1,9 @@
-import {
-  createKafkaBus,
-  createLogger,
-  createMetrics,
-  createOpsServer,
-  createRedisStore,
-  createShutdown,
-  loadConfigOrFail,
-} from '@relay/common';
+import { createKafkaBus, createOpsServer, createRedisStore, bootService } from '@relay/common';
 import { createAiConsumer } from './ai-consumer.js';
 import { SERVICE, configFragments } from './config.js';
 import { setupModel } from './model-setup.js';
 
-const config = loadConfigOrFail(configFragments, process.env, (line) => {
-  process.stderr.write(`${line}\n`);
-  process.exit(1);
-});
-const logger = createLogger({
-  service: config.http.appName,
-  instance: config.http.serverId,
-  level: config.log.level,
-});
-const metrics = createMetrics({ service: SERVICE, instance: config.http.serverId });
-const shutdown = createShutdown({
-  logger,
-  deadlineMs: config.http.shutdownTimeoutMs,
-  exit: (code) => process.exit(code),
-});
-process.on('SIGTERM', () => shutdown.onSignal('SIGTERM'));
-process.on('SIGINT', () => shutdown.onSignal('SIGINT'));
+const { config, logger, metrics, shutdown } = bootService(process, SERVICE, configFragments);
 
 // Resources are closed in reverse order of registration: consumer (finishes the message in hand),
 // bus, store, the bundled mock model (if started), ops server.

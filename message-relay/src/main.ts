@@ -1,33 +1,14 @@
 import {
   createKafkaBus,
-  createLogger,
-  createMetrics,
   createOpsServer,
   createRedisPubSub,
   createRedisStore,
-  createShutdown,
-  loadConfigOrFail,
+  bootService,
 } from '@relay/common';
 import { SERVICE, configFragments } from './config.js';
 import { createRelay } from './relay.js';
 
-const config = loadConfigOrFail(configFragments, process.env, (line) => {
-  process.stderr.write(`${line}\n`);
-  process.exit(1);
-});
-const logger = createLogger({
-  service: config.http.appName,
-  instance: config.http.serverId,
-  level: config.log.level,
-});
-const metrics = createMetrics({ service: SERVICE, instance: config.http.serverId });
-const shutdown = createShutdown({
-  logger,
-  deadlineMs: config.http.shutdownTimeoutMs,
-  exit: (code) => process.exit(code),
-});
-process.on('SIGTERM', () => shutdown.onSignal('SIGTERM'));
-process.on('SIGINT', () => shutdown.onSignal('SIGINT'));
+const { config, logger, metrics, shutdown } = bootService(process, SERVICE, configFragments);
 
 const connectionName = `${SERVICE}:${config.http.serverId}`;
 const bus = createKafkaBus({

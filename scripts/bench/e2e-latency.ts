@@ -22,15 +22,24 @@ const count = Number(values.count);
 const warmup = Number(values.warmup);
 const timeoutMs = Number(values.timeout);
 
-const userid = `latency-${Date.now().toString(36)}`;
-const tokenRes = await fetch(`${base}/token?userid=${userid}`, { method: 'POST' });
-if (!tokenRes.ok) throw new Error(`POST /token: HTTP ${tokenRes.status}`);
-const { token } = (await tokenRes.json()) as { token: string };
-const ws = new WebSocket(`${base.replace(/^http/, 'ws')}/ws?token=${token}&userid=${userid}&ack=1`);
-await new Promise((resolve, reject) => ws.once('open', resolve).once('error', reject));
-
+// A fresh user every PER_USER messages keeps the probe under the default per-user rate limit
+// (20 per 10 s) on any deployment; connecting is not part of what is measured.
+const PER_USER = 15;
+let ws: WebSocket | undefined;
 let waiting: ((frame: { type: string; request_id?: string }) => void) | undefined;
-ws.on('message', (data) => waiting?.(JSON.parse(String(data)) as { type: string; request_id?: string }));
+
+async function connect(n: number): Promise<WebSocket> {
+  const userid = `latency-${Date.now().toString(36)}-${n}`;
+  const tokenRes = await fetch(`${base}/token?userid=${userid}`, { method: 'POST' });
+  if (!tokenRes.ok) throw new Error(`POST /token: HTTP ${tokenRes.status}`);
+  const { token } = (await tokenRes.json()) as { token: string };
+  const socket = new WebSocket(`${base.replace(/^http/, 'ws')}/ws?token=${token}&userid=${userid}&ack=1`);
+  await new Promise((resolve, reject) => socket.once('open', resolve).once('error', reject));
+  socket.on('message', (data) =>
+    waiting?.(JSON.parse(String(data)) as { type: string; request_id?: string }),
+  );
+  return socket;
+}
 
 async function once(i: number): Promise<{ ack: number; final: number }> {
   const id = `lat-${i}`;
@@ -50,7 +59,7 @@ async function once(i: number): Promise<{ ack: number; final: number }> {
         else resolve({ ack, final: performance.now() - started });
       }
     };
-    ws.send(JSON.stringify({ type: 'message', content: `latency probe ${i}`, id }));
+    ws?.send(JSON.stringify({ type: 'message', content: `latency probe ${i}`, id }));
   });
 }
 
@@ -59,6 +68,10 @@ const quantile = (sorted: number[], q: number) =>
 const acks: number[] = [];
 const finals: number[] = [];
 for (let i = 0; i < warmup + count; i++) {
+  if (i % PER_USER === 0) {
+    ws?.close();
+    ws = await connect(i / PER_USER);
+  }
   const r = await once(i);
   if (i >= warmup) {
     acks.push(r.ack);
@@ -67,7 +80,7 @@ for (let i = 0; i < warmup + count; i++) {
   if ((i + 1) % 10 === 0) process.stderr.write(`\r[latency] ${i + 1}/${warmup + count} messages`);
 }
 process.stderr.write('\n');
-ws.close();
+ws?.close();
 
 for (const [name, xs] of [
   ['ack', acks],

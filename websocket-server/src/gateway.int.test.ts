@@ -5,6 +5,7 @@ import {
   createMemoryPubSubHub,
   createMemoryStore,
   createMetrics,
+  loadConfig,
   promptEventSchema,
   serializeFrame,
   type Bus,
@@ -19,23 +20,19 @@ import { connectClient, fetchToken, type TestClient } from './testing/ws-client.
 import { createTokenService } from './token-service.js';
 import { loadUws } from './uws.js';
 
-const settings = gatewayFragment.build({
-  ...gatewayFragment.shape,
-  JWT_SECRET: 's'.repeat(32),
-  TOKEN_TTL_SECONDS: 60,
-  TOKEN_RATE_LIMIT_PER_MINUTE: 5,
-  MAX_CONTENT_LENGTH: 200,
-  MAX_PAYLOAD_BYTES: 1024,
-  RATE_LIMIT_MESSAGES: 5,
-  RATE_LIMIT_WINDOW_MS: 60_000,
-  MAX_CONNECTIONS_PER_USER: 3,
-  ALLOWED_ORIGINS: [],
-  IDLE_TIMEOUT_SECONDS: 60,
-  TRUST_PROXY: false,
-  STATIC_DIR: undefined,
-  OPENAI_API_KEY: undefined,
-  OPENAI_MODEL: 'gpt-4o-mini',
-});
+const { gateway: settings } = loadConfig(
+  { gateway: gatewayFragment },
+  {
+    JWT_SECRET: 's'.repeat(32),
+    TOKEN_TTL_SECONDS: '60',
+    TOKEN_RATE_LIMIT_PER_MINUTE: '5',
+    MAX_CONTENT_LENGTH: '200',
+    MAX_PAYLOAD_BYTES: '1024',
+    RATE_LIMIT_MESSAGES: '5',
+    RATE_LIMIT_WINDOW_MS: '60000',
+    MAX_CONNECTIONS_PER_USER: '3',
+  },
+);
 
 describe('gateway (real uWS, in-process transports)', () => {
   let gateway: Gateway;

@@ -1,41 +1,16 @@
-import {
-  createKafkaBus,
-  createLogger,
-  createMetrics,
-  createRedisPubSub,
-  createRedisStore,
-  createShutdown,
-  loadConfigOrFail,
-  TOPICS,
-} from '@relay/common';
+import { createKafkaBus, createRedisPubSub, createRedisStore, TOPICS, bootService } from '@relay/common';
 import { SERVICE, configFragments } from './config.js';
 import { createGateway } from './gateway.js';
 import { loadStaticFiles } from './static-files.js';
 import { createTokenService } from './token-service.js';
 import { loadUws } from './uws.js';
 
-const config = loadConfigOrFail(configFragments, process.env, (line) => {
-  process.stderr.write(`${line}\n`);
-  process.exit(1);
-});
-const logger = createLogger({
-  service: config.http.appName,
-  instance: config.http.serverId,
-  level: config.log.level,
-});
+const { config, logger, metrics, shutdown } = bootService(process, SERVICE, configFragments);
 const { uws, native } = loadUws();
 if (!native) {
   logger.fatal('uWebSockets.js native addon did not load (pure-JS fallback); refusing to run');
   process.exit(1);
 }
-const metrics = createMetrics({ service: SERVICE, instance: config.http.serverId });
-const shutdown = createShutdown({
-  logger,
-  deadlineMs: config.http.shutdownTimeoutMs,
-  exit: (code) => process.exit(code),
-});
-process.on('SIGTERM', () => shutdown.onSignal('SIGTERM'));
-process.on('SIGINT', () => shutdown.onSignal('SIGINT'));
 
 const bus = createKafkaBus({
   brokers: config.kafka.brokers,

@@ -1,2 +1,3 @@
 export * from './once.js';
 export * from './shutdown.js';
+export * from './boot.js';

@@ -88,6 +88,9 @@ export function createKafkaBus(options: KafkaBusOptions): Bus {
       sessionTimeout,
       heartbeatInterval: options.heartbeatIntervalMs ?? Math.floor(sessionTimeout / 3),
       allowAutoTopicCreation: true,
+      // A fetch still returns as soon as a record arrives; the cap only bounds how long an idle
+      // consumer's disconnect waits for its long poll (kafkajs' default 5 s slowed every shutdown).
+      maxWaitTimeInMs: 1000,
     });
     let joined = false;
     let failed = false;
