@@ -105,3 +105,23 @@ export const openaiFragment = fragment(
     systemPrompt: e.SYSTEM_PROMPT,
   }),
 );
+
+/**
+ * Delivery windows (docs/delivery.md): the replay log the relay writes and the gateway resumes
+ * from, and how long ids are remembered for deduplication.
+ */
+export const deliveryFragment = fragment(
+  {
+    /** Frames kept per user for resume (exact cap of the replay stream). @default 1000 */
+    REPLAY_MAX_EVENTS: int(1, 1_000_000).default(1000),
+    /** How long a user's replay log outlives their last frame: the resume window. @default 3600 */
+    REPLAY_TTL_SECONDS: int(1, 30 * 86_400).default(3600),
+    /** How long accepted ids and request states are remembered. @default 86400 */
+    DEDUPE_TTL_SECONDS: int(60, 30 * 86_400).default(86_400),
+  },
+  (e) => ({
+    replayMaxEvents: e.REPLAY_MAX_EVENTS,
+    replayTtlMs: e.REPLAY_TTL_SECONDS * 1000,
+    dedupeTtlMs: e.DEDUPE_TTL_SECONDS * 1000,
+  }),
+);

@@ -21,6 +21,13 @@ export function isDeltaPayload(payload: string): boolean {
   return payload.startsWith(DELTA_FRAME_PREFIX);
 }
 
+export const RESET_FRAME_PREFIX = '{"type":"response.reset"';
+
+/** Frames only streaming sockets get: deltas and the resets that void them. */
+export function isStreamOnlyPayload(payload: string): boolean {
+  return payload.startsWith(DELTA_FRAME_PREFIX) || payload.startsWith(RESET_FRAME_PREFIX);
+}
+
 /**
  * The client frame for a response event. Fields are picked one by one: events are lenient and may
  * carry fields from a newer producer, which must not leak to clients. The original `response` and
@@ -55,6 +62,8 @@ export function frameFromEvent(event: ResponseEvent): ServerFrame {
         userid: event.userid,
         request_id: event.request_id,
       };
+    case 'reset':
+      return { type: 'response.reset', request_id: event.request_id, userid: event.userid };
   }
 }
 
@@ -64,7 +73,8 @@ export function frameFromEvent(event: ResponseEvent): ServerFrame {
  * `serializeFrame(f, id)`, so a frame replayed from the log and one delivered live look alike.
  */
 export function serializeFrame(frame: ServerFrame, eventId?: string): string {
-  const { type, event_id: _ignored, ...rest } = frame;
+  const { type, ...rest } = frame as ServerFrame & { event_id?: string };
+  delete rest.event_id;
   const text = JSON.stringify({ type, ...rest });
   return eventId === undefined ? text : attachEventId(text, eventId);
 }

@@ -53,8 +53,16 @@ const errorEvent = z.looseObject({
   message: z.string(),
 });
 
+/** The generation restarts (after a consumer crash): deltas before it are void, `seq` starts at 0. */
+const resetEvent = z.looseObject({ ...base, type: z.literal('reset') });
+
 /** ai-consumer → message-relay on `responses`, keyed by userid. */
-export const responseEventSchema = z.discriminatedUnion('type', [deltaEvent, finalEvent, errorEvent]);
+export const responseEventSchema = z.discriminatedUnion('type', [
+  deltaEvent,
+  finalEvent,
+  errorEvent,
+  resetEvent,
+]);
 
 /** What goes to `*.dlq`: the original record and why it could not be handled. */
 export const dlqEventSchema = z.looseObject({
@@ -73,6 +81,7 @@ export type ResponseEvent = z.infer<typeof responseEventSchema>;
 export type DeltaEvent = z.infer<typeof deltaEvent>;
 export type FinalEvent = z.infer<typeof finalEvent>;
 export type ErrorEvent = z.infer<typeof errorEvent>;
+export type ResetEvent = z.infer<typeof resetEvent>;
 export type DlqEvent = z.infer<typeof dlqEventSchema>;
 
 /** Parses a Kafka value (JSON text) with a schema; never throws. */

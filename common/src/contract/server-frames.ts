@@ -40,15 +40,34 @@ export const deltaFrameSchema = z.object({
   delta: z.string(),
 });
 
+/** To streaming sockets: discard this request's deltas so far; they start again at `seq` 0. */
+export const resetFrameSchema = z.object({
+  type: z.literal('response.reset'),
+  ...common,
+  request_id: z.string(),
+});
+
+/** To a socket that resumed from an id older than what is retained: frames may have been lost. */
+export const resumeGapFrameSchema = z.object({
+  type: z.literal('resume.gap'),
+  last_event_id: z.string(),
+  oldest_event_id: z.string().nullable(),
+  message: z.string(),
+});
+
 export const serverFrameSchema = z.discriminatedUnion('type', [
   responseFrameSchema,
   errorFrameSchema,
   ackFrameSchema,
   deltaFrameSchema,
+  resetFrameSchema,
+  resumeGapFrameSchema,
 ]);
 
 export type ResponseFrame = z.infer<typeof responseFrameSchema>;
 export type ErrorFrame = z.infer<typeof errorFrameSchema>;
 export type AckFrame = z.infer<typeof ackFrameSchema>;
 export type DeltaFrame = z.infer<typeof deltaFrameSchema>;
+export type ResetFrame = z.infer<typeof resetFrameSchema>;
+export type ResumeGapFrame = z.infer<typeof resumeGapFrameSchema>;
 export type ServerFrame = z.infer<typeof serverFrameSchema>;

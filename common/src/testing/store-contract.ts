@@ -83,6 +83,19 @@ export function storeContract(name: string, fixture: StoreFixture): void {
       expect((await s.streamRead(key, '0', 1)).length).toBe(1);
     });
 
+    it('streamInfo reports first, last and the highest trimmed id; null for a missing stream', async () => {
+      const s = await store();
+      const key = uniqueName('stream-info');
+      expect(await s.streamInfo(key)).toBeNull();
+      const ids: string[] = [];
+      for (let i = 0; i < 4; i++) ids.push(await s.streamAppend(key, { n: String(i) }, { maxLength: 2 }));
+      const info = await s.streamInfo(key);
+      expect(info).toEqual({ firstId: ids[2], lastId: ids[3], maxDeletedId: ids[1], length: 2 });
+      const fresh = uniqueName('stream-info-fresh');
+      await s.streamAppend(fresh, { n: '0' }, { maxLength: 10 });
+      expect((await s.streamInfo(fresh))?.maxDeletedId).toBe('0-0');
+    });
+
     it('pub/sub delivers to subscribed channels only, and stops after unsubscribe', async () => {
       const p = await pubsub();
       const pub = await pubsub();

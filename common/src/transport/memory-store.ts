@@ -17,6 +17,8 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): KeyValueSto
   const data = new Map<string, Entry>();
   let lastStreamMs = 0;
   let lastStreamSeq = 0;
+  /** Per stream: the highest id trimmed away, as Redis 7 tracks it. */
+  const maxDeleted = new Map<string, string>();
 
   function live(key: string): Entry | undefined {
     const e = data.get(key);
@@ -83,6 +85,8 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): KeyValueSto
       const id = `${ms}-${lastStreamSeq}`;
       stream.push({ id, fields: { ...fields } });
       const trimmed = stream.slice(-opts.maxLength);
+      const dropped = stream.length - trimmed.length;
+      if (dropped > 0) maxDeleted.set(key, (stream[dropped - 1] as StreamEntry).id);
       data.set(key, { value: trimmed, expiresAt: opts.ttlMs ? expiry(opts.ttlMs) : (e?.expiresAt ?? null) });
       return id;
     },
@@ -93,6 +97,20 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): KeyValueSto
         .filter((s) => compareStreamIds(s.id, afterId) > 0)
         .slice(0, count)
         .map((s) => ({ id: s.id, fields: { ...s.fields } }));
+    },
+    async streamInfo(key) {
+      const e = live(key);
+      if (!e || !Array.isArray(e.value)) {
+        maxDeleted.delete(key);
+        return null;
+      }
+      const stream = e.value as StreamEntry[];
+      return {
+        firstId: stream[0]?.id ?? null,
+        lastId: stream.at(-1)?.id ?? null,
+        maxDeletedId: maxDeleted.get(key) ?? '0-0',
+        length: stream.length,
+      };
     },
     async close() {},
   };

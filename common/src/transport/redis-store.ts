@@ -32,6 +32,26 @@ local ttl = redis.call('PTTL', KEYS[1])
 if ttl < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]); ttl = tonumber(ARGV[1]) end
 return {c, ttl}`;
 
+// XADD with an exact cap that remembers the highest id it trims (Redis 7.0 tracks that only for
+// XDEL), so resume can tell "trimmed" from "nothing new". Both keys share the TTL.
+const STREAM_APPEND = `
+local maxlen = tonumber(ARGV[1])
+local ttl = tonumber(ARGV[2])
+local len = redis.call('XLEN', KEYS[1])
+if len >= maxlen then
+  local dropped = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', len - maxlen + 1)
+  redis.call('SET', KEYS[2], dropped[#dropped][1])
+end
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', maxlen, '*', unpack(ARGV, 3))
+if ttl > 0 then
+  redis.call('PEXPIRE', KEYS[1], ttl)
+  if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('PEXPIRE', KEYS[2], ttl) end
+end
+return id`;
+
+/** Where a stream's highest trimmed id is kept (a prefix no other key uses, so no collisions). */
+const trimmedKey = (key: string) => `stream-trimmed:${key}`;
+
 export function createRedisStore(options: RedisOptions): KeyValueStore & { readonly client: Redis } {
   const client = connect(options, 'commands');
   let connecting: Promise<void> | undefined;
@@ -85,12 +105,17 @@ export function createRedisStore(options: RedisOptions): KeyValueStore & { reado
     streamAppend: (key, fields, opts) =>
       withClient(async (c) => {
         const flat = Object.entries(fields).flat();
-        const tx = c.multi().xadd(key, 'MAXLEN', opts.maxLength, '*', ...flat);
-        if (opts.ttlMs) tx.pexpire(key, opts.ttlMs);
-        const results = await tx.exec();
-        const first = results?.[0];
-        if (!first || first[0]) throw first?.[0] ?? new Error('redis transaction aborted');
-        return String(first[1]);
+        const id = await c.call(
+          'EVAL',
+          STREAM_APPEND,
+          2,
+          key,
+          trimmedKey(key),
+          opts.maxLength,
+          opts.ttlMs ?? 0,
+          ...flat,
+        );
+        return String(id);
       }),
     streamRead: (key, afterId, count) =>
       withClient(async (c) => {
@@ -101,6 +126,22 @@ export function createRedisStore(options: RedisOptions): KeyValueStore & { reado
           for (let i = 0; i + 1 < flat.length; i += 2) fields[flat[i] as string] = flat[i + 1] as string;
           return { id, fields };
         });
+      }),
+    streamInfo: (key) =>
+      withClient(async (c) => {
+        const [length, first, last, trimmed] = await Promise.all([
+          c.xlen(key),
+          c.xrange(key, '-', '+', 'COUNT', 1),
+          c.xrevrange(key, '+', '-', 'COUNT', 1),
+          c.get(trimmedKey(key)),
+        ]);
+        if (length === 0) return null;
+        return {
+          firstId: first[0]?.[0] ?? null,
+          lastId: last[0]?.[0] ?? null,
+          maxDeletedId: trimmed ?? '0-0',
+          length,
+        };
       }),
     close: once(async () => {
       if (client.status === 'wait' || client.status === 'end') client.disconnect();

@@ -29,6 +29,13 @@ export interface KeyValueStore {
   ): Promise<string>;
   /** Entries with an id strictly greater than `afterId` ('0' for all), oldest first. */
   streamRead(key: string, afterId: string, count: number): Promise<StreamEntry[]>;
+  /**
+   * The stream's first and last ids and the highest id `streamAppend` ever trimmed away ('0-0' if
+   * none), or null when the stream does not exist. Resume uses it to tell a gap from nothing new.
+   */
+  streamInfo(
+    key: string,
+  ): Promise<{ firstId: string | null; lastId: string | null; maxDeletedId: string; length: number } | null>;
   close(): Promise<void>;
 }
 
