@@ -1,4 +1,5 @@
 import {
+  deliveryFragment,
   httpFragment,
   kafkaFragment,
   logFragment,
@@ -23,6 +24,7 @@ export const configFragments = {
   mockModel: mockModelFragment,
   gateway: gatewayFragment,
   relay: relayFragment,
+  delivery: deliveryFragment,
 };
 
 /** Which transports to use: the real ones only when their variables are set (SPEC: embedded default). */

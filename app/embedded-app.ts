@@ -57,10 +57,14 @@ export function createEmbeddedApp(options: EmbeddedAppOptions): EmbeddedApp {
   const store: KeyValueStore = transports.redis
     ? createRedisStore({ url: config.redis.url, logger })
     : createMemoryStore();
-  const pubsubFor = (): PubSub =>
-    transports.redis ? createRedisPubSub({ url: config.redis.url, logger }) : hub.client();
-  const gatewayPubsub = pubsubFor();
+  const pubsubFor = (onResubscribed?: () => void): PubSub =>
+    transports.redis ? createRedisPubSub({ url: config.redis.url, logger, onResubscribed }) : hub.client();
+  // After a Redis reconnect the gateway's sockets catch up from the replay log on what they missed.
+  let resyncGateway = () => {};
+  const gatewayPubsub = pubsubFor(() => resyncGateway());
   const relayPubsub = pubsubFor();
+  // Cancels reach the consumer over pub/sub (control:cancel), on a connection of its own.
+  const consumerPubsub = pubsubFor();
   const closers: Array<readonly [string, () => unknown]> = [];
 
   async function start() {
@@ -75,12 +79,21 @@ export function createEmbeddedApp(options: EmbeddedAppOptions): EmbeddedApp {
     await relay.start();
     closers.push(['relay', () => relay.close()]);
 
-    const consumer = createAiConsumer({ config, logger, metrics, bus, store, model: model.model });
+    const consumer = createAiConsumer({
+      config,
+      logger,
+      metrics,
+      bus,
+      store,
+      pubsub: consumerPubsub,
+      model: model.model,
+    });
     await consumer.start();
     closers.push(['consumer', () => consumer.close()]);
 
     const gateway = createGateway({
       uws: loadUws().uws,
+      delivery: config.delivery,
       settings: {
         ...config.gateway,
         modelLabel: model.mock ? 'mock model (bundled)' : config.gateway.modelLabel,
@@ -100,6 +113,7 @@ export function createEmbeddedApp(options: EmbeddedAppOptions): EmbeddedApp {
       staticFiles: await loadStaticFiles(config.gateway.staticDir ?? options.staticDir),
     });
     const { port } = await gateway.start();
+    resyncGateway = () => gateway.resync();
     closers.push(['gateway', () => gateway.close()]);
     ready = () => gateway.ready().ready && consumer.ready() && relay.ready().ready;
     return {
@@ -121,6 +135,7 @@ export function createEmbeddedApp(options: EmbeddedAppOptions): EmbeddedApp {
         ['bus', () => bus.close()],
         ['gateway-pubsub', () => gatewayPubsub.close()],
         ['relay-pubsub', () => relayPubsub.close()],
+        ['consumer-pubsub', () => consumerPubsub.close()],
         ['store', () => store.close()],
       ]),
     ),

@@ -1,10 +1,13 @@
 import {
+  REDIS_KEYS,
   TOPICS,
   createMemoryBus,
+  createMemoryPubSubHub,
   createMemoryStore,
   createMetrics,
   dlqEventSchema,
   parseEvent,
+  promptEventSchema,
   responseEventSchema,
   type Bus,
   type BusMessage,
@@ -36,6 +39,10 @@ async function setup(
     model?: Partial<ModelClientOptions>;
     wrapBus?: (bus: Bus) => Bus;
     onFatal?: (error: Error) => void;
+    /** @default 4 */
+    maxWorkers?: number;
+    /** @default 10000 */
+    shutdownTimeoutMs?: number;
   } = {},
 ) {
   const mock = createMockOpenAI({ port: 0, ttftMs: 0, tokenMs: 2, ...options.mock });
@@ -50,6 +57,12 @@ async function setup(
   cleanups.push(() => memoryBus.close());
   const bus = options.wrapBus ? options.wrapBus(memoryBus) : memoryBus;
   const store = createMemoryStore();
+  const hub = createMemoryPubSubHub();
+  // The consumer's connection and the one a gateway would publish cancels on.
+  const consumerPubsub = hub.client();
+  const gatewayPubsub = hub.client();
+  cleanups.push(() => consumerPubsub.close());
+  cleanups.push(() => gatewayPubsub.close());
   const metrics = createMetrics({ service: 'ai-consumer', instance: 'test', defaultMetrics: false });
 
   const real = createModelClient({
@@ -77,12 +90,27 @@ async function setup(
 
   const config: AiConsumerConfig = {
     kafka: { partitions: 4 },
-    openai: { maxWorkers: 4, systemPrompt: SYSTEM_PROMPT },
+    openai: { maxWorkers: options.maxWorkers ?? 4, systemPrompt: SYSTEM_PROMPT },
     consumer: { deltaFlushMs: 10, historyMaxMessages: 20, historyTtlSeconds: 3600 },
+    delivery: { dedupeTtlMs: 3_600_000 },
+    http: { shutdownTimeoutMs: options.shutdownTimeoutMs ?? 10_000 },
   };
-  const consumer = createAiConsumer({ config, logger: silentLogger, metrics, bus, store, model });
-  await consumer.start();
-  cleanups.push(() => consumer.close());
+  /** A consumer of the same group on the same bus and store (another process, after a restart). */
+  const makeConsumer = async (overrides: Partial<AiConsumerConfig> = {}) => {
+    const made = createAiConsumer({
+      config: { ...config, ...overrides },
+      logger: silentLogger,
+      metrics,
+      bus,
+      store,
+      pubsub: consumerPubsub,
+      model,
+    });
+    await made.start();
+    cleanups.push(() => made.close());
+    return made;
+  };
+  const consumer = await makeConsumer();
 
   const responses: Received[] = [];
   const dlq: DlqEvent[] = [];
@@ -108,20 +136,21 @@ async function setup(
   });
 
   let n = 0;
+  /** Publishes the prompt record a gateway would; `extra` may fix the `request_id` (a redelivery). */
   const send = async (
     userid: string,
     content: string,
-    extra: Record<string, unknown> = {},
+    extra: { request_id?: string } & Record<string, unknown> = {},
     headers: Record<string, string> = {},
   ) => {
-    const request_id = `req-${++n}`;
+    const request_id = extra.request_id ?? `req-${++n}`;
     const event = {
       v: 1,
-      request_id,
       userid,
       content,
       received_at: new Date().toISOString(),
       ...extra,
+      request_id,
     };
     await memoryBus.publish(TOPICS.incoming, [{ key: userid, value: JSON.stringify(event), headers }]);
     return request_id;
@@ -134,7 +163,32 @@ async function setup(
       message: `final event of ${requestId}`,
     });
 
-  return { mock, bus: memoryBus, store, metrics, consumer, calls, responses, dlq, send, eventsOf, finalOf };
+  /** What a gateway does on a client's `cancel` (docs/delivery.md), either half of it. */
+  const cancelByKey = (userid: string, requestId: string) =>
+    store.set(REDIS_KEYS.cancel(userid, requestId), '1', { ttlMs: 600_000 });
+  const cancelByChannel = (userid: string, requestId: string) =>
+    gatewayPubsub.publish(REDIS_KEYS.cancelChannel, JSON.stringify({ userid, request_id: requestId }));
+  /** Model calls whose prompt (the last message) was `content`. */
+  const callsFor = (content: string) => calls.filter((c) => c.at(-1)?.content === content).length;
+
+  return {
+    mock,
+    bus: memoryBus,
+    store,
+    metrics,
+    consumer,
+    makeConsumer,
+    calls,
+    callsFor,
+    responses,
+    dlq,
+    send,
+    eventsOf,
+    finalOf,
+    cancelByKey,
+    cancelByChannel,
+    gatewayPubsub,
+  };
 }
 
 describe('ai-consumer (memory bus + memory store + mock model via the openai client)', () => {
@@ -243,6 +297,10 @@ describe('ai-consumer (memory bus + memory store + mock model via the openai cli
     });
     expect(t.mock.stats().requests).toBe(1);
     expect(await t.store.listRange('history:dave:default', 0, -1)).toEqual([]);
+    // Not retryable, so failed for good: the prompt goes to the DLQ for an operator.
+    const record = await waitFor(() => t.dlq.find((d) => d.value.includes(id)));
+    expect(record.error.code).toBe('upstream_error');
+    expect(await t.store.get(REDIS_KEYS.request('dave', id))).toBe('done');
   });
 
   it('a 429 with Retry-After: 1 is retried after about a second, then answered', async () => {
@@ -280,7 +338,9 @@ describe('ai-consumer (memory bus + memory store + mock model via the openai cli
     const t = await setup({ mock: { tokenMs: 40 } });
     const id = await t.send('heidi', 'a prompt with a long enough answer please');
     await waitFor(() => t.eventsOf(id).some((e) => e.type === 'delta'));
-    expect(t.consumer.cancel(id)).toBe(true);
+    // Request ids are client-chosen: the same id of another user is another request.
+    expect(t.consumer.cancel({ userid: 'mallory', request_id: id })).toBe(false);
+    expect(t.consumer.cancel({ userid: 'heidi', request_id: id })).toBe(true);
     const final = await t.finalOf(id);
     if (final.type !== 'final') throw new Error('expected a final event');
     expect(final.finish_reason).toBe('cancelled');
@@ -289,8 +349,11 @@ describe('ai-consumer (memory bus + memory store + mock model via the openai cli
     expect(final.content.length).toBeLessThan(
       answerTokens('a prompt with a long enough answer please').join('').length,
     );
-    expect(t.consumer.cancel(id)).toBe(false);
-    expect(await t.store.listRange('history:heidi:default', 0, -1)).toEqual([]);
+    expect(t.consumer.cancel({ userid: 'heidi', request_id: id })).toBe(false);
+    expect(await t.store.listRange('history:heidi:default', 0, -1)).toEqual([
+      JSON.stringify({ role: 'user', content: 'a prompt with a long enough answer please' }),
+      JSON.stringify({ role: 'assistant', content: final.content }),
+    ]);
   });
 
   it('close() waits for the message in hand: its final event is out before close resolves', async () => {
@@ -333,5 +396,166 @@ describe('ai-consumer (memory bus + memory store + mock model via the openai cli
     expect(String(onFatal.mock.calls[0]?.[0])).toMatch(/broker unavailable/);
     expect(t.consumer.ready()).toBe(false);
     failResponses = false;
+  });
+});
+
+describe('ai-consumer delivery guarantees (docs/delivery.md)', () => {
+  /** Deltas of a request after its last reset: what a client shows, and what the final must equal. */
+  const deltasAfterReset = (events: ResponseEvent[]) => {
+    const from = events.findLastIndex((e) => e.type === 'reset') + 1;
+    return events.slice(from).flatMap((e) => (e.type === 'delta' ? [e] : []));
+  };
+
+  it('a prompt whose request state is done calls nothing and publishes nothing', async () => {
+    const t = await setup();
+    await t.store.set(REDIS_KEYS.request('kim', 'answered-1'), 'done', { ttlMs: 60_000 });
+    await t.send('kim', 'answered already', { request_id: 'answered-1' });
+    // Same user, so handled strictly after the first: once it is answered, the first was handled.
+    const next = await t.send('kim', 'a new question');
+    expect(await t.finalOf(next)).toMatchObject({ type: 'final' });
+    expect(t.eventsOf('answered-1')).toEqual([]);
+    expect(t.callsFor('answered already')).toBe(0);
+    expect(t.mock.stats().requests).toBe(1);
+    expect(await t.metrics.registry.metrics()).toMatch(
+      /ai_consumer_redelivered_requests_total\{state="done"[^}]*\} 1/,
+    );
+  });
+
+  it('a prompt whose request state is running is reset and generated again from seq 0', async () => {
+    const t = await setup();
+    await t.store.set(REDIS_KEYS.request('liam', 'crashed-1'), 'running', { ttlMs: 60_000 });
+    await t.send('liam', 'the consumer died while answering this', { request_id: 'crashed-1' });
+    const final = await t.finalOf('crashed-1');
+    if (final.type !== 'final') throw new Error(`expected a final event, got ${final.type}`);
+    const events = t.eventsOf('crashed-1');
+    expect(events[0]).toEqual({ v: 1, type: 'reset', request_id: 'crashed-1', userid: 'liam' });
+    const deltas = deltasAfterReset(events);
+    expect(deltas.length).toBeGreaterThan(0);
+    expect(deltas.map((d) => d.seq)).toEqual(deltas.map((_, i) => i));
+    expect(deltas.map((d) => d.delta).join('')).toBe(final.content);
+    expect(final.content).toBe(answerTokens('the consumer died while answering this').join(''));
+    expect(events.filter((e) => e.type === 'reset')).toHaveLength(1);
+    expect(await t.store.get(REDIS_KEYS.request('liam', 'crashed-1'))).toBe('done');
+  });
+
+  it('the same prompt delivered twice in a row is answered once', async () => {
+    const t = await setup();
+    await t.send('mia', 'only once please', { request_id: 'dup-1' });
+    await t.send('mia', 'only once please', { request_id: 'dup-1' });
+    const next = await t.send('mia', 'and then this');
+    await t.finalOf(next);
+    expect(t.callsFor('only once please')).toBe(1);
+    expect(t.eventsOf('dup-1').filter((e) => e.type === 'final')).toHaveLength(1);
+    expect(t.eventsOf('dup-1').some((e) => e.type === 'reset')).toBe(false);
+    // The history holds the turn once, so the next call saw it once.
+    expect(t.calls.find((c) => c.at(-1)?.content === 'and then this')).toHaveLength(4);
+  });
+
+  it('exhausted retries end in an error event and a DLQ record of the original prompt', async () => {
+    const t = await setup();
+    const id = await t.send('noah', 'always failing [mock:status=500]', {}, { correlation_id: 'corr-dlq' });
+    expect(await t.finalOf(id)).toMatchObject({ type: 'error', code: 'upstream_unavailable' });
+    expect(t.mock.stats().requests).toBe(3);
+    const record = await waitFor(() => t.dlq.find((d) => d.value.includes(id)));
+    expect(record).toMatchObject({
+      v: 1,
+      source_topic: TOPICS.incoming,
+      key: 'noah',
+      error: { code: 'upstream_unavailable' },
+    });
+    // The original record, unchanged, so `dlq replay` can publish it again.
+    expect(parseEvent(promptEventSchema, record.value)).toMatchObject({
+      ok: true,
+      event: { request_id: id, userid: 'noah', content: 'always failing [mock:status=500]' },
+    });
+    // The operator sees why (the provider's 500), not only the catalog message.
+    expect(record.error.message).toMatch(/^Service temporarily unavailable: .*500/);
+    expect(await t.metrics.registry.metrics()).toMatch(
+      /ai_consumer_dlq_messages_total\{reason="upstream_unavailable"[^}]*\} 1/,
+    );
+    expect(await t.store.get(REDIS_KEYS.request('noah', id))).toBe('done');
+  });
+
+  it('a cancel key set before the request starts: final cancelled, empty, no model call', async () => {
+    const t = await setup();
+    await t.cancelByKey('olga', 'cancel-early');
+    await t.send('olga', 'never mind', { request_id: 'cancel-early' });
+    const final = await t.finalOf('cancel-early');
+    expect(final).toMatchObject({ type: 'final', content: '', finish_reason: 'cancelled' });
+    expect(t.eventsOf('cancel-early')).toEqual([final]);
+    expect(t.calls).toEqual([]);
+    expect(t.mock.stats().requests).toBe(0);
+    expect(await t.store.get(REDIS_KEYS.request('olga', 'cancel-early'))).toBe('done');
+    // Nothing was answered, so nothing joins the conversation.
+    expect(await t.store.listRange('history:olga:default', 0, -1)).toEqual([]);
+  });
+
+  it('a cancel on the channel stops a generation; the partial answer is final and kept in history', async () => {
+    const t = await setup({ mock: { tokenMs: 40 } });
+    const prompt = 'a prompt with a long enough answer to cancel midway';
+    const id = await t.send('paul', prompt);
+    await waitFor(() => t.eventsOf(id).some((e) => e.type === 'delta'));
+    // Garbage on the channel is ignored, and a cancel for another user's request of the same id too.
+    await t.gatewayPubsub.publish(REDIS_KEYS.cancelChannel, 'not json');
+    await t.gatewayPubsub.publish(REDIS_KEYS.cancelChannel, JSON.stringify({ request_id: id }));
+    await t.cancelByChannel('someone-else', id);
+    await t.cancelByChannel('paul', id);
+    const final = await t.finalOf(id);
+    if (final.type !== 'final') throw new Error(`expected a final event, got ${final.type}`);
+    expect(final.finish_reason).toBe('cancelled');
+    expect(final.content.length).toBeGreaterThan(0);
+    expect(final.content.length).toBeLessThan(answerTokens(prompt).join('').length);
+    const deltas = t.eventsOf(id).flatMap((e) => (e.type === 'delta' ? [e.delta] : []));
+    expect(deltas.join('')).toBe(final.content);
+    expect(await t.store.listRange('history:paul:default', 0, -1)).toEqual([
+      JSON.stringify({ role: 'user', content: prompt }),
+      JSON.stringify({ role: 'assistant', content: final.content }),
+    ]);
+    expect(await t.metrics.registry.metrics()).toMatch(
+      /ai_consumer_requests_total\{outcome="cancelled"[^}]*\} 1/,
+    );
+  });
+
+  it('a request cancelled while it waits behind a busy worker never reaches the model', async () => {
+    // One worker: the second user's request waits behind the first user's slow one.
+    const t = await setup({ mock: { tokenMs: 30 }, maxWorkers: 1 });
+    const slow = await t.send('quinn', 'a slow answer that holds the only worker for a while');
+    await waitFor(() => t.eventsOf(slow).some((e) => e.type === 'delta'));
+    const queued = await t.send('rita', 'waiting for a slot');
+    // What a gateway does on cancel: the key, then the channel. Nobody holds the request yet, so
+    // the channel message finds no taker; the key stops it when its turn comes.
+    await t.cancelByKey('rita', queued);
+    await t.cancelByChannel('rita', queued);
+    expect(t.consumer.cancel({ userid: 'rita', request_id: queued })).toBe(false);
+    expect(await t.finalOf(slow)).toMatchObject({ type: 'final', finish_reason: 'stop' });
+    expect(await t.finalOf(queued)).toMatchObject({ type: 'final', content: '', finish_reason: 'cancelled' });
+    expect(t.callsFor('waiting for a slot')).toBe(0);
+  });
+
+  it('close() past the drain time leaves a generation unanswered; the next consumer reruns it', async () => {
+    // 400 ms deadline → 200 ms of drain; the answer takes over a second.
+    const t = await setup({ mock: { tokenMs: 100 }, shutdownTimeoutMs: 400 });
+    const prompt = 'a slow answer cut off by a shutdown';
+    const id = await t.send('sam', prompt);
+    await waitFor(() => t.eventsOf(id).some((e) => e.type === 'delta'));
+    const closing = Date.now();
+    await t.consumer.close();
+    expect(Date.now() - closing).toBeLessThan(1000);
+    // Nothing final went out, and the state still says a generation was under way.
+    expect(t.eventsOf(id).some((e) => e.type === 'final' || e.type === 'error')).toBe(false);
+    expect(await t.store.get(REDIS_KEYS.request('sam', id))).toBe('running');
+
+    await t.makeConsumer({ http: { shutdownTimeoutMs: 10_000 } });
+    const final = await t.finalOf(id);
+    if (final.type !== 'final') throw new Error(`expected a final event, got ${final.type}`);
+    expect(final.content).toBe(answerTokens(prompt).join(''));
+    const events = t.eventsOf(id);
+    expect(events.filter((e) => e.type === 'reset')).toHaveLength(1);
+    expect(
+      deltasAfterReset(events)
+        .map((d) => d.delta)
+        .join(''),
+    ).toBe(final.content);
+    expect(t.callsFor(prompt)).toBe(2);
   });
 });

@@ -1,6 +1,8 @@
 import {
+  REDIS_KEYS,
   createKafkaBus,
   createMetrics,
+  createRedisPubSub,
   createRedisStore,
   dlqEventSchema,
   parseEvent,
@@ -12,7 +14,7 @@ import { silentLogger, uniqueName, waitFor } from '@relay/common/testing';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createAiConsumer, type TopicNames } from './ai-consumer.js';
 import { historyKey, type ChatMessage } from './history.js';
-import { answerTokens, createMockOpenAI } from './mock-openai/index.js';
+import { answerTokens, createMockOpenAI, type MockOpenAIServer } from './mock-openai/index.js';
 import { createModelClient, type ModelClient } from './model-client.js';
 
 const brokers = inject('kafkaBrokers').split(',');
@@ -38,7 +40,11 @@ describe('ai-consumer on real Kafka and Redis', () => {
     sessionTimeoutMs: 6000,
   });
   const store = createRedisStore({ url: redisUrl, logger: silentLogger });
+  const pubsub = createRedisPubSub({ url: redisUrl, logger: silentLogger });
   const userid = uniqueName('user');
+  let mock: MockOpenAIServer;
+  /** Redis keys the tests made (request states, cancel keys), removed at the end. */
+  const keys: string[] = [];
 
   const eventsOf = (requestId: string) =>
     responses.filter((r) => r.event.request_id === requestId).map((r) => r.event);
@@ -47,38 +53,52 @@ describe('ai-consumer on real Kafka and Redis', () => {
       timeoutMs: 30_000,
       message: `final event of ${requestId}`,
     });
-  const send = async (requestId: string, content: string, headers: Record<string, string> = {}) => {
+  const promptRecord = (requestId: string, content: string, headers: Record<string, string> = {}) => {
+    keys.push(REDIS_KEYS.request(userid, requestId), REDIS_KEYS.cancel(userid, requestId));
     const event = { v: 1, request_id: requestId, userid, content, received_at: new Date().toISOString() };
-    await bus.publish(topics.incoming, [{ key: userid, value: JSON.stringify(event), headers }]);
+    return { key: userid, value: JSON.stringify(event), headers };
+  };
+  const send = async (requestId: string, content: string, headers: Record<string, string> = {}) => {
+    await bus.publish(topics.incoming, [promptRecord(requestId, content, headers)]);
   };
 
   beforeAll(async () => {
-    const mock = createMockOpenAI({ port: 0, ttftMs: 5, tokenMs: 5 });
+    mock = createMockOpenAI({ port: 0, ttftMs: 5, tokenMs: 5 });
     const { url } = await mock.start();
     cleanups.push(() => mock.close());
+    // For prompts starting with "slow:": slow enough that a cancel lands mid-answer.
+    const slowMock = createMockOpenAI({ port: 0, ttftMs: 5, tokenMs: 150 });
+    const { url: slowUrl } = await slowMock.start();
+    cleanups.push(() => slowMock.close());
     await bus.connect();
     cleanups.push(() => bus.close());
     cleanups.push(() => store.close());
+    cleanups.push(() => pubsub.close());
     cleanups.push(() => store.del(historyKey(userid, 'default')));
+    cleanups.push(() => Promise.all(keys.map((k) => store.del(k))));
 
     const metrics = createMetrics({ service: 'ai-consumer', instance: 'int', defaultMetrics: false });
-    const real = createModelClient({
-      apiKey: 'test',
-      baseUrl: `${url}/v1`,
-      model: 'mock-gpt',
-      timeoutMs: 10_000,
-      retry: { maxRetries: 2, baseDelayMs: 10, maxDelayMs: 100, maxRetryAfterMs: 2000 },
-      breaker: { failureThreshold: 5, cooldownMs: 30_000 },
-      logger: silentLogger,
-      metrics,
-    });
+    const clientFor = (baseUrl: string) =>
+      createModelClient({
+        apiKey: 'test',
+        baseUrl: `${baseUrl}/v1`,
+        model: 'mock-gpt',
+        timeoutMs: 10_000,
+        retry: { maxRetries: 2, baseDelayMs: 10, maxDelayMs: 100, maxRetryAfterMs: 2000 },
+        breaker: { failureThreshold: 5, cooldownMs: 30_000 },
+        logger: silentLogger,
+        metrics,
+      });
+    const real = clientFor(url);
+    const slow = clientFor(slowUrl);
     const model: ModelClient = {
       get breakerState() {
         return real.breakerState;
       },
       streamChat: (messages, options) => {
         calls.push(messages);
-        return real.streamChat(messages, options);
+        const client = messages.at(-1)?.content.startsWith('slow:') ? slow : real;
+        return client.streamChat(messages, options);
       },
     };
     const consumer = createAiConsumer({
@@ -86,11 +106,14 @@ describe('ai-consumer on real Kafka and Redis', () => {
         kafka: { partitions: 3 },
         openai: { maxWorkers: 4, systemPrompt: 'You are an integration test.' },
         consumer: { deltaFlushMs: 25, historyMaxMessages: 20, historyTtlSeconds: 600 },
+        delivery: { dedupeTtlMs: 600_000 },
+        http: { shutdownTimeoutMs: 10_000 },
       },
       logger: silentLogger,
       metrics,
       bus,
       store,
+      pubsub,
       model,
       topics,
       groupId: uniqueName('ai-consumer'),
@@ -178,6 +201,47 @@ describe('ai-consumer on real Kafka and Redis', () => {
       key: userid,
       error: { code: 'invalid_message' },
     });
+    expect(fatal).toEqual([]);
+  });
+
+  it('answers a prompt record published twice once: one model call, one final event', async () => {
+    const id = uniqueName('req');
+    const content = 'answer me once even if Kafka delivers me twice';
+    const record = promptRecord(id, content);
+    const before = mock.stats().requests;
+    // Two records with the same request, as a redelivery after a crash before the commit would be.
+    await bus.publish(topics.incoming, [record, record]);
+    const final = await finalOf(id);
+    expect(final).toMatchObject({ type: 'final', content: answerTokens(content).join('') });
+    // A later prompt of the same user is handled after both copies (same key, same partition).
+    const next = uniqueName('req');
+    await send(next, 'after the duplicate');
+    await finalOf(next);
+    expect(eventsOf(id).filter((e) => e.type === 'final' || e.type === 'error')).toHaveLength(1);
+    expect(eventsOf(id).some((e) => e.type === 'reset')).toBe(false);
+    expect(calls.filter((c) => c.at(-1)?.content === content)).toHaveLength(1);
+    expect(mock.stats().requests - before).toBe(2);
+    expect(await store.get(REDIS_KEYS.request(userid, id))).toBe('done');
+    const ttl = await store.client.pttl(REDIS_KEYS.request(userid, id));
+    expect(ttl).toBeGreaterThan(0);
+    expect(ttl).toBeLessThanOrEqual(600_000);
+    expect(fatal).toEqual([]);
+  });
+
+  it('a cancel on the Redis channel stops a running generation with its partial answer', async () => {
+    const id = uniqueName('req');
+    const content = 'slow: cancel me midway please';
+    await send(id, content);
+    await waitFor(() => eventsOf(id).some((e) => e.type === 'delta'), { timeoutMs: 30_000 });
+    const publisher = createRedisPubSub({ url: redisUrl, logger: silentLogger });
+    cleanups.push(() => publisher.close());
+    await publisher.publish(REDIS_KEYS.cancelChannel, JSON.stringify({ userid, request_id: id }));
+    const final = await finalOf(id);
+    if (final.type !== 'final') throw new Error(`expected a final event, got ${JSON.stringify(final)}`);
+    expect(final.finish_reason).toBe('cancelled');
+    expect(final.content.length).toBeLessThan(answerTokens(content).join('').length);
+    const deltas = eventsOf(id).flatMap((e) => (e.type === 'delta' ? [e.delta] : []));
+    expect(deltas.join('')).toBe(final.content);
     expect(fatal).toEqual([]);
   });
 });

@@ -1,28 +1,34 @@
 import {
   ERROR_CODES,
   HEADERS,
+  REDIS_KEYS,
   RelayError,
   TOPICS,
   once,
   parseEvent,
   promptEventSchema,
+  runAll,
   withContext,
   type Bus,
   type BusMessage,
-  type DlqEvent,
+  type CancelControl,
   type ErrorCode,
   type KeyValueStore,
   type Logger,
   type Metrics,
   type PromptEvent,
+  type PubSub,
   type ResponseEvent,
   type Subscription,
 } from '@relay/common';
 import { z } from 'zod';
+import { createCancelListener, type CancelListener } from './cancel-listener.js';
 import { consumerMetrics } from './consumer-metrics.js';
+import { deadLetter, describeError } from './dead-letters.js';
 import { createDeltaBatcher } from './delta-batcher.js';
 import { buildMessages, createHistory } from './history.js';
 import type { ModelClient, StreamChatResult } from './model-client.js';
+import { createRequestState, type Claim } from './request-state.js';
 import { createWorkScheduler } from './user-queue.js';
 
 /** The consumer group of SPEC §3. */
@@ -35,15 +41,36 @@ export interface AiConsumerConfig {
   kafka: { partitions: number };
   openai: { maxWorkers: number; systemPrompt: string };
   consumer: { deltaFlushMs: number; historyMaxMessages: number; historyTtlSeconds: number };
+  /** From `deliveryFragment`: how long request states (`request:{userid}:{request_id}`) are kept. */
+  delivery: { dedupeTtlMs: number };
+  /** The process's shutdown deadline (`SHUTDOWN_TIMEOUT_MS`); the drain of `close()` fits inside it. */
+  http: { shutdownTimeoutMs: number };
 }
+
+/** Kept from the shutdown deadline for what follows the drain: commit, leave, flush, quit Redis. */
+const SHUTDOWN_RESERVE_MS = 2000;
+
+/** How long `close()` lets generations in hand run: the deadline minus the reserve (half, if short). */
+export function drainTimeoutFor(shutdownTimeoutMs: number): number {
+  return Math.max(shutdownTimeoutMs - SHUTDOWN_RESERVE_MS, Math.floor(shutdownTimeoutMs / 2));
+}
+
+/** Abort reason for generations still running when the drain time is over (not a user's cancel). */
+const ABANDONED = Symbol('abandoned at shutdown');
 
 export interface AiConsumerOptions {
   config: AiConsumerConfig;
   logger: Logger;
   metrics: Metrics;
   bus: Bus;
-  /** Conversation history lives here (Redis in production). */
+  /** Conversation history, request states and cancel keys live here (Redis in production). */
   store: KeyValueStore;
+  /**
+   * Where cancels of running requests arrive (`control:cancel`; Redis in production, the in-process
+   * hub in the embedded app). Without it only the cancel key is honoured, i.e. requests cancelled
+   * before their model call starts.
+   */
+  pubsub?: PubSub;
   model: ModelClient;
   /** Topic names; tests use unique ones. @default TOPICS */
   topics?: TopicNames;
@@ -61,15 +88,21 @@ export interface AiConsumerOptions {
 export interface AiConsumer {
   /** Creates the topics and joins the consumer group. */
   start(): Promise<void>;
-  /** Leaves the group after the messages in hand are answered and committed. Idempotent. */
+  /**
+   * Stops taking messages, lets the ones in hand finish (cancels are still honoured meanwhile), and
+   * leaves the group once their events are acknowledged and their offsets committed. What the
+   * caller's shutdown deadline cuts off stays uncommitted and is redelivered (reset, then generated
+   * again). Idempotent.
+   */
   close(): Promise<void>;
   /** Joined, not crashed, not closing. */
   ready(): boolean;
   /**
-   * Stops a generation in flight (SPEC `cancel`): its final event then carries what was streamed so
-   * far and `finish_reason: "cancelled"`. False if the request is not running here.
+   * Stops a request held here (SPEC `cancel`): its final event then carries what was streamed so far
+   * (nothing if the model call had not started) and `finish_reason: "cancelled"`. False if this
+   * consumer does not hold the request. Request ids are chosen by clients, so the user is part of it.
    */
-  cancel(requestId: string): boolean;
+  cancel(request: { userid: string; request_id: string }): boolean;
 }
 
 /** Enough of an invalid prompt to tell its user that it failed. */
@@ -93,43 +126,61 @@ function addressOf(value: string): { userid: string; request_id: string } | unde
  * last event is acknowledged, so the bus commits the offset only for finished work (at-least-once).
  * A publish failure is the one thing it throws for: nothing can be promised without the broker, and
  * the bus then stops, reports fatal and leaves the message to be redelivered.
+ *
+ * Redelivery (docs/delivery.md): the request state `request:{userid}:{request_id}` turns a
+ * redelivered prompt into nothing (`done`) or into a `reset` event and a fresh generation
+ * (`running`: a consumer died mid-answer), so the model is called once per request in the normal
+ * path. One window is left: a crash after the final (or error) event is acknowledged and before
+ * `done` is written. The redelivery then finds `running`, publishes a reset and calls the model
+ * again, but the relay has already appended that request's final and drops everything it gets for
+ * the request afterwards (reset, deltas, final alike), so the client never sees the rerun; it costs
+ * one model call, and the conversation history keeps the rerun's answer rather than the one shown.
  */
 export function createAiConsumer(options: AiConsumerOptions): AiConsumer {
-  const { config, bus, model } = options;
+  const { config, bus, model, store } = options;
   const logger = options.logger.child({ component: 'ai-consumer' });
   const topics = options.topics ?? TOPICS;
   const now = options.now ?? Date.now;
   const m = consumerMetrics(options.metrics);
   const scheduler = createWorkScheduler({ maxWorkers: config.openai.maxWorkers });
   const history = createHistory({
-    store: options.store,
+    store,
     maxMessages: config.consumer.historyMaxMessages,
     ttlSeconds: config.consumer.historyTtlSeconds,
   });
+  const requestState = createRequestState({ store, ttlMs: config.delivery.dedupeTtlMs });
+  /** Requests held here (from the user's turn to their last event), by their request-state key. */
   const running = new Map<string, AbortController>();
+  /** Handlers in progress, so close() can wait for the ones it abandons. */
+  const inHand = new Set<Promise<void>>();
   let subscription: Subscription | undefined;
+  let cancelListener: CancelListener | undefined;
   let closing = false;
+  /** The drain is over: whatever still runs is left uncommitted and must publish nothing more. */
+  let abandoning = false;
+
+  function cancel(request: CancelControl): boolean {
+    const controller = running.get(REDIS_KEYS.request(request.userid, request.request_id));
+    if (!controller) return false;
+    controller.abort();
+    return true;
+  }
+
+  async function sendToDlq(message: BusMessage, error: { code: string; message: string }): Promise<void> {
+    const record = deadLetter(message, error, new Date(now()));
+    await bus.publish(topics.incomingDlq, [
+      { key: message.key ?? '', value: JSON.stringify(record), headers: message.headers },
+    ]);
+    m.dlq.inc({ reason: error.code });
+  }
 
   async function handleInvalid(message: BusMessage, reason: string): Promise<void> {
-    m.dlq.inc();
     m.requests.inc({ outcome: 'invalid_message' });
     logger.warn(
       { topic: message.topic, partition: message.partition, offset: message.offset, reason },
       'invalid prompt event, sent to the DLQ',
     );
-    const record: DlqEvent = {
-      v: 1,
-      source_topic: message.topic,
-      partition: message.partition,
-      offset: message.offset,
-      key: message.key,
-      value: message.value,
-      error: { code: 'invalid_message', message: reason },
-      failed_at: new Date(now()).toISOString(),
-    };
-    await bus.publish(topics.incomingDlq, [
-      { key: message.key ?? '', value: JSON.stringify(record), headers: message.headers },
-    ]);
+    await sendToDlq(message, { code: 'invalid_message', message: reason });
     // The user may be waiting for this request; give them its final frame if we can tell who they are.
     const address = addressOf(message.value);
     if (address) {
@@ -174,101 +225,181 @@ export function createAiConsumer(options: AiConsumerOptions): AiConsumer {
       m.requests.inc({ outcome });
       m.processingTime.observe((now() - origin) / 1000);
     };
-    const fail = (code: ErrorCode) =>
-      finish(code, { ...base, type: 'error', code, message: ERROR_CODES[code].message });
+    const markDone = async () => {
+      try {
+        await requestState.markDone(prompt.userid, prompt.request_id);
+      } catch (error) {
+        // The answer is out and the offset gets committed; only a redelivery (a crash before the
+        // commit) would now generate again, and the relay drops what that rerun publishes.
+        m.stateErrors.inc({ operation: 'done' });
+        log.error({ err: error }, 'could not mark the request done');
+      }
+    };
+    // Failed for good: the user gets the error event, the operator the prompt in the DLQ to replay.
+    const fail = async (code: ErrorCode, error: unknown) => {
+      await finish(code, { ...base, type: 'error', code, message: ERROR_CODES[code].message });
+      await sendToDlq(message, { code, message: describeError(error) });
+      await markDone();
+    };
 
-    let turns;
+    // Waited in the user's queue past the drain: the bus has let go of it, it is redelivered whole.
+    if (abandoning) return;
+    let claim: Claim;
     try {
-      turns = await history.load(prompt.userid, prompt.conversation_id);
+      claim = await requestState.claim(prompt.userid, prompt.request_id);
     } catch (error) {
-      // Answering without the conversation would look like the model forgot it; say it failed instead.
-      m.historyErrors.inc({ operation: 'load' });
-      log.error({ err: error }, 'could not load conversation history');
-      return fail('internal_error');
+      // Without the state a redelivery cannot be told from a new prompt, and the history (same Redis)
+      // is most likely unreadable too: fail the request rather than answer blind.
+      m.stateErrors.inc({ operation: 'claim' });
+      log.error({ err: error }, 'could not claim the request state');
+      return fail('internal_error', error);
+    }
+    if (claim === 'done') {
+      m.redelivered.inc({ state: 'done' });
+      log.info('redelivered prompt was answered already; skipping it');
+      return;
+    }
+    if (claim === 'rerun') {
+      m.redelivered.inc({ state: 'running' });
+      log.warn('redelivered prompt did not finish before; generating it again from the start');
+      // Whatever the earlier attempt streamed is void; the new deltas start again at seq 0.
+      await publish({ ...base, type: 'reset' });
     }
 
     const controller = new AbortController();
-    const batcher = createDeltaBatcher({
-      flushMs: config.consumer.deltaFlushMs,
-      publish: async (seq, delta) => {
-        await publish({ ...base, type: 'delta', seq, delta });
-        m.deltaEvents.inc();
-      },
-      // No point generating what cannot be delivered; flush() below rethrows the error.
-      onError: () => controller.abort(),
-      now,
-    });
-    running.set(prompt.request_id, controller);
-    log.debug({ history_turns: turns.length, conversation_id: prompt.conversation_id }, 'calling the model');
+    const abandoned = () => controller.signal.aborted && controller.signal.reason === ABANDONED;
 
-    let result: StreamChatResult;
-    let callStarted = 0;
-    try {
-      m.queued.inc();
-      result = await scheduler.limited(async () => {
-        m.queued.dec();
-        m.inFlight.inc();
-        callStarted = now();
-        let firstToken = true;
-        try {
-          return await model.streamChat(buildMessages(config.openai.systemPrompt, turns, prompt.content), {
-            signal: controller.signal,
-            onDelta: (text) => {
-              if (firstToken) {
-                firstToken = false;
-                m.timeToFirstToken.observe((now() - callStarted) / 1000);
-              }
-              batcher.push(text);
-            },
-          });
-        } finally {
-          m.inFlight.dec();
-        }
-      });
-    } catch (error) {
-      const code: ErrorCode = error instanceof RelayError ? error.code : 'internal_error';
-      m.modelCallDuration.observe({ outcome: code }, (now() - callStarted) / 1000);
-      // The cause goes to the log only; the user gets the catalog message for the code.
-      log.warn({ err: error, code }, 'model call failed');
-      await batcher.flush();
-      return fail(code);
-    } finally {
-      running.delete(prompt.request_id);
+    async function cancelledBeforeStart(): Promise<boolean> {
+      if (controller.signal.aborted) return true;
+      try {
+        return (await store.get(REDIS_KEYS.cancel(prompt.userid, prompt.request_id))) !== null;
+      } catch (error) {
+        // Missing a cancel costs a full answer; refusing to answer would cost the user more.
+        m.stateErrors.inc({ operation: 'cancel_check' });
+        log.warn({ err: error }, 'could not read the cancel key; answering');
+        return false;
+      }
     }
 
-    await batcher.flush();
-    const outcome = result.finishReason === 'cancelled' ? 'cancelled' : 'ok';
-    m.modelCallDuration.observe({ outcome }, (now() - callStarted) / 1000);
-    await finish(outcome, {
-      ...base,
-      type: 'final',
-      content: result.content,
-      conversation_id: prompt.conversation_id,
-      processing_time_ms: Math.max(0, now() - origin),
-      finish_reason: result.finishReason,
-      timestamp: new Date(now()).toISOString(),
-    });
-    log.info(
-      {
-        finish_reason: result.finishReason,
-        attempts: result.attempts,
-        deltas: batcher.published,
-        completion_tokens: result.usage?.completionTokens,
-      },
-      'answered',
-    );
+    async function generate(): Promise<void> {
+      let turns;
+      try {
+        turns = await history.load(prompt.userid, prompt.conversation_id);
+      } catch (error) {
+        // Answering without the conversation would look like the model forgot it; say it failed instead.
+        m.historyErrors.inc({ operation: 'load' });
+        log.error({ err: error }, 'could not load conversation history');
+        return fail('internal_error', error);
+      }
 
-    // A cancelled answer is partial; keeping it would feed the model a half sentence as context.
-    if (outcome !== 'ok') return;
+      const batcher = createDeltaBatcher({
+        flushMs: config.consumer.deltaFlushMs,
+        publish: async (seq, delta) => {
+          await publish({ ...base, type: 'delta', seq, delta });
+          m.deltaEvents.inc();
+        },
+        // No point generating what cannot be delivered; flush() below rethrows the error.
+        onError: () => controller.abort(),
+        now,
+      });
+      log.debug(
+        { history_turns: turns.length, conversation_id: prompt.conversation_id },
+        'calling the model',
+      );
+
+      // Undefined when the request was cancelled before its model call started.
+      let result: StreamChatResult | undefined;
+      let callStarted = 0;
+      try {
+        m.queued.inc();
+        result = await scheduler.limited(async () => {
+          m.queued.dec();
+          // Checked after the wait for a slot, which is where a queued request spends its time.
+          if (await cancelledBeforeStart()) return undefined;
+          m.inFlight.inc();
+          callStarted = now();
+          let firstToken = true;
+          try {
+            return await model.streamChat(buildMessages(config.openai.systemPrompt, turns, prompt.content), {
+              signal: controller.signal,
+              onDelta: (text) => {
+                if (firstToken) {
+                  firstToken = false;
+                  m.timeToFirstToken.observe((now() - callStarted) / 1000);
+                }
+                batcher.push(text);
+              },
+            });
+          } finally {
+            m.inFlight.dec();
+          }
+        });
+      } catch (error) {
+        const code: ErrorCode = error instanceof RelayError ? error.code : 'internal_error';
+        m.modelCallDuration.observe({ outcome: code }, (now() - callStarted) / 1000);
+        // The cause goes to the log and the DLQ only; the user gets the catalog message for the code.
+        log.warn({ err: error, code }, 'model call failed');
+        await batcher.flush();
+        return fail(code, error);
+      }
+
+      await batcher.flush();
+      if (abandoned()) {
+        // Not answered and not committed: the next owner of the partition finds the state `running`,
+        // publishes a reset and generates again. No final, no `done` here.
+        log.info({ deltas: batcher.published }, 'generation abandoned at shutdown; it will be redelivered');
+        return;
+      }
+      const content = result?.content ?? '';
+      const finishReason = result?.finishReason ?? 'cancelled';
+      const outcome = finishReason === 'cancelled' ? 'cancelled' : 'ok';
+      if (result) m.modelCallDuration.observe({ outcome }, (now() - callStarted) / 1000);
+      await finish(outcome, {
+        ...base,
+        type: 'final',
+        content,
+        conversation_id: prompt.conversation_id,
+        processing_time_ms: Math.max(0, now() - origin),
+        finish_reason: finishReason,
+        timestamp: new Date(now()).toISOString(),
+      });
+      // Before the history: a crash in between loses one turn of context, never duplicates one.
+      await markDone();
+      log.info(
+        {
+          finish_reason: finishReason,
+          attempts: result?.attempts ?? 0,
+          deltas: batcher.published,
+          completion_tokens: result?.usage?.completionTokens,
+        },
+        'answered',
+      );
+
+      // A cancelled answer is kept as far as it got: the user saw it and may well refer to it next.
+      // Cancelled before a single token there is no answer, and a lone question would only confuse.
+      if (outcome === 'cancelled' && content === '') return;
+      try {
+        await history.append(prompt.userid, prompt.conversation_id, [
+          { role: 'user', content: prompt.content },
+          { role: 'assistant', content },
+        ]);
+      } catch (error) {
+        // The answer is delivered; failing now would redeliver and answer twice. Lose one turn of context.
+        m.historyErrors.inc({ operation: 'append' });
+        log.error({ err: error }, 'could not save the turn to the conversation history');
+      }
+    }
+
+    const runKey = REDIS_KEYS.request(prompt.userid, prompt.request_id);
+    // Registered before anything slow, so a cancel on the channel from now on is not missed; one that
+    // came earlier left its cancel key, which is checked once the model slot is taken.
+    running.set(runKey, controller);
+    // The drain ended while this one was claiming: it is as abandoned as the running ones.
+    if (abandoning) controller.abort(ABANDONED);
     try {
-      await history.append(prompt.userid, prompt.conversation_id, [
-        { role: 'user', content: prompt.content },
-        { role: 'assistant', content: result.content },
-      ]);
-    } catch (error) {
-      // The answer is delivered; failing now would redeliver and answer twice. Lose one turn of context.
-      m.historyErrors.inc({ operation: 'append' });
-      log.error({ err: error }, 'could not save the turn to the conversation history');
+      await generate();
+    } finally {
+      if (running.get(runKey) === controller) running.delete(runKey);
     }
   }
 
@@ -277,7 +408,13 @@ export function createAiConsumer(options: AiConsumerOptions): AiConsumer {
     const parsed = parseEvent(promptEventSchema, message.value);
     if (!parsed.ok) return handleInvalid(message, parsed.error);
     const prompt = parsed.event;
-    await scheduler.forUser(prompt.userid, () => answer(prompt, message, startedAt));
+    const work = scheduler.forUser(prompt.userid, () => answer(prompt, message, startedAt));
+    inHand.add(work);
+    try {
+      await work;
+    } finally {
+      inHand.delete(work);
+    }
   }
 
   return {
@@ -289,32 +426,55 @@ export function createAiConsumer(options: AiConsumerOptions): AiConsumer {
           partitions,
         })),
       );
+      // Listening before joining the group, so no request we take can miss its cancel.
+      if (options.pubsub) {
+        cancelListener = createCancelListener({ pubsub: options.pubsub, logger, onCancel: cancel });
+        await cancelListener.start();
+      }
       subscription = await bus.subscribe({
         groupId: options.groupId ?? CONSUMER_GROUP,
         topics: [topics.incoming],
         handler: handle,
         fromBeginning: options.fromBeginning ?? true,
-        partitionsConcurrently: Math.min(config.openai.maxWorkers, partitions),
+        // One user's prompts in order, everyone else's beside them, also within one partition. Exactly
+        // MAX_WORKERS: a handler is one model call, so more would only wait for a p-limit slot, and
+        // at close such a started handler would begin its call during the drain, where a message
+        // still queued in the bus is simply left uncommitted. The user queue and p-limit stay as guards.
+        concurrency: config.openai.maxWorkers,
+        ordering: 'key',
+        drainTimeoutMs: drainTimeoutFor(config.http.shutdownTimeoutMs),
       });
       logger.info(
         {
           topic: topics.incoming,
           group: options.groupId ?? CONSUMER_GROUP,
           max_workers: config.openai.maxWorkers,
+          cancel_channel: options.pubsub ? REDIS_KEYS.cancelChannel : undefined,
         },
         'consuming prompts',
       );
     },
     close: once(async () => {
       closing = true;
-      await subscription?.close();
+      // The bus stops taking messages and waits (up to the drain timeout) for the handlers in hand,
+      // whose final events are acknowledged before they resolve. The cancel listener stays until
+      // then, so a cancel during the drain still works.
+      await runAll([
+        ['subscription', () => subscription?.close()],
+        [
+          'abandon',
+          async () => {
+            // Past the drain the bus has left these uncommitted; stop them before the producer
+            // closes, so nothing half-done is published after it (their final comes from the rerun).
+            abandoning = true;
+            for (const controller of running.values()) controller.abort(ABANDONED);
+            await Promise.allSettled(inHand);
+          },
+        ],
+        ['cancel-listener', () => cancelListener?.close()],
+      ]);
     }),
     ready: () => !closing && subscription !== undefined && subscription.ready,
-    cancel(requestId) {
-      const controller = running.get(requestId);
-      if (!controller) return false;
-      controller.abort();
-      return true;
-    },
+    cancel,
   };
 }

@@ -1,4 +1,5 @@
 import {
+  deliveryFragment,
   fragment,
   httpFragment,
   int,
@@ -87,5 +88,6 @@ export const configFragments = {
   log: logFragment,
   openai: openaiFragment,
   consumer: consumerFragment,
+  delivery: deliveryFragment,
   mockModel: mockModelFragment,
 };

@@ -9,7 +9,7 @@ export function consumerMetrics(metrics: Metrics) {
   return {
     requests: metrics.counter<'outcome'>({
       name: 'ai_consumer_requests_total',
-      help: 'Prompt events handled, by outcome (ok, cancelled, invalid_message or an error code)',
+      help: 'Prompt events answered, by outcome (ok, cancelled, invalid_message or an error code)',
       labelNames: ['outcome'],
     }),
     modelCallDuration: metrics.histogram<'outcome'>({
@@ -56,9 +56,20 @@ export function consumerMetrics(metrics: Metrics) {
       name: 'ai_consumer_delta_events_total',
       help: 'response.delta events published',
     }),
-    dlq: metrics.counter({
+    dlq: metrics.counter<'reason'>({
       name: 'ai_consumer_dlq_messages_total',
-      help: 'Invalid prompt events sent to the DLQ',
+      help: 'Prompt events sent to the DLQ, by reason (invalid_message, or the error code of a request that failed for good)',
+      labelNames: ['reason'],
+    }),
+    redelivered: metrics.counter<'state'>({
+      name: 'ai_consumer_redelivered_requests_total',
+      help: 'Prompts delivered again, by the state found: done (skipped) or running (reset and generated again)',
+      labelNames: ['state'],
+    }),
+    stateErrors: metrics.counter<'operation'>({
+      name: 'ai_consumer_request_state_errors_total',
+      help: 'Request state or cancel key reads and writes that failed (claim, done, cancel_check)',
+      labelNames: ['operation'],
     }),
     historyErrors: metrics.counter<'operation'>({
       name: 'ai_consumer_history_errors_total',

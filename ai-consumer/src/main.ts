@@ -1,12 +1,19 @@
-import { createKafkaBus, createOpsServer, createRedisStore, bootService } from '@relay/common';
+import {
+  bootService,
+  createKafkaBus,
+  createOpsServer,
+  createRedisPubSub,
+  createRedisStore,
+} from '@relay/common';
 import { createAiConsumer } from './ai-consumer.js';
 import { SERVICE, configFragments } from './config.js';
 import { setupModel } from './model-setup.js';
 
 const { config, logger, metrics, shutdown } = bootService(process, SERVICE, configFragments);
 
-// Resources are closed in reverse order of registration: consumer (finishes the message in hand),
-// bus, store, the bundled mock model (if started), ops server.
+// Resources are closed in reverse order of registration: consumer (finishes the messages in hand,
+// their final events acknowledged), bus (producer flushed), cancel pub/sub, store, the bundled mock
+// model (if started), ops server.
 let ready = () => false;
 const ops = createOpsServer({
   host: config.http.host,
@@ -30,6 +37,10 @@ try {
   shutdown.add('redis', () => store.close());
   await store.ping();
 
+  // Closed after the consumer: a cancel can still stop a generation while the consumer drains.
+  const pubsub = createRedisPubSub({ url: config.redis.url, logger, connectionName: SERVICE });
+  shutdown.add('redis-pubsub', () => pubsub.close());
+
   const bus = createKafkaBus({
     brokers: config.kafka.brokers,
     clientId: `${SERVICE}-${config.http.serverId}`,
@@ -43,7 +54,7 @@ try {
   shutdown.add('kafka', () => bus.close());
   await bus.connect();
 
-  const consumer = createAiConsumer({ config, logger, metrics, bus, store, model });
+  const consumer = createAiConsumer({ config, logger, metrics, bus, store, pubsub, model });
   shutdown.add('consumer', () => consumer.close());
   await consumer.start();
   ready = () => bus.healthy() && consumer.ready();

@@ -67,11 +67,11 @@ describe('message-relay on real Kafka and Redis', () => {
     const relay = createRelay({
       config: {
         kafka: { partitions: 3 },
-        relay: {
-          groupId: uniqueName('message-relay'),
-          partitionsConcurrently: 3,
+        relay: { groupId: uniqueName('message-relay'), concurrency: 4 },
+        delivery: {
           replayMaxEvents: relaySettings.replayMaxEvents ?? 1000,
           replayTtlMs: 60_000,
+          dedupeTtlMs: 60_000,
         },
       },
       logger: silentLogger,
@@ -167,6 +167,41 @@ describe('message-relay on real Kafka and Redis', () => {
     await waitFor(() => received.length === 5, { timeoutMs: TIMEOUT });
     const log = await store.streamRead(REDIS_KEYS.replayLog(carol), '0', 100);
     expect(log.map((e) => e.id)).toEqual(received.slice(2).map((r) => r.frame.event_id));
+  });
+
+  it('relays a final published twice on the topic once: one log entry, one event_id (the copy republished)', async () => {
+    const { store, relay, received, watch, send, fatal } = await setup();
+    const erin = await watch('erin');
+    cleanup.push(() => store.del(REDIS_KEYS.relayed(erin, 'r1')));
+    const twice = finalEvent(erin, 'r1', 'only once');
+    // Two separate records (two offsets): what Kafka hands the relay after a crash before the commit.
+    await send(erin, twice);
+    await send(erin, twice);
+    await send(erin, finalEvent(erin, 'r2', 'marker'));
+    // The marker comes after both copies on the partition, so both were handled once it arrives.
+    await waitFor(() => received.some((r) => r.frame.request_id === 'r2'), {
+      timeoutMs: TIMEOUT,
+      message: 'marker frame',
+    });
+    // The second copy finds r1's newest frame: it is published again with the same event_id (the first
+    // publish may never have happened), which gateways drop when they already delivered it.
+    expect(received.map((r) => [r.frame.request_id, r.frame.content])).toEqual([
+      ['r1', 'only once'],
+      ['r1', 'only once'],
+      ['r2', 'marker'],
+    ]);
+    expect(received[1]?.frame.event_id).toBe(received[0]?.frame.event_id);
+    const log = await store.streamRead(REDIS_KEYS.replayLog(erin), '0', 100);
+    expect(log.map((e) => e.id)).toEqual([...new Set(received.map((r) => r.frame.event_id))]);
+    expect(await store.client.hgetall(REDIS_KEYS.relayed(erin, 'r1'))).toMatchObject({
+      done: '1',
+      lastkey: 'final',
+    });
+    const stateTtl = await store.client.pttl(REDIS_KEYS.relayed(erin, 'r1'));
+    expect(stateTtl).toBeGreaterThan(0);
+    expect(stateTtl).toBeLessThanOrEqual(60_000);
+    expect(relay.ready()).toMatchObject({ ready: true });
+    expect(fatal).toEqual([]);
   });
 
   it('sends invalid records to responses.dlq and keeps relaying', async () => {

@@ -7,6 +7,7 @@ import {
   createMemoryStore,
   createMetrics,
   dlqEventSchema,
+  isStreamOnlyPayload,
   serverFrameSchema,
   type Bus,
   type DlqEvent,
@@ -28,12 +29,8 @@ interface Received {
   frame: Record<string, unknown>;
 }
 
-const settings = {
-  groupId: 'message-relay',
-  partitionsConcurrently: 3,
-  replayMaxEvents: 1000,
-  replayTtlMs: 3_600_000,
-};
+const settings = { groupId: 'message-relay', concurrency: 4 };
+const delivery = { replayMaxEvents: 1000, replayTtlMs: 3_600_000, dedupeTtlMs: 86_400_000 };
 
 const base = { v: 1 };
 const delta = (userid: string, request_id: string, seq: number, text: string) =>
@@ -117,7 +114,7 @@ describe('createRelay (in-process bus, store and pub/sub)', () => {
     const startRelay = async (overrides: { store?: KeyValueStore; pubsub?: PubSub } = {}) => {
       const pubsub = overrides.pubsub ?? options.pubsub?.(hub) ?? hub.client();
       const relay = createRelay({
-        config: { kafka: { partitions: 3 }, relay: settings },
+        config: { kafka: { partitions: 3 }, relay: settings, delivery },
         logger: silentLogger,
         metrics,
         bus,
@@ -269,6 +266,128 @@ describe('createRelay (in-process bus, store and pub/sub)', () => {
     expect(await f.store.streamRead(REDIS_KEYS.replayLog('bob'), '0', 100)).toHaveLength(5);
   });
 
+  it('keeps the dedupe state per user and per request: the same request id elsewhere is not a duplicate', async () => {
+    const f = await setup();
+    // Ids containing ':' must not make two users' state keys collide.
+    const pairs: Array<[string, string]> = [
+      ['alice', 'same'],
+      ['bob', 'same'],
+      ['a:b', 'c'],
+      ['a', 'b:c'],
+    ];
+    for (const [userid] of pairs) await f.watch(userid);
+    for (const [userid, request] of pairs) await send(f, userid, final(userid, request, `for ${userid}`));
+    await waitFor(() => f.received.length === 4);
+    for (const r of f.received) expect(r.channel).toBe(`user:${String(r.frame.userid)}`);
+    expect(f.received.map((r) => r.frame.content).sort()).toEqual(
+      ['for a', 'for a:b', 'for alice', 'for bob'].sort(),
+    );
+    expect(await metricValue(f.metrics, 'message_relay_duplicates_skipped_total')).toBe(0);
+  });
+
+  it('appends a redelivered delta once; only a copy of the newest frame is published again, same event_id', async () => {
+    const f = await setup();
+    await f.watch('alice');
+    await send(
+      f,
+      'alice',
+      delta('alice', 'r1', 0, 'Hel'),
+      delta('alice', 'r1', 1, 'lo'),
+      delta('alice', 'r1', 1, 'lo'),
+      delta('alice', 'r1', 0, 'Hel'),
+      delta('alice', 'r1', 2, '!'),
+      final('alice', 'r1', 'Hello!'),
+    );
+    // The final is last on the partition: once it is here, every redelivery before it was handled.
+    await waitFor(() => f.received.some((r) => r.frame.type === 'response'));
+    // seq 1 arrived again while it was the newest frame: published again (it may never have been),
+    // with its original event_id, which gateways drop. seq 0 again was older: not published.
+    expect(f.received.map((r) => [r.frame.type, r.frame.seq])).toEqual([
+      ['response.delta', 0],
+      ['response.delta', 1],
+      ['response.delta', 1],
+      ['response.delta', 2],
+      ['response', undefined],
+    ]);
+    expect(f.received[2]?.frame.event_id).toBe(f.received[1]?.frame.event_id);
+    const log = await f.store.streamRead(REDIS_KEYS.replayLog('alice'), '0', 100);
+    expect(log.map((e) => e.id)).toEqual([...new Set(f.received.map((r) => r.frame.event_id))]);
+    await waitForMetric(f.metrics, 'message_relay_frames_total', {}, 4);
+    expect(
+      await metricValue(f.metrics, 'message_relay_duplicates_skipped_total', { type: 'response.delta' }),
+    ).toBe(2);
+  });
+
+  it('skips a redelivered final and everything after it (late delta, error, reset)', async () => {
+    const f = await setup();
+    await f.watch('alice');
+    await send(
+      f,
+      'alice',
+      final('alice', 'r1', 'the answer'),
+      final('alice', 'r1', 'the answer'),
+      delta('alice', 'r1', 7, 'late'),
+      errorEvent('alice', 'r1'),
+      JSON.stringify({ v: 1, type: 'reset', userid: 'alice', request_id: 'r1' }),
+      final('alice', 'r2', 'next request'),
+    );
+    await waitFor(() => f.received.some((r) => r.frame.request_id === 'r2'));
+    // The redelivered final (and the error, also a final) are copies of the newest frame: published
+    // again under the final's event_id; the late delta and the reset are not published at all.
+    expect(f.received.map((r) => [r.frame.request_id, r.frame.content ?? r.frame.message])).toEqual([
+      ['r1', 'the answer'],
+      ['r1', 'the answer'],
+      ['r1', 'the answer'],
+      ['r2', 'next request'],
+    ]);
+    expect(new Set(f.received.slice(0, 3).map((r) => r.frame.event_id)).size).toBe(1);
+    expect(await f.store.streamRead(REDIS_KEYS.replayLog('alice'), '0', 100)).toHaveLength(2);
+    await waitForMetric(f.metrics, 'message_relay_frames_total', {}, 2);
+    const skipped = async (type: string) =>
+      metricValue(f.metrics, 'message_relay_duplicates_skipped_total', { type });
+    expect(await skipped('response')).toBe(1);
+    expect(await skipped('response.delta')).toBe(1);
+    expect(await skipped('error')).toBe(1);
+    expect(await skipped('response.reset')).toBe(1);
+  });
+
+  it('relays a reset as response.reset, then appends the restarted deltas from seq 0', async () => {
+    const f = await setup();
+    await f.watch('alice');
+    await send(
+      f,
+      'alice',
+      delta('alice', 'r1', 0, 'Hel'),
+      delta('alice', 'r1', 1, 'p'),
+      JSON.stringify({ v: 1, type: 'reset', userid: 'alice', request_id: 'r1', extra: 'not for clients' }),
+      delta('alice', 'r1', 0, 'Hel'),
+      delta('alice', 'r1', 1, 'lo'),
+      final('alice', 'r1', 'Hello'),
+    );
+    await waitFor(() => f.received.length === 6);
+    expect(f.received.map((r) => r.frame.type)).toEqual([
+      'response.delta',
+      'response.delta',
+      'response.reset',
+      'response.delta',
+      'response.delta',
+      'response',
+    ]);
+    const reset = f.received[2];
+    expect(reset?.frame).toEqual({
+      type: 'response.reset',
+      request_id: 'r1',
+      userid: 'alice',
+      event_id: expect.any(String),
+    });
+    expect(isStreamOnlyPayload(reset?.payload ?? '')).toBe(true);
+    for (const r of f.received) expect(serverFrameSchema.safeParse(r.frame).success).toBe(true);
+    // The client contract: the deltas after the last reset concatenate to the final content.
+    const afterReset = f.received.slice(3, 5).map((r) => String(r.frame.delta));
+    expect(afterReset.join('')).toBe(f.received[5]?.frame.content);
+    expect(await f.store.streamRead(REDIS_KEYS.replayLog('alice'), '0', 100)).toHaveLength(6);
+  });
+
   it('sends invalid records to the DLQ and goes on with the next valid one', async () => {
     const f = await setup();
     await f.watch('alice');
@@ -309,9 +428,9 @@ describe('createRelay (in-process bus, store and pub/sub)', () => {
     let appendFailures = 2;
     const flaky: KeyValueStore = {
       ...inner,
-      streamAppend: async (...args) => {
+      appendFrame: async (options) => {
         if (appendFailures-- > 0) throw new Error('connect ECONNREFUSED 127.0.0.1:6379');
-        return inner.streamAppend(...args);
+        return inner.appendFrame(options);
       },
     };
     let publishFailures = 1;
@@ -344,11 +463,11 @@ describe('createRelay (in-process bus, store and pub/sub)', () => {
     const inner = createMemoryStore();
     const refusing: KeyValueStore = {
       ...inner,
-      streamAppend: async (key, ...rest) => {
-        if (key === REDIS_KEYS.replayLog('broken')) {
+      appendFrame: async (options) => {
+        if (options.stream === REDIS_KEYS.replayLog('broken')) {
           throw replyError('WRONGTYPE Operation against a key holding the wrong kind of value');
         }
-        return inner.streamAppend(key, ...rest);
+        return inner.appendFrame(options);
       },
     };
     const f = await setup({ store: refusing });
@@ -366,7 +485,7 @@ describe('createRelay (in-process bus, store and pub/sub)', () => {
     let attempts = 0;
     const down: KeyValueStore = {
       ...inner,
-      streamAppend: async () => {
+      appendFrame: async () => {
         attempts++;
         throw new Error('connect ECONNREFUSED 127.0.0.1:6379');
       },

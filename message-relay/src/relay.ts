@@ -1,9 +1,9 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
+  attachEventId,
   HEADERS,
   REDIS_KEYS,
   TOPICS,
-  attachEventId,
   frameFromEvent,
   once,
   parseEvent,
@@ -17,9 +17,11 @@ import {
   type Logger,
   type Metrics,
   type PubSub,
+  type ResponseEvent,
+  type AppendResult,
   type Subscription,
 } from '@relay/common';
-import type { RelaySettings } from './config.js';
+import type { DeliverySettings, RelaySettings } from './config.js';
 
 export interface RelayTopics {
   /** @default TOPICS.responses */
@@ -36,7 +38,7 @@ export interface RelayRetryOptions {
 }
 
 export interface RelayDeps {
-  config: { kafka: { partitions: number }; relay: RelaySettings };
+  config: { kafka: { partitions: number }; relay: RelaySettings; delivery: DeliverySettings };
   logger: Logger;
   metrics: Metrics;
   bus: Bus;
@@ -74,19 +76,34 @@ class RelayClosingError extends Error {
   }
 }
 
+/** Which dedupe rule of the relay append applies to an event (an error ends a request like a final). */
+function appendKind(event: ResponseEvent): { kind: 'delta'; seq: number } | { kind: 'reset' | 'final' } {
+  switch (event.type) {
+    case 'delta':
+      return { kind: 'delta', seq: event.seq };
+    case 'reset':
+      return { kind: 'reset' };
+    case 'final':
+    case 'error':
+      return { kind: 'final' };
+  }
+}
+
 /**
- * Kafka `responses` → per-user replay log → `PUBLISH user:{userid}` (SPEC §3–4).
+ * Kafka `responses` → per-user replay log → `PUBLISH user:{userid}` (SPEC §3–4, docs/delivery.md).
  *
  * The replay log is written first because its entry id is the frame's `event_id`; the publish then
  * carries that id, so a live frame and its replayed copy are the same bytes. The handler resolves
- * after both, and only then does the Bus commit: a crash in between redelivers the event (at least
- * once; a redelivered event gets a second log entry, which clients drop by `request_id`/`seq`).
+ * after both, and only then does the Bus commit. A crash in between redelivers the event; the
+ * append checks the request's relay state in the same script, so a redelivered delta (same `seq`)
+ * or anything after the request's final is skipped: not appended, not published, just committed.
  */
 export function createRelay(deps: RelayDeps): Relay {
   const { config, logger, metrics, bus, store, pubsub } = deps;
   const topics = deps.topics ?? { responses: TOPICS.responses, responsesDlq: TOPICS.responsesDlq };
   const retry = deps.retry ?? { baseMs: 50, maxMs: 2000 };
   const settings = config.relay;
+  const delivery = config.delivery;
 
   const framesTotal = metrics.counter({
     name: 'message_relay_frames_total',
@@ -97,6 +114,11 @@ export function createRelay(deps: RelayDeps): Relay {
     name: 'message_relay_dlq_total',
     help: 'Records sent to the dead-letter topic, by reason',
     labelNames: ['reason'] as const,
+  });
+  const duplicatesTotal = metrics.counter({
+    name: 'message_relay_duplicates_skipped_total',
+    help: 'Redelivered events skipped by the relay append (already in the replay log), by frame type',
+    labelNames: ['type'] as const,
   });
   const noSubscriberTotal = metrics.counter({
     name: 'message_relay_no_subscriber_total',
@@ -180,27 +202,42 @@ export function createRelay(deps: RelayDeps): Relay {
       userid: event.userid,
     });
     const frame = frameFromEvent(event);
-    const stored = serializeFrame(frame);
 
-    let eventId: string;
+    let appended: AppendResult | null;
     try {
-      eventId = await untilDone('append', log, () =>
-        store.streamAppend(
-          REDIS_KEYS.replayLog(event.userid),
-          { frame: stored },
-          { maxLength: settings.replayMaxEvents, ttlMs: settings.replayTtlMs },
-        ),
+      appended = await untilDone('append', log, () =>
+        store.appendFrame({
+          stream: REDIS_KEYS.replayLog(event.userid),
+          state: REDIS_KEYS.relayed(event.userid, event.request_id),
+          frame: serializeFrame(frame),
+          maxLength: delivery.replayMaxEvents,
+          ttlMs: delivery.replayTtlMs,
+          stateTtlMs: delivery.dedupeTtlMs,
+          ...appendKind(event),
+        }),
       );
     } catch (err) {
       if (!isRedisReply(err)) throw err;
       // Retrying a refused command would stall the partition for every user on it.
       return deadLetter(message, 'redis_rejected', err instanceof Error ? err.message : String(err), log);
     }
+    if (appended === null || appended.duplicate) duplicatesTotal.inc({ type: frame.type });
+    if (appended === null) {
+      // An older redelivery: it was appended and published long ago. Commit, publish nothing.
+      log.debug({ type: frame.type }, 'duplicate event skipped');
+      return;
+    }
+    // A duplicate of the newest frame is published again: a crash may have come between its append
+    // and its publish. Gateways drop an event_id they already delivered.
+    const { eventId } = appended;
+    const payload = appended.duplicate
+      ? attachEventId(appended.frame, eventId)
+      : serializeFrame(frame, eventId);
 
     let receivers: number;
     try {
       receivers = await untilDone('publish', log, () =>
-        pubsub.publish(REDIS_KEYS.userChannel(event.userid), attachEventId(stored, eventId)),
+        pubsub.publish(REDIS_KEYS.userChannel(event.userid), payload),
       );
     } catch (err) {
       if (!isRedisReply(err)) throw err;
@@ -209,7 +246,8 @@ export function createRelay(deps: RelayDeps): Relay {
       receivers = 0;
     }
 
-    framesTotal.inc({ type: frame.type });
+    // A republished copy is counted once, as a duplicate, not as a relayed frame.
+    if (!appended.duplicate) framesTotal.inc({ type: frame.type });
     if (receivers === 0) noSubscriberTotal.inc();
     if (Number.isFinite(message.timestamp) && message.timestamp > 0) {
       latency.observe(Math.max(0, Date.now() - message.timestamp) / 1000);
@@ -230,7 +268,10 @@ export function createRelay(deps: RelayDeps): Relay {
         // A brand-new group must not skip responses produced before it first joined (first deploy,
         // or the relay starting after the ai-consumer): start from the oldest retained record.
         fromBeginning: true,
-        partitionsConcurrently: settings.partitionsConcurrently,
+        // Per-user order is all the append needs (a request's events come from one user), so users
+        // on the same partition do not wait for each other.
+        concurrency: settings.concurrency,
+        ordering: 'key',
         handler: handle,
       });
       logger.info({ topic: topics.responses, group: settings.groupId }, 'relay subscribed');

@@ -33,10 +33,14 @@ export const redis: ServiceDefinition = {
         '127.0.0.1',
         '--dir',
         context.files.dataDir,
+        // Append-only like production (docker-compose): replay logs and dedupe markers must survive
+        // a Redis restart, which the chaos suite does on purpose. No RDB snapshots.
         '--save',
         '',
         '--appendonly',
-        'no',
+        'yes',
+        '--appendfsync',
+        'everysec',
         '--daemonize',
         'no',
         '--logfile',

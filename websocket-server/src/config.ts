@@ -1,10 +1,13 @@
 import {
+  ConfigError,
   bool,
+  deliveryFragment,
   fragment,
   httpFragment,
   int,
   kafkaFragment,
   list,
+  loadConfig,
   logFragment,
   redisFragment,
 } from '@relay/common';
@@ -44,25 +47,61 @@ export const gatewayFragment = fragment(
     OPENAI_API_KEY: z.string().optional(),
     /** @default gpt-4o-mini */
     OPENAI_MODEL: z.string().default('gpt-4o-mini'),
+    /**
+     * Bytes a socket may have waiting in its send buffer before deltas for it are held back and
+     * coalesced (one frame per request when it drains). @default 262144 (256 KiB)
+     */
+    SLOW_CLIENT_SOFT_BYTES: int(1024, 1024 * 1024 * 1024).default(256 * 1024),
+    /**
+     * Bytes waiting for one socket (send buffer + held deltas) past which it is closed with 1008
+     * `slow_consumer`; the client resumes from its last_event_id. @default 4194304 (4 MiB)
+     */
+    SLOW_CLIENT_HARD_BYTES: int(4096, 1024 * 1024 * 1024).default(4 * 1024 * 1024),
+    /**
+     * On shutdown, how long messages already being published may take to get their Kafka ack
+     * before every socket is closed with 1001 anyway. Keep below SHUTDOWN_TIMEOUT_MS. @default 5000
+     */
+    DRAIN_TIMEOUT_MS: int(0, 300_000).default(5000),
+    /**
+     * Lifetime of the "being published" accept marker of a client `id`: if this gateway dies between
+     * the marker and the Kafka ack, a resend of the id is taken again after this long. Keep above the
+     * Kafka publish timeout. @default 30000
+     */
+    ACCEPT_PENDING_TTL_MS: int(1000, 3_600_000).default(30_000),
   },
-  (e) => ({
-    jwtSecret: e.JWT_SECRET,
-    tokenTtlSeconds: e.TOKEN_TTL_SECONDS,
-    tokenRateLimitPerMinute: e.TOKEN_RATE_LIMIT_PER_MINUTE,
-    maxContentLength: e.MAX_CONTENT_LENGTH,
-    maxPayloadBytes: e.MAX_PAYLOAD_BYTES,
-    rateLimitMessages: e.RATE_LIMIT_MESSAGES,
-    rateLimitWindowMs: e.RATE_LIMIT_WINDOW_MS,
-    maxConnectionsPerUser: e.MAX_CONNECTIONS_PER_USER,
-    allowedOrigins: e.ALLOWED_ORIGINS,
-    idleTimeoutSeconds: e.IDLE_TIMEOUT_SECONDS,
-    trustProxy: e.TRUST_PROXY,
-    staticDir: e.STATIC_DIR,
-    modelLabel: e.OPENAI_API_KEY ? `OpenAI ${e.OPENAI_MODEL}` : 'mock model (bundled)',
-  }),
+  (e) => {
+    if (e.SLOW_CLIENT_HARD_BYTES <= e.SLOW_CLIENT_SOFT_BYTES) {
+      throw new ConfigError(
+        'SLOW_CLIENT_HARD_BYTES',
+        `config error: SLOW_CLIENT_HARD_BYTES must be greater than SLOW_CLIENT_SOFT_BYTES (got ${e.SLOW_CLIENT_HARD_BYTES} <= ${e.SLOW_CLIENT_SOFT_BYTES})`,
+      );
+    }
+    return {
+      jwtSecret: e.JWT_SECRET,
+      tokenTtlSeconds: e.TOKEN_TTL_SECONDS,
+      tokenRateLimitPerMinute: e.TOKEN_RATE_LIMIT_PER_MINUTE,
+      maxContentLength: e.MAX_CONTENT_LENGTH,
+      maxPayloadBytes: e.MAX_PAYLOAD_BYTES,
+      rateLimitMessages: e.RATE_LIMIT_MESSAGES,
+      rateLimitWindowMs: e.RATE_LIMIT_WINDOW_MS,
+      maxConnectionsPerUser: e.MAX_CONNECTIONS_PER_USER,
+      allowedOrigins: e.ALLOWED_ORIGINS,
+      idleTimeoutSeconds: e.IDLE_TIMEOUT_SECONDS,
+      trustProxy: e.TRUST_PROXY,
+      staticDir: e.STATIC_DIR,
+      modelLabel: e.OPENAI_API_KEY ? `OpenAI ${e.OPENAI_MODEL}` : 'mock model (bundled)',
+      slowClientSoftBytes: e.SLOW_CLIENT_SOFT_BYTES,
+      slowClientHardBytes: e.SLOW_CLIENT_HARD_BYTES,
+      drainTimeoutMs: e.DRAIN_TIMEOUT_MS,
+      acceptPendingTtlMs: e.ACCEPT_PENDING_TTL_MS,
+    };
+  },
 );
 
 export type GatewaySettings = ReturnType<typeof gatewayFragment.build>;
+
+/** Replay and dedupe windows, shared with the relay and the consumer (docs/delivery.md). */
+export type DeliverySettings = ReturnType<typeof deliveryFragment.build>;
 
 /** Everything the gateway reads from the environment (see .env.example). */
 export const configFragments = {
@@ -71,4 +110,10 @@ export const configFragments = {
   http: httpFragment({ service: SERVICE, port: 8080 }),
   log: logFragment,
   gateway: gatewayFragment,
+  delivery: deliveryFragment,
 };
+
+/** The delivery windows with every variable unset, for callers that do not pass their own. */
+export function deliveryDefaults(): DeliverySettings {
+  return loadConfig({ delivery: deliveryFragment }, {}).delivery;
+}

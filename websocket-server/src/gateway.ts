@@ -1,28 +1,29 @@
-import { randomBytes, randomUUID } from 'node:crypto';
+import { setTimeout as delay } from 'node:timers/promises';
 import {
   ERROR_CODES,
-  HEADERS,
   TOPICS,
   clientFrameSchemas,
   once,
   parseClientFrame,
   redactUrl,
   renderMetrics,
+  serializeFrame,
   useridSchema,
-  withContext,
   type Bus,
-  type ClientMessageFrame,
-  type ErrorCode,
-  type ErrorFrame,
   type KeyValueStore,
   type Metrics,
-  type PromptEvent,
   type PubSub,
+  type ServerFrame,
 } from '@relay/common';
 import type { Logger } from 'pino';
 import type { HttpRequest, HttpResponse, TemplatedApp, WebSocket, us_listen_socket } from 'uWebSockets.js';
 import { clientIp } from './client-ip.js';
-import type { GatewaySettings } from './config.js';
+import { deliveryDefaults, type DeliverySettings, type GatewaySettings } from './config.js';
+import { STREAM_ID_PATTERN } from './event-id.js';
+import { createGatewayMetrics } from './gateway-metrics.js';
+import { createMessageIntake } from './message-intake.js';
+import { resumeSocket } from './resume.js';
+import { createDelivery, createOutbox } from './socket-delivery.js';
 import type { StaticFile } from './static-files.js';
 import type { TokenService } from './token-service.js';
 import type { UserData } from './user-data.js';
@@ -32,6 +33,8 @@ import type { Uws } from './uws.js';
 export interface GatewayDeps {
   uws: Uws;
   settings: GatewaySettings;
+  /** Replay and dedupe windows (`deliveryFragment`). @default the fragment's defaults */
+  delivery?: DeliverySettings;
   host: string;
   /** 0 picks a free port (tests). */
   port: number;
@@ -49,23 +52,40 @@ export interface GatewayDeps {
 
 export interface Gateway {
   start(): Promise<{ port: number }>;
-  /** Stops accepting, closes every socket with 1001 (clients reconnect elsewhere), stops listening. */
+  /**
+   * Drains: /ready answers 503 and new upgrades and messages are refused at once; messages already
+   * being published get their Kafka ack (up to `DRAIN_TIMEOUT_MS`); then every socket is closed with
+   * 1001 (clients reconnect elsewhere and resume) and the port is released. Idempotent.
+   */
   close(): Promise<void>;
   ready(): { ready: boolean; checks: Record<string, boolean> };
   stats(): { users: number; connections: number };
+  /**
+   * Call when the user channels were subscribed again after a Redis reconnect (the Redis PubSub's
+   * `onResubscribed`): every socket catches up from the replay log on what the channel missed.
+   */
+  resync(): void;
 }
+
+type Socket = WebSocket<UserData>;
 
 const REDIS_CHECK_INTERVAL_MS = 2000;
 
-const traceparent = () => `00-${randomBytes(16).toString('hex')}-${randomBytes(8).toString('hex')}-01`;
+/**
+ * uWS drops a send (returns 2) when the socket already has more than `maxBackpressure` bytes queued.
+ * Delivery closes a socket past the hard limit before it sends, so with this margin above the limit
+ * uWS itself never drops a frame.
+ */
+const BACKPRESSURE_MARGIN_BYTES = 1024 * 1024;
 
 /**
  * The WebSocket gateway: token-checked upgrades, client frames validated against the contract,
  * messages to Kafka (ack after the broker acknowledged), frames from the user's Redis channel to
- * every socket of that user.
+ * every socket of that user, resume from the replay log, slow-client backpressure, graceful drain.
  */
 export function createGateway(deps: GatewayDeps): Gateway {
   const { settings, logger, metrics, bus, store, pubsub, tokens } = deps;
+  const delivery = deps.delivery ?? deliveryDefaults();
   const incomingTopic = deps.incomingTopic ?? TOPICS.incoming;
   const limits = { maxContentLength: settings.maxContentLength };
   const schemas = clientFrameSchemas(limits);
@@ -75,121 +95,44 @@ export function createGateway(deps: GatewayDeps): Gateway {
   let redisTimer: NodeJS.Timeout | undefined;
   let nextConnectionId = 0;
 
-  const m = {
-    connections: metrics.gauge({ name: 'gateway_connections', help: 'Open WebSocket connections' }),
-    users: metrics.gauge({ name: 'gateway_users', help: 'Users with at least one open socket here' }),
-    messages: metrics.counter({
-      name: 'gateway_messages_total',
-      help: 'Client message frames by outcome (accepted or an error code)',
-      labelNames: ['outcome'],
-    }),
-    frames: metrics.counter({
-      name: 'gateway_frames_delivered_total',
-      help: 'Frames written to sockets, by kind',
-      labelNames: ['kind'],
-    }),
-    ackLatency: metrics.histogram({
-      name: 'gateway_ack_latency_seconds',
-      help: 'From a client message to its ack (rate limit + Kafka acknowledgement)',
-    }),
-    upgradesRejected: metrics.counter({
-      name: 'gateway_upgrades_rejected_total',
-      help: 'Refused WebSocket upgrades by reason',
-      labelNames: ['reason'],
-    }),
-    tokensIssued: metrics.counter({
-      name: 'gateway_tokens_issued_total',
-      help: 'Tokens issued by POST /token',
-    }),
-  };
+  const m = createGatewayMetrics(metrics);
 
-  const sockets = createUserSockets({
-    pubsub,
+  const outbound = createDelivery({
+    softBytes: settings.slowClientSoftBytes,
+    hardBytes: settings.slowClientHardBytes,
     logger,
-    onFrame: (kind, delivered) => m.frames.inc({ kind }, delivered),
+    onWritten: (kind) => m.frames.inc({ kind }),
+    onCoalesced: () => m.coalesced.inc(),
+    onSlowClose: () => m.slowCloses.inc(),
   });
+  const sockets = createUserSockets<Socket>({ pubsub, logger, deliver: outbound.live });
   const updateGauges = () => {
     m.connections.set(sockets.connections);
     m.users.set(sockets.users);
   };
 
-  function send(ws: WebSocket<UserData>, frame: object): void {
-    if (ws.getUserData().closed) return;
-    ws.send(JSON.stringify(frame));
-  }
+  const intake = createMessageIntake<Socket>({
+    settings,
+    delivery,
+    serverId: deps.serverId,
+    incomingTopic,
+    logger,
+    metrics: m,
+    bus,
+    store,
+    pubsub,
+    reply: (ws, frame: ServerFrame) => outbound.control(ws, serializeFrame(frame)),
+    draining: () => draining,
+  });
 
-  function sendError(ws: WebSocket<UserData>, code: ErrorCode, message: string, requestId?: string): void {
-    const frame: ErrorFrame = {
-      type: 'error',
-      message,
-      code,
-      userid: ws.getUserData().userid,
-      ...(requestId ? { request_id: requestId } : {}),
-    };
-    m.messages.inc({ outcome: code });
-    send(ws, frame);
-  }
-
-  async function handleMessage(ws: WebSocket<UserData>, frame: ClientMessageFrame): Promise<void> {
-    const started = performance.now();
-    const { userid } = ws.getUserData();
-    const requestId = frame.id ?? randomUUID();
-    const log = withContext(logger, { request_id: requestId, userid, correlation_id: requestId });
-    try {
-      const window = await store.incrementWindow(`ratelimit:msg:${userid}`, settings.rateLimitWindowMs);
-      if (window.count > settings.rateLimitMessages) {
-        sendError(
-          ws,
-          'rate_limited',
-          `${ERROR_CODES.rate_limited.message} (retry in ${window.resetMs} ms)`,
-          requestId,
-        );
-        return;
-      }
-    } catch (err) {
-      log.warn({ err }, 'rate limit check failed (redis)');
-      sendError(ws, 'upstream_unavailable', ERROR_CODES.upstream_unavailable.message, requestId);
-      return;
-    }
-    const event: PromptEvent = {
-      v: 1,
-      request_id: requestId,
-      userid,
-      content: frame.content,
-      conversation_id: frame.conversation_id ?? 'default',
-      gateway_id: deps.serverId,
-      received_at: new Date().toISOString(),
-    };
-    try {
-      await bus.publish(incomingTopic, [
-        {
-          key: userid,
-          value: JSON.stringify(event),
-          headers: { [HEADERS.correlationId]: requestId, [HEADERS.traceparent]: traceparent() },
-        },
-      ]);
-    } catch (err) {
-      // No ack: the client knows the message was not taken and may retry with the same id.
-      log.warn({ err }, 'publish to kafka failed');
-      sendError(ws, 'upstream_unavailable', ERROR_CODES.upstream_unavailable.message, requestId);
-      return;
-    }
-    m.messages.inc({ outcome: 'accepted' });
-    m.ackLatency.observe((performance.now() - started) / 1000);
-    // A message with an `id` is from a client that retries by id, so it wants to know when to stop.
-    if (ws.getUserData().extensions || frame.id !== undefined)
-      send(ws, { type: 'ack', request_id: requestId, userid });
-    log.debug('message accepted');
-  }
-
-  function onMessage(ws: WebSocket<UserData>, message: ArrayBuffer, isBinary: boolean): void {
+  function onMessage(ws: Socket, message: ArrayBuffer, isBinary: boolean): void {
     if (message.byteLength > settings.maxPayloadBytes) {
       m.messages.inc({ outcome: 'message_too_large' });
       ws.end(1009, 'message_too_large');
       return;
     }
     if (isBinary) {
-      sendError(ws, 'invalid_message', 'Binary frames are not supported; send JSON text');
+      intake.error(ws, 'invalid_message', 'Binary frames are not supported; send JSON text');
       return;
     }
     // The ArrayBuffer is only valid during this callback: decode it now.
@@ -197,21 +140,21 @@ export function createGateway(deps: GatewayDeps): Gateway {
     const data = ws.getUserData();
     const parsed = parseClientFrame(text, schemas, limits, data.userid);
     if (!parsed.ok) {
-      sendError(ws, parsed.code, parsed.message, parsed.id);
+      intake.error(ws, parsed.code, parsed.message, parsed.id);
       return;
     }
     const frame = parsed.frame;
     switch (frame.type) {
       case 'message':
         if (draining) {
-          sendError(ws, 'upstream_unavailable', 'Server is restarting; reconnect and resend', frame.id);
+          intake.error(ws, 'upstream_unavailable', 'Server is restarting; reconnect and resend', frame.id);
           return;
         }
         data.queue = data.queue
-          .then(() => handleMessage(ws, frame))
+          .then(() => intake.message(ws, frame))
           .catch((err: unknown) => {
             logger.error({ err, userid: data.userid }, 'message handling failed');
-            sendError(ws, 'internal_error', ERROR_CODES.internal_error.message, frame.id);
+            intake.error(ws, 'internal_error', ERROR_CODES.internal_error.message, frame.id);
           });
         return;
       case 'hello':
@@ -219,9 +162,77 @@ export function createGateway(deps: GatewayDeps): Gateway {
         data.extensions = true;
         return;
       case 'cancel':
-        sendError(ws, 'invalid_message', 'cancel is not supported by this server yet', frame.request_id);
+        intake.cancel(ws, frame).catch((err: unknown) => {
+          logger.error({ err, userid: data.userid }, 'cancel handling failed');
+          intake.error(ws, 'internal_error', ERROR_CODES.internal_error.message, frame.request_id);
+        });
         return;
     }
+  }
+
+  /**
+   * Replays the log after `from` to a socket in resuming mode, then lets it go live. A failure
+   * closes the socket: the client reconnects and resumes from its own last_event_id.
+   */
+  async function replay(ws: Socket, from: string): Promise<void> {
+    const data = ws.getUserData();
+    try {
+      const result = await resumeSocket(
+        { store, delivery: outbound, replayTtlMs: delivery.replayTtlMs },
+        ws,
+        from,
+      );
+      m.replayedFrames.inc(result.replayed);
+      if (!result.abandoned) m.resumes.inc({ outcome: result.gap ? 'gap' : 'ok' });
+    } catch (err) {
+      m.resumes.inc({ outcome: 'failed' });
+      m.redisErrors.inc({ op: 'replay' });
+      logger.warn({ err, userid: data.userid }, 'replay failed (redis)');
+      if (!data.closed) ws.end(1011, 'resume_failed');
+    }
+  }
+
+  /**
+   * Frames published while this gateway's channel subscription was down (a Redis reconnect) never
+   * reached its sockets, but they are in the log (the relay appends before it publishes): every
+   * socket reads the log again from the newest frame it handled, the way a resume does.
+   */
+  function resync(): void {
+    m.resyncs.inc();
+    for (const ws of sockets.all()) {
+      const data = ws.getUserData();
+      if (data.closed) continue;
+      const outbox = data.outbox;
+      // A replay is under way: make it read the log once more before it goes live.
+      if (outbox.mode === 'resuming') {
+        outbox.overflowed = true;
+        continue;
+      }
+      const from = outbox.lastEventId ?? data.resyncFrom;
+      if (from === null) continue;
+      outbox.mode = 'resuming';
+      void replay(ws, from);
+    }
+  }
+
+  /** Subscribes the user's channel, then (with last_event_id) replays what the client missed. */
+  async function onOpen(ws: Socket): Promise<void> {
+    const data = ws.getUserData();
+    // Redis stream ids start with the time they were added: frames after this point are this
+    // socket's to get, should its channel need a resync before it handled any frame.
+    data.resyncFrom = `${Date.now()}-0`;
+    try {
+      await sockets.add(ws);
+    } catch {
+      // Logged by the registry. The client reconnects (and resumes) once Redis answers.
+      m.redisErrors.inc({ op: 'subscribe' });
+      if (!data.closed) ws.end(1011, 'subscribe_failed');
+      return;
+    } finally {
+      updateGauges();
+    }
+    if (data.resumeFrom === null || data.closed) return;
+    await replay(ws, data.resumeFrom);
   }
 
   function reject(res: HttpResponse, status: string, reason: string): void {
@@ -258,9 +269,17 @@ export function createGateway(deps: GatewayDeps): Gateway {
     const flag = (name: string) => ['1', 'true'].includes(query.get(name) ?? '');
     const stream = flag('stream');
     const extensions = stream || flag('ack');
+    // An empty value counts as absent (a client that has seen nothing yet); a malformed one is a
+    // client bug that would silently lose frames if ignored, so the upgrade is refused.
+    const resumeFrom = query.get('last_event_id') || null;
+    if (resumeFrom !== null && !STREAM_ID_PATTERN.test(resumeFrom)) {
+      return reject(res, '400 Bad Request', 'invalid_last_event_id');
+    }
     tokens.verify(token).then(
       (userid) => {
         if (aborted) return;
+        // The drain may have begun (and closed every socket) while the token was being checked.
+        if (draining) return reject(res, '503 Service Unavailable', 'draining');
         if (!userid || (claimedUser !== null && claimedUser !== userid))
           return reject(res, '401 Unauthorized', 'invalid_token');
         if (sockets.count(userid) >= settings.maxConnectionsPerUser) {
@@ -274,6 +293,10 @@ export function createGateway(deps: GatewayDeps): Gateway {
           ip,
           closed: false,
           queue: Promise.resolve(),
+          resumeFrom,
+          resyncFrom: null,
+          // Resuming from the start: live frames that arrive before the replay is done wait.
+          outbox: createOutbox(resumeFrom),
         };
         res.cork(() => res.upgrade(data, secKey, secProtocol, secExtensions, context));
       },
@@ -338,6 +361,8 @@ export function createGateway(deps: GatewayDeps): Gateway {
 
   function ready() {
     const checks = { kafka: bus.healthy(), redis: redisOk, draining };
+    m.upstreamUp.set({ upstream: 'kafka' }, checks.kafka ? 1 : 0);
+    m.upstreamUp.set({ upstream: 'redis' }, checks.redis ? 1 : 0);
     return { ready: checks.kafka && checks.redis && !draining, checks };
   }
 
@@ -351,19 +376,23 @@ export function createGateway(deps: GatewayDeps): Gateway {
         maxPayloadLength: settings.maxPayloadBytes * 4,
         idleTimeout: settings.idleTimeoutSeconds,
         sendPingsAutomatically: true,
-        maxBackpressure: 1024 * 1024,
+        // Slow clients are handled by delivery (coalescing, then 1008 past the hard limit); uWS must
+        // neither drop frames below that limit nor close on its own.
+        maxBackpressure: settings.slowClientHardBytes + BACKPRESSURE_MARGIN_BYTES,
+        closeOnBackpressureLimit: 0,
         upgrade,
-        open: (ws) => {
-          updateGauges();
-          sockets.add(ws).then(updateGauges, () => {
-            if (!ws.getUserData().closed) ws.end(1011, 'subscribe_failed');
-          });
-        },
+        open: (ws) => void onOpen(ws),
         message: onMessage,
+        drain: outbound.drain,
         close: (ws) => {
           const data = ws.getUserData();
           data.closed = true;
-          sockets.remove(ws).then(updateGauges, (err: unknown) => logger.warn({ err }, 'unsubscribe failed'));
+          // Nothing can be sent any more; the client resumes whatever was waiting here.
+          Object.assign(data.outbox, createOutbox(null));
+          sockets.remove(ws).then(updateGauges, (err: unknown) => {
+            m.redisErrors.inc({ op: 'unsubscribe' });
+            logger.warn({ err }, 'unsubscribe failed');
+          });
         },
       })
       .post('/token', issueToken)
@@ -413,10 +442,13 @@ export function createGateway(deps: GatewayDeps): Gateway {
   return {
     async start() {
       const checkRedis = () =>
-        store.ping().then(
-          () => (redisOk = true),
-          () => (redisOk = false),
-        );
+        store
+          .ping()
+          .then(
+            () => (redisOk = true),
+            () => (redisOk = false),
+          )
+          .finally(ready);
       await checkRedis();
       redisTimer = setInterval(() => void checkRedis(), REDIS_CHECK_INTERVAL_MS);
       redisTimer.unref();
@@ -429,16 +461,26 @@ export function createGateway(deps: GatewayDeps): Gateway {
       return { port: deps.uws.us_socket_local_port(listenSocket) };
     },
     close: once(async () => {
+      // From here /ready is 503, upgrades get 503 and new messages upstream_unavailable; the port
+      // stays open meanwhile so load balancers and clients see those answers, not a refused connect.
       draining = true;
       clearInterval(redisTimer);
+      const inFlight = sockets.all().map((ws) => ws.getUserData().queue);
+      if (inFlight.length > 0) {
+        const timeout = new AbortController();
+        const timedOut = delay(settings.drainTimeoutMs, true, { signal: timeout.signal }).catch(() => false);
+        const late = await Promise.race([Promise.allSettled(inFlight).then(() => false), timedOut]);
+        timeout.abort();
+        if (late) logger.warn({ timeoutMs: settings.drainTimeoutMs }, 'drain timed out; closing sockets');
+      }
+      for (const ws of sockets.all()) {
+        if (!ws.getUserData().closed) ws.end(1001, 'server_shutdown');
+      }
       if (listenSocket) deps.uws.us_listen_socket_close(listenSocket);
       listenSocket = false;
-      for (const ws of sockets.all()) {
-        const socket = ws as WebSocket<UserData>;
-        if (!socket.getUserData().closed) socket.end(1001, 'server_shutdown');
-      }
     }),
     ready,
     stats: () => ({ users: sockets.users, connections: sockets.connections }),
+    resync,
   };
 }

@@ -1,6 +1,7 @@
 import { createKafkaBus, createRedisPubSub, createRedisStore, TOPICS, bootService } from '@relay/common';
 import { SERVICE, configFragments } from './config.js';
-import { createGateway } from './gateway.js';
+import { createGateway, type Gateway } from './gateway.js';
+import { createGatewayMetrics } from './gateway-metrics.js';
 import { loadStaticFiles } from './static-files.js';
 import { createTokenService } from './token-service.js';
 import { loadUws } from './uws.js';
@@ -21,8 +22,20 @@ const bus = createKafkaBus({
     void shutdown.shutdown('kafka fatal', 1);
   },
 });
+const gatewayMetrics = createGatewayMetrics(metrics);
+// The gateway once built: the Redis pub/sub below asks it to resync after a reconnect.
+const built: { gateway?: Gateway } = {};
 const store = createRedisStore({ url: config.redis.url, logger, connectionName: config.http.serverId });
-const pubsub = createRedisPubSub({ url: config.redis.url, logger, connectionName: config.http.serverId });
+const pubsub = createRedisPubSub({
+  url: config.redis.url,
+  logger,
+  connectionName: config.http.serverId,
+  onResubscribed: (channels) => {
+    gatewayMetrics.resubscribes.inc(channels);
+    // Frames published while the subscription was down are in the replay logs.
+    built.gateway?.resync();
+  },
+});
 shutdown.add('redis-store', () => store.close());
 shutdown.add('redis-pubsub', () => pubsub.close());
 shutdown.add('kafka', () => bus.close());
@@ -32,6 +45,7 @@ await bus.ensureTopics([{ topic: TOPICS.incoming, partitions: config.kafka.parti
 const gateway = createGateway({
   uws,
   settings: config.gateway,
+  delivery: config.delivery,
   host: config.http.host,
   port: config.http.port,
   serverId: config.http.serverId,
@@ -46,6 +60,7 @@ const gateway = createGateway({
   }),
   ...(config.gateway.staticDir ? { staticFiles: await loadStaticFiles(config.gateway.staticDir) } : {}),
 });
+built.gateway = gateway;
 const { port } = await gateway.start();
 shutdown.add('gateway', () => gateway.close());
 logger.info({ port, kafka: config.kafka.brokers, redis: 'configured' }, `${SERVICE} started`);

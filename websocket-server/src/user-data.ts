@@ -1,3 +1,5 @@
+import type { Outbox } from './socket-delivery.js';
+
 /** Typed per-socket state, set at upgrade time (nothing is bolted onto uWS socket objects). */
 export interface UserData {
   userid: string;
@@ -17,4 +19,14 @@ export interface UserData {
    * the previous one's rate-limit check and broker ack, so a user's messages keep their order.
    */
   queue: Promise<void>;
+  /** `?last_event_id=`: the replay log is read after this id once the socket is subscribed. */
+  resumeFrom: string | null;
+  /**
+   * Where a resync starts for a socket that has handled no frame yet: a stream id made from the
+   * gateway's clock at open. Kept apart from `outbox.lastEventId`, which only real frames set, so a
+   * clock ahead of Redis' never makes the socket drop a frame as already seen.
+   */
+  resyncFrom: string | null;
+  /** What is waiting to go out on this socket: live frames during a resume, held deltas of a slow client. */
+  outbox: Outbox;
 }

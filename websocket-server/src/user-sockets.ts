@@ -1,52 +1,46 @@
-import { REDIS_KEYS, isDeltaPayload, type MessageListener, type PubSub } from '@relay/common';
+import { REDIS_KEYS, type MessageListener, type PubSub } from '@relay/common';
 import type { Logger } from 'pino';
 import type { UserData } from './user-data.js';
 
-/** What the registry needs of a socket; uWS' WebSocket<UserData> has it, tests can fake it. */
-export interface DeliverySocket {
+/** What the registry needs of a socket. */
+export interface RegisteredSocket {
   getUserData(): UserData;
-  send(message: string): number;
 }
 
-export interface UserSockets {
-  /** Adds a socket; subscribes `user:{userid}` when it is the user's first one here. */
-  add(socket: DeliverySocket): Promise<void>;
+export interface UserSockets<S extends RegisteredSocket> {
+  /**
+   * Adds a socket; subscribes `user:{userid}` when it is the user's first one here. Resolves once the
+   * subscription is active on the server (also for a second socket that joins while the first one's
+   * subscribe is still under way), so a resume can read the log knowing no live frame slips past.
+   */
+  add(socket: S): Promise<void>;
   /** Removes a socket; unsubscribes after the user's last one. */
-  remove(socket: DeliverySocket): Promise<void>;
+  remove(socket: S): Promise<void>;
   count(userid: string): number;
   readonly users: number;
   readonly connections: number;
   /** Every socket, for shutdown. */
-  all(): DeliverySocket[];
+  all(): S[];
 }
 
 /**
  * Holds which sockets of which user this gateway has and keeps the Redis subscriptions in step: a
- * channel is subscribed while at least one socket of that user is open here. Frames arrive already
- * serialised by the relay and go out as they are, once per socket; deltas only to sockets that opted
- * in.
+ * channel is subscribed while at least one socket of that user is open here. Each frame from the
+ * channel is handed to `deliver` once per socket of the user (the frame stays serialised).
  */
-export function createUserSockets(deps: {
+export function createUserSockets<S extends RegisteredSocket>(deps: {
   pubsub: PubSub;
   logger: Logger;
-  onFrame?: (kind: 'delta' | 'frame', delivered: number) => void;
-}): UserSockets {
-  const byUser = new Map<string, { sockets: Set<DeliverySocket>; listener: MessageListener }>();
+  deliver: (socket: S, payload: string) => void;
+}): UserSockets<S> {
+  const byUser = new Map<string, { sockets: Set<S>; listener: MessageListener; subscribed: Promise<void> }>();
   let connections = 0;
 
   function listenerFor(userid: string): MessageListener {
     return (payload) => {
       const entry = byUser.get(userid);
       if (!entry) return;
-      const isDelta = isDeltaPayload(payload);
-      let delivered = 0;
-      for (const socket of entry.sockets) {
-        const data = socket.getUserData();
-        if (data.closed || (isDelta && !data.stream)) continue;
-        socket.send(payload);
-        delivered++;
-      }
-      deps.onFrame?.(isDelta ? 'delta' : 'frame', delivered);
+      for (const socket of entry.sockets) deps.deliver(socket, payload);
     };
   }
 
@@ -57,12 +51,13 @@ export function createUserSockets(deps: {
       const existing = byUser.get(userid);
       if (existing) {
         existing.sockets.add(socket);
-        return;
+        return existing.subscribed;
       }
-      const entry = { sockets: new Set([socket]), listener: listenerFor(userid) };
-      byUser.set(userid, entry);
+      const listener = listenerFor(userid);
+      const subscribed = deps.pubsub.subscribe(REDIS_KEYS.userChannel(userid), listener);
+      byUser.set(userid, { sockets: new Set([socket]), listener, subscribed });
       try {
-        await deps.pubsub.subscribe(REDIS_KEYS.userChannel(userid), entry.listener);
+        await subscribed;
       } catch (err) {
         // Delivery for this user is broken until Redis answers; the client will resume on reconnect.
         deps.logger.error({ err, userid }, 'subscribe failed');

@@ -1,14 +1,6 @@
 import type { ResponseEvent } from './kafka-events.js';
 import type { ServerFrame } from './server-frames.js';
 
-/** Redis names of SPEC §4. One place, so the relay and the gateways cannot disagree. */
-export const REDIS_KEYS = {
-  /** Pub/sub channel a gateway subscribes to while it holds a socket of the user. */
-  userChannel: (userid: string): string => `user:${userid}`,
-  /** Capped stream of the user's frames; its entry ids are the frames' `event_id`s. */
-  replayLog: (userid: string): string => `replay:${userid}`,
-} as const;
-
 /**
  * Every serialised frame starts with its `type`, so a gateway can tell a delta from the rest without
  * parsing: `payload.startsWith(DELTA_FRAME_PREFIX)`. It needs that on the hot path, because a client

@@ -2,3 +2,4 @@ export * from './client-frames.js';
 export * from './server-frames.js';
 export * from './kafka-events.js';
 export * from './frames.js';
+export * from './redis-keys.js';

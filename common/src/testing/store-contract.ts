@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import type { KeyValueStore, PubSub } from '../transport/store.js';
+import { REDIS_KEYS } from '../contract/redis-keys.js';
+import { compareStreamIds, type KeyValueStore, type PubSub } from '../transport/store.js';
 import { uniqueName, waitFor } from './wait-for.js';
 
 export interface StoreFixture {
@@ -94,6 +95,163 @@ export function storeContract(name: string, fixture: StoreFixture): void {
       const fresh = uniqueName('stream-info-fresh');
       await s.streamAppend(fresh, { n: '0' }, { maxLength: 10 });
       expect((await s.streamInfo(fresh))?.maxDeletedId).toBe('0-0');
+    });
+
+    describe('appendFrame (the relay append of docs/delivery.md)', () => {
+      /** A fresh user and request: keys as the relay builds them, under unique ids. */
+      const target = () => {
+        const userid = uniqueName('relay-user');
+        return { userid, stream: REDIS_KEYS.replayLog(userid), state: REDIS_KEYS.relayed(userid, 'r:1') };
+      };
+      const limits = { maxLength: 100, ttlMs: 60_000, stateTtlMs: 60_000 };
+      const delta = (t: { stream: string; state: string }, seq: number) => ({
+        ...limits,
+        ...t,
+        kind: 'delta' as const,
+        seq,
+        frame: `{"type":"response.delta","seq":${seq}}`,
+      });
+      const other = (
+        t: { stream: string; state: string },
+        kind: 'reset' | 'final',
+        frame: string = kind,
+      ) => ({
+        ...limits,
+        ...t,
+        kind,
+        frame,
+      });
+      const frames = async (s: KeyValueStore, stream: string) =>
+        (await s.streamRead(stream, '0', 1000)).map((e) => e.fields.frame);
+
+      it('appends deltas in seq order; a redelivered newest seq comes back as a duplicate, older ones as null', async () => {
+        const s = await store();
+        const t = target();
+        const first = await s.appendFrame(delta(t, 0));
+        const second = await s.appendFrame(delta(t, 1));
+        expect(first).toEqual({ eventId: expect.stringMatching(/^\d+-\d+$/), duplicate: false });
+        expect(compareStreamIds(first?.eventId ?? '', second?.eventId ?? '')).toBe(-1);
+        const before = await s.streamInfo(t.stream);
+        // The newest frame again: its original id, to be published again (it may never have been).
+        expect(await s.appendFrame(delta(t, 1))).toEqual({
+          eventId: second?.eventId,
+          duplicate: true,
+          frame: '{"type":"response.delta","seq":1}',
+        });
+        expect(await s.appendFrame(delta(t, 0))).toBeNull();
+        expect(await s.streamInfo(t.stream)).toEqual(before);
+        expect((await s.appendFrame(delta(t, 2)))?.duplicate).toBe(false);
+        expect(await frames(s, t.stream)).toEqual([
+          '{"type":"response.delta","seq":0}',
+          '{"type":"response.delta","seq":1}',
+          '{"type":"response.delta","seq":2}',
+        ]);
+        // The entry id is what the caller gets: the frame's event_id.
+        expect((await s.streamRead(t.stream, '0', 1))[0]?.id).toBe(first?.eventId);
+      });
+
+      it('skips everything after a final: a second final, a late delta, a reset', async () => {
+        const s = await store();
+        const t = target();
+        await s.appendFrame(delta(t, 0));
+        const final = await s.appendFrame(other(t, 'final', 'answer'));
+        expect(final?.duplicate).toBe(false);
+        // A redelivered final is the newest frame: same id and the stored frame back, nothing written.
+        expect(await s.appendFrame(other(t, 'final', 'answer'))).toEqual({
+          eventId: final?.eventId,
+          duplicate: true,
+          frame: 'answer',
+        });
+        // Whatever the redelivered event says, the stored frame is what comes back.
+        expect(await s.appendFrame(other(t, 'final', 'an error this time'))).toEqual({
+          eventId: final?.eventId,
+          duplicate: true,
+          frame: 'answer',
+        });
+        expect(await s.appendFrame(delta(t, 1))).toBeNull();
+        expect(await s.appendFrame(delta(t, 99))).toBeNull();
+        expect(await s.appendFrame(other(t, 'reset'))).toBeNull();
+        expect(await frames(s, t.stream)).toEqual(['{"type":"response.delta","seq":0}', 'answer']);
+      });
+
+      it('a reset sets seq back, so the generation starts again at seq 0', async () => {
+        const s = await store();
+        const t = target();
+        for (const seq of [0, 1, 2]) await s.appendFrame(delta(t, seq));
+        expect(await s.appendFrame(other(t, 'reset'))).not.toBeNull();
+        expect(await s.appendFrame(delta(t, 0))).not.toBeNull();
+        expect(await s.appendFrame(delta(t, 1))).not.toBeNull();
+        expect((await s.appendFrame(delta(t, 1)))?.duplicate).toBe(true);
+        expect(await s.appendFrame(delta(t, 0))).toBeNull();
+        // A reset is only skipped after a final: a second restart is a real one.
+        expect(await s.appendFrame(other(t, 'reset'))).not.toBeNull();
+        expect(await s.appendFrame(delta(t, 0))).not.toBeNull();
+        expect(await s.appendFrame(other(t, 'final'))).not.toBeNull();
+        expect((await frames(s, t.stream)).map((f) => (f?.startsWith('{') ? 'd' : f))).toEqual([
+          'd',
+          'd',
+          'd',
+          'reset',
+          'd',
+          'd',
+          'reset',
+          'd',
+          'final',
+        ]);
+      });
+
+      it('keeps separate requests and users independent', async () => {
+        const s = await store();
+        const t = target();
+        const sibling = { stream: t.stream, state: REDIS_KEYS.relayed(t.userid, 'r:2') };
+        await s.appendFrame(other(t, 'final'));
+        expect(await s.appendFrame(delta(sibling, 0))).not.toBeNull();
+        expect(await s.appendFrame(other(sibling, 'final'))).not.toBeNull();
+        // The same request id for another user (and ids whose ':' must not collide in the key).
+        const elsewhere = target();
+        const lookalike = { stream: elsewhere.stream, state: REDIS_KEYS.relayed(`${t.userid}:r`, '1') };
+        expect(
+          await s.appendFrame(
+            other({ ...elsewhere, state: REDIS_KEYS.relayed(elsewhere.userid, 'r:1') }, 'final'),
+          ),
+        ).not.toBeNull();
+        expect(await s.appendFrame(other(lookalike, 'final'))).not.toBeNull();
+        expect(await frames(s, t.stream)).toEqual(['final', '{"type":"response.delta","seq":0}', 'final']);
+      });
+
+      it('concurrent redeliveries of one final append it exactly once', async () => {
+        const s = await store();
+        const t = target();
+        const results = await Promise.all(Array.from({ length: 20 }, () => s.appendFrame(other(t, 'final'))));
+        expect(results.filter((r) => r?.duplicate === false)).toHaveLength(1);
+        expect(new Set(results.map((r) => r?.eventId)).size).toBe(1);
+        expect(await frames(s, t.stream)).toEqual(['final']);
+      });
+
+      it('caps the stream like streamAppend, recording the highest trimmed id', async () => {
+        const s = await store();
+        const t = target();
+        const ids: Array<string | null> = [];
+        for (const seq of [0, 1, 2, 3])
+          ids.push((await s.appendFrame({ ...delta(t, seq), maxLength: 2 }))?.eventId ?? null);
+        expect(await s.streamInfo(t.stream)).toEqual({
+          firstId: ids[2],
+          lastId: ids[3],
+          maxDeletedId: ids[1],
+          length: 2,
+        });
+      });
+
+      it('forgets a request once its state expires (stateTtlMs)', async () => {
+        const s = await store();
+        const t = target();
+        expect((await s.appendFrame({ ...other(t, 'final'), stateTtlMs: 50 }))?.duplicate).toBe(false);
+        expect((await s.appendFrame(other(t, 'final')))?.duplicate).toBe(true);
+        await waitFor(async () => (await s.appendFrame(other(t, 'final')))?.duplicate === false, {
+          timeoutMs: 2000,
+        });
+        expect(await frames(s, t.stream)).toEqual(['final', 'final']);
+      });
     });
 
     it('pub/sub delivers to subscribed channels only, and stops after unsubscribe', async () => {

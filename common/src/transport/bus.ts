@@ -1,3 +1,5 @@
+export { BusUnavailableError } from './bus-errors.js';
+
 /** A record to publish. Values are JSON text; the key decides the partition (per-user order). */
 export interface BusRecord {
   key: string;
@@ -18,11 +20,21 @@ export interface BusMessage {
 }
 
 /**
- * Handles one message. The offset is committed only after the returned promise resolves. A handler
- * that throws is a bug, not bad input (bad input goes to a DLQ): the subscription stops without
- * committing, the bus reports it through `onFatal`, and the message is redelivered to the group.
+ * Handles one message. The offset is committed only after the returned promise resolves (and every
+ * earlier message of the partition has too). A handler that throws is a bug, not bad input (bad
+ * input goes to a DLQ): the subscription stops without committing past it, the bus reports it
+ * through `onFatal`, and the message is redelivered to the group.
  */
 export type MessageHandler = (message: BusMessage) => Promise<void>;
+
+/**
+ * Which messages must be handled one after another.
+ * - `partition`: one message per partition at a time, in offset order.
+ * - `key`: one message per key (within its partition) at a time, in offset order; different keys
+ *   run concurrently, also within one partition. Keys are user ids, so this keeps SPEC's per-user
+ *   order. Records without a key share one lane per partition.
+ */
+export type MessageOrdering = 'partition' | 'key';
 
 export interface SubscribeOptions {
   groupId: string;
@@ -30,14 +42,44 @@ export interface SubscribeOptions {
   handler: MessageHandler;
   /** For a group without committed offsets: start at the oldest record. @default false */
   fromBeginning?: boolean;
-  /** Partitions handled concurrently (messages within a partition stay in order). @default 1 */
+  /**
+   * Handlers running at once for this subscription, across and within partitions. Commits per
+   * partition follow the watermark: the offset of the lowest unfinished message, so a message that
+   * finishes early is committed only once everything before it has finished too. After a crash
+   * every message from the watermark on is redelivered, including ones that had finished
+   * (at-least-once; consumers remove duplicates by id).
+   * @default 1 (or `partitionsConcurrently` when only that is given)
+   */
+  concurrency?: number;
+  /** @default 'key' when `concurrency` > 1, else 'partition' */
+  ordering?: MessageOrdering;
+  /**
+   * Messages taken from fetched batches that wait for their lane's turn or a free handler slot.
+   * While this many wait, fetching pauses. Queued messages do not count as started: close and
+   * rebalances drop them uncommitted (they are redelivered).
+   * @default 4 × concurrency
+   */
+  maxQueued?: number;
+  /**
+   * How long `close()` waits for running handlers before it commits what finished and leaves the
+   * group. Handlers still running then are left uncommitted (redelivered to the next owner).
+   * @default 10000
+   */
+  drainTimeoutMs?: number;
+  /**
+   * @deprecated Use `concurrency` with `ordering: 'partition'`, which this maps to when
+   * `concurrency` is not given: that many messages at once, one per partition.
+   */
   partitionsConcurrently?: number;
 }
 
 export interface Subscription {
   /** True once the consumer has joined its group and not crashed since. */
   readonly ready: boolean;
-  /** Stops fetching, lets the message in hand finish (and commit), leaves the group. Idempotent. */
+  /**
+   * Stops fetching and starting handlers, waits for running handlers (up to `drainTimeoutMs`),
+   * commits the watermarks reached, leaves the group. Idempotent.
+   */
   close(): Promise<void>;
 }
 
@@ -55,10 +97,16 @@ export interface Bus {
   connect(): Promise<void>;
   /** Creates missing topics with the given partition count (existing ones are left as they are). */
   ensureTopics(topics: TopicSpec[]): Promise<void>;
-  /** Resolves once the broker acknowledged every record (acks from all in-sync replicas). */
+  /**
+   * Resolves once the broker acknowledged every record (acks from all in-sync replicas). Rejects
+   * with a `BusUnavailableError` when the broker cannot take them within a bounded time.
+   */
   publish(topic: string, records: BusRecord[]): Promise<void>;
   subscribe(options: SubscribeOptions): Promise<Subscription>;
-  /** Producer connected and no subscription crashed. */
+  /**
+   * Producer connected, no subscription crashed, and the last publish did not fail (after a failed
+   * publish a background probe clears that once the broker answers again).
+   */
   healthy(): boolean;
   close(): Promise<void>;
 }

@@ -2,21 +2,15 @@ import {
   Kafka,
   Partitioners,
   logLevel as KafkaLogLevel,
-  type Consumer,
-  type IHeaders,
+  type ISocketFactory,
   type Producer,
+  type RetryOptions,
   type logCreator,
 } from 'kafkajs';
 import type { Logger } from 'pino';
-import type {
-  Bus,
-  BusMessage,
-  BusRecord,
-  FatalHandler,
-  SubscribeOptions,
-  Subscription,
-  TopicSpec,
-} from './bus.js';
+import type { Bus, BusRecord, FatalHandler, SubscribeOptions, Subscription, TopicSpec } from './bus.js';
+import { BusUnavailableError } from './bus-errors.js';
+import { startKafkaSubscription, type KafkaSubscription } from './kafka-subscription.js';
 import { once } from '../lifecycle/once.js';
 
 export interface KafkaBusOptions {
@@ -29,8 +23,22 @@ export interface KafkaBusOptions {
   sessionTimeoutMs?: number;
   /** @default sessionTimeoutMs / 3 */
   heartbeatIntervalMs?: number;
-  /** How long to wait for the first broker connection. @default 3000 */
+  /** How long to wait for a broker connection. @default 3000 */
   connectionTimeoutMs?: number;
+  /**
+   * Upper bound for `publish`: past it the call rejects with `BusUnavailableError` (the gateway
+   * answers `upstream_unavailable`) instead of waiting out kafkajs' own retries.
+   * @default 5000
+   */
+  publishTimeoutMs?: number;
+  /**
+   * kafkajs retry for connecting, consumers and the admin client (the producer's is derived from
+   * `publishTimeoutMs`). A consumer that exhausts it crashes and is restarted by kafkajs (it
+   * rejoins its group). @default kafkajs' defaults
+   */
+  retry?: RetryOptions;
+  /** Replaces kafkajs' socket factory; tests use it to cut this client off from the broker. */
+  socketFactory?: ISocketFactory;
 }
 
 /** Routes kafkajs' own logs into pino at the matching level. */
@@ -45,134 +53,121 @@ function pinoLogCreator(logger: Logger): logCreator {
     };
 }
 
-function headersToStrings(headers: IHeaders | undefined): Record<string, string> {
-  const out: Record<string, string> = {};
-  if (!headers) return out;
-  for (const [k, v] of Object.entries(headers)) {
-    const first = Array.isArray(v) ? v[0] : v;
-    if (first !== undefined) out[k] = first.toString();
-  }
-  return out;
-}
+/** While publishes fail, how often a metadata request checks whether the broker is back. */
+const PROBE_INTERVAL_MS = 2000;
 
 /**
- * The Bus on kafkajs. Producer: acks from all in-sync replicas. Consumers: manual commits, one per
- * message, sent only after the handler resolved, so a crash never commits unfinished work.
+ * The Bus on kafkajs. Producer: acks from all in-sync replicas, bounded by `publishTimeoutMs`.
+ * Consumers: see kafka-subscription.ts (watermark commits after handlers resolve).
  */
 export function createKafkaBus(options: KafkaBusOptions): Bus {
   const { logger, onFatal } = options;
+  const publishTimeoutMs = options.publishTimeoutMs ?? 5000;
+  const sessionTimeoutMs = options.sessionTimeoutMs ?? 10_000;
   const kafka = new Kafka({
     clientId: options.clientId,
     brokers: options.brokers,
     connectionTimeout: options.connectionTimeoutMs ?? 3000,
     logLevel: KafkaLogLevel.WARN,
     logCreator: pinoLogCreator(logger.child({ component: 'kafkajs' })),
+    // The client-level retry also governs (re)connecting to the cluster, for every client.
+    ...(options.retry ? { retry: options.retry } : {}),
+    ...(options.socketFactory ? { socketFactory: options.socketFactory } : {}),
   });
   // The Java client's murmur2 partitioner, named explicitly: a key lands on the same partition
   // whichever client produced it (and kafkajs stops warning about its changed default).
   const producer: Producer = kafka.producer({
     allowAutoTopicCreation: true,
     createPartitioner: Partitioners.DefaultPartitioner,
+    // kafkajs' default retry needs 10-30 s to give up on a dead broker. Short backoffs that fit in
+    // publishTimeoutMs let a blip heal inside one publish; the timer below is the hard bound.
+    retry: {
+      initialRetryTime: 100,
+      maxRetryTime: Math.max(100, Math.floor(publishTimeoutMs / 4)),
+      retries: 5,
+    },
   });
-  const consumers = new Set<Consumer>();
+  const admin = kafka.admin();
+  const subscriptions = new Set<KafkaSubscription>();
   let producerConnected = false;
+  let adminConnected = false;
+  let adminConnecting: Promise<void> | undefined;
   let crashed = false;
+  let closed = false;
+  /** The last publish failed and no probe or publish has succeeded since. */
+  let publishFailing = false;
+  let probeTimer: NodeJS.Timeout | undefined;
 
   producer.on(producer.events.CONNECT, () => (producerConnected = true));
   producer.on(producer.events.DISCONNECT, () => (producerConnected = false));
 
-  async function subscribe(sub: SubscribeOptions): Promise<Subscription> {
-    const sessionTimeout = options.sessionTimeoutMs ?? 10_000;
-    const consumer = kafka.consumer({
-      groupId: sub.groupId,
-      sessionTimeout,
-      heartbeatInterval: options.heartbeatIntervalMs ?? Math.floor(sessionTimeout / 3),
-      allowAutoTopicCreation: true,
-      // A fetch still returns as soon as a record arrives; the cap only bounds how long an idle
-      // consumer's disconnect waits for its long poll (kafkajs' default 5 s slowed every shutdown).
-      maxWaitTimeInMs: 1000,
-    });
-    let joined = false;
-    let failed = false;
-    let closing = false;
-    let releaseStuck: () => void = () => {};
-    const stuck = new Promise<void>((resolve) => (releaseStuck = resolve));
-
-    consumer.on(consumer.events.GROUP_JOIN, () => (joined = true));
-    consumer.on(consumer.events.REBALANCING, () => (joined = false));
-    consumer.on(consumer.events.CRASH, (event) => {
-      joined = false;
-      const { error, restart } = event.payload;
-      if (restart) {
-        logger.warn({ err: error, group: sub.groupId }, 'kafka consumer crashed, kafkajs restarts it');
-        return;
-      }
-      failed = true;
-      crashed = true;
-      logger.error({ err: error, group: sub.groupId }, 'kafka consumer crashed for good');
-      onFatal(error);
-    });
-
-    await consumer.connect();
-    consumers.add(consumer);
-    await consumer.subscribe({ topics: sub.topics, fromBeginning: sub.fromBeginning ?? false });
-    await consumer.run({
-      autoCommit: false,
-      partitionsConsumedConcurrently: sub.partitionsConcurrently ?? 1,
-      eachMessage: async ({ topic, partition, message, heartbeat }) => {
-        // After a handler failure nothing more is handled or committed on this consumer.
-        if (failed) return stuck;
-        const busMessage: BusMessage = {
-          topic,
-          partition,
-          offset: message.offset,
-          key: message.key ? message.key.toString() : null,
-          value: message.value ? message.value.toString() : '',
-          headers: headersToStrings(message.headers),
-          timestamp: Number(message.timestamp),
-        };
-        // Long handlers (model calls) keep the group membership alive.
-        const beat = setInterval(
-          () => void heartbeat().catch(() => undefined),
-          Math.max(500, sessionTimeout / 3),
-        );
-        try {
-          await sub.handler(busMessage);
-        } catch (err) {
-          failed = true;
-          crashed = true;
-          const error = err instanceof Error ? err : new Error(String(err));
-          logger.error(
-            { err: error, topic, partition, offset: message.offset },
-            'message handler failed; not committing',
-          );
-          onFatal(error);
-          // Hold the partition without committing until close(); throwing would make kafkajs retry.
-          return stuck;
-        } finally {
-          clearInterval(beat);
-        }
-        await consumer.commitOffsets([
-          { topic, partition, offset: (BigInt(message.offset) + 1n).toString() },
-        ]);
+  function connectAdmin(): Promise<void> {
+    // Shared, so a probe and ensureTopics racing do not connect twice.
+    adminConnecting ??= admin.connect().then(
+      () => void (adminConnected = true),
+      (err: unknown) => {
+        adminConnecting = undefined;
+        throw err;
       },
-    });
+    );
+    return adminConnecting;
+  }
 
+  /** While publishing fails, polls the broker so readiness recovers without waiting for traffic. */
+  function scheduleProbe(): void {
+    if (probeTimer || closed) return;
+    probeTimer = setTimeout(() => {
+      void (async () => {
+        try {
+          await withTimeout(
+            (async () => {
+              await connectAdmin();
+              await admin.describeCluster();
+            })(),
+            publishTimeoutMs,
+            'broker probe',
+          );
+          publishFailing = false;
+        } catch (err) {
+          logger.debug({ err }, 'kafka still unreachable');
+        } finally {
+          probeTimer = undefined;
+          if (publishFailing) scheduleProbe();
+        }
+      })();
+    }, PROBE_INTERVAL_MS);
+    probeTimer.unref();
+  }
+
+  async function subscribe(sub: SubscribeOptions): Promise<Subscription> {
+    const subscription = await startKafkaSubscription(
+      {
+        kafka,
+        logger,
+        sessionTimeoutMs,
+        heartbeatIntervalMs: options.heartbeatIntervalMs ?? Math.floor(sessionTimeoutMs / 3),
+        ...(options.retry ? { retry: options.retry } : {}),
+        onFatal: (err) => {
+          crashed = true;
+          onFatal(err);
+        },
+      },
+      sub,
+    );
+    subscriptions.add(subscription);
     return {
       get ready() {
-        return joined && !failed && !closing;
+        return subscription.ready;
       },
       close: once(async () => {
-        closing = true;
-        releaseStuck();
-        await consumer.disconnect();
-        consumers.delete(consumer);
+        try {
+          await subscription.close();
+        } finally {
+          subscriptions.delete(subscription);
+        }
       }),
     };
   }
-
-  const admin = kafka.admin();
-  let adminConnected = false;
 
   return {
     kind: 'kafka',
@@ -180,10 +175,7 @@ export function createKafkaBus(options: KafkaBusOptions): Bus {
       await producer.connect();
     },
     async ensureTopics(specs: TopicSpec[]) {
-      if (!adminConnected) {
-        await admin.connect();
-        adminConnected = true;
-      }
+      await connectAdmin();
       const existing = new Set(await admin.listTopics());
       const missing = specs.filter((s) => !existing.has(s.topic));
       if (missing.length === 0) return;
@@ -193,18 +185,59 @@ export function createKafkaBus(options: KafkaBusOptions): Bus {
       });
     },
     async publish(topic: string, records: BusRecord[]) {
-      await producer.send({
+      const send = producer.send({
         topic,
         acks: -1,
         messages: records.map((r) => ({ key: r.key, value: r.value, headers: r.headers ?? {} })),
       });
+      try {
+        await withTimeout(send, publishTimeoutMs, `publish to ${topic}`);
+        publishFailing = false;
+      } catch (err) {
+        publishFailing = true;
+        scheduleProbe();
+        if (err instanceof BusUnavailableError) {
+          // kafkajs cannot abandon a send: if it still succeeds, the record is in Kafka although the
+          // caller was told otherwise. The client's retry carries the same id, so consumers
+          // dedupe it; the log says so for whoever reads a duplicate.
+          send.then(
+            () => logger.warn({ topic }, 'a publish that timed out reached Kafka after all'),
+            (late: unknown) => logger.debug({ err: late, topic }, 'a publish that timed out failed'),
+          );
+          throw err;
+        }
+        throw new BusUnavailableError(
+          `publish to ${topic} failed: ${err instanceof Error ? err.message : String(err)}`,
+          { cause: err },
+        );
+      }
     },
     subscribe,
-    healthy: () => producerConnected && !crashed,
+    healthy: () => producerConnected && !crashed && !publishFailing,
     close: once(async () => {
-      await Promise.allSettled([...consumers].map((c) => c.disconnect()));
+      closed = true;
+      clearTimeout(probeTimer);
+      await Promise.allSettled([...subscriptions].map((s) => s.close()));
       if (adminConnected) await admin.disconnect();
       await producer.disconnect();
     }),
   };
+}
+
+/** Resolves or rejects like `promise`, or rejects with BusUnavailableError after `ms`. */
+async function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      promise,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new BusUnavailableError(`${what} timed out after ${ms} ms (kafka unreachable?)`)),
+          ms,
+        );
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
 }

@@ -8,6 +8,9 @@ import type {
   TopicSpec,
 } from './bus.js';
 import { partitionFor } from './bus.js';
+import { createLaneScheduler, type LaneScheduler } from './lane-scheduler.js';
+import { createOffsetWatermarks, type OffsetWatermarks } from './offset-watermarks.js';
+import { laneKey, resolveConsumption, slotKey, type ResolvedConsumption } from './subscribe-options.js';
 import { once } from '../lifecycle/once.js';
 
 interface StoredRecord {
@@ -20,16 +23,23 @@ interface StoredRecord {
 interface Member {
   topics: Set<string>;
   options: SubscribeOptions;
-  /** `${topic}:${partition}` of partitions this member owns. */
+  consumption: ResolvedConsumption;
+  /** Slots (`slotKey`) of partitions this member owns. */
   owned: Set<string>;
-  running: Set<string>;
+  watermarks: OffsetWatermarks;
+  scheduler: LaneScheduler;
+  /** close() was called: nothing new starts. */
   closed: boolean;
+  /** Left the group: nothing it finishes is committed any more. */
+  left: boolean;
   failed: boolean;
   joined: boolean;
-  idle: Set<() => void>;
+  waitingForRoom: boolean;
+  leaving: Promise<void> | undefined;
 }
 
 interface Group {
+  /** Next offset to read per slot. */
   committed: Map<string, number>;
   members: Member[];
 }
@@ -40,10 +50,16 @@ export interface MemoryBusOptions {
   onFatal?: FatalHandler;
 }
 
+function parseSlot(slot: string): { topic: string; partition: number } {
+  const sep = slot.lastIndexOf('|');
+  return { topic: slot.slice(0, sep), partition: Number(slot.slice(sep + 1)) };
+}
+
 /**
  * In-process bus with Kafka's semantics where our code depends on them: partitions by key, per-group
- * committed offsets, commit after the handler resolves, redelivery of uncommitted messages to the
- * next owner of a partition, partitions spread over the members of a group.
+ * committed offsets, watermark commits after handlers resolve, the same concurrency and ordering
+ * options as the Kafka bus, redelivery of uncommitted messages to the next owner of a partition,
+ * partitions spread over the members of a group.
  */
 export function createMemoryBus(options: MemoryBusOptions = {}): Bus {
   const topics = new Map<string, StoredRecord[][]>();
@@ -60,76 +76,130 @@ export function createMemoryBus(options: MemoryBusOptions = {}): Bus {
     return parts;
   }
 
+  const active = (m: Member) => !m.closed && !m.failed && !m.left;
+
   function rebalance(group: Group): void {
-    const live = group.members.filter((m) => !m.closed && !m.failed);
-    for (const m of group.members) m.owned.clear();
-    const slots: string[] = [];
+    // A failed member keeps its partitions until it closes, as a stuck Kafka consumer does.
+    const live = group.members.filter((m) => !m.closed && !m.left);
+    const next = new Map<Member, Set<string>>(group.members.map((m) => [m, new Set<string>()]));
     const allTopics = new Set(live.flatMap((m) => [...m.topics]));
-    for (const t of allTopics) topicLog(t).forEach((_, p) => slots.push(`${t}:${p}`));
     let i = 0;
-    for (const slot of slots) {
-      const topic = slot.slice(0, slot.lastIndexOf(':'));
-      const candidates = live.filter((m) => m.topics.has(topic));
+    for (const t of allTopics) {
+      const candidates = live.filter((m) => m.topics.has(t));
       if (candidates.length === 0) continue;
-      const owner = candidates[i++ % candidates.length];
-      owner?.owned.add(slot);
+      topicLog(t).forEach((_, p) =>
+        next.get(candidates[i++ % candidates.length] as Member)?.add(slotKey(t, p)),
+      );
+    }
+    for (const m of group.members) {
+      const owned = next.get(m) ?? new Set<string>();
+      for (const slot of m.owned) {
+        if (owned.has(slot)) continue;
+        // Revoked: queued messages are the next owner's now; running ones finish uncommitted.
+        m.scheduler.cancelQueued((tag) => tag === slot);
+        m.watermarks.drop(slot);
+      }
+      m.owned = owned;
     }
     for (const m of live) {
       m.joined = true;
-      for (const slot of m.owned) pump(group, m, slot);
+      pumpMember(group, m);
     }
   }
 
-  /** Delivers the next uncommitted record of a partition to its owner, one at a time. */
+  function pumpMember(group: Group, member: Member): void {
+    for (const slot of member.owned) pump(group, member, slot);
+  }
+
+  /** Hands the owner of a partition its next records while its scheduler has room. */
   function pump(group: Group, member: Member, slot: string): void {
-    if (member.closed || member.failed || member.running.has(slot) || !member.owned.has(slot)) return;
-    const sep = slot.lastIndexOf(':');
-    const topic = slot.slice(0, sep);
-    const partition = Number(slot.slice(sep + 1));
+    const { topic, partition } = parseSlot(slot);
     const log = topicLog(topic)[partition] ?? [];
-    let next = group.committed.get(slot);
-    if (next === undefined) {
-      next = member.options.fromBeginning ? 0 : log.length;
-      group.committed.set(slot, next);
-    }
-    const record = log[next];
-    if (!record) {
-      if (member.running.size === 0) for (const resolve of member.idle) resolve();
-      return;
-    }
-    const offset = next;
-    const message: BusMessage = {
-      topic,
-      partition,
-      offset: String(offset),
-      key: record.key,
-      value: record.value,
-      headers: { ...record.headers },
-      timestamp: record.timestamp,
-    };
-    member.running.add(slot);
-    // A macrotask boundary between messages, as a network consumer would have.
-    setImmediate(() => {
-      member.options.handler(message).then(
-        () => {
-          member.running.delete(slot);
-          // Commit only if this member still owns the partition (a rebalance may have moved it).
-          if (!member.failed && member.owned.has(slot) && group.committed.get(slot) === offset) {
-            group.committed.set(slot, offset + 1);
+    while (active(member) && member.owned.has(slot)) {
+      if (!member.scheduler.hasRoom()) {
+        waitForRoom(group, member);
+        return;
+      }
+      let next = member.watermarks.nextOffset(slot);
+      if (next === undefined) {
+        let committed = group.committed.get(slot);
+        if (committed === undefined) {
+          committed = member.options.fromBeginning ? 0 : log.length;
+          group.committed.set(slot, committed);
+        }
+        next = BigInt(committed);
+      }
+      const record = log[Number(next)];
+      if (!record) return;
+      const ticket = member.watermarks.track(slot, next);
+      if (!ticket) return;
+      const message: BusMessage = {
+        topic,
+        partition,
+        offset: String(next),
+        key: record.key,
+        value: record.value,
+        headers: { ...record.headers },
+        timestamp: record.timestamp,
+      };
+      member.scheduler.submit({
+        lane: laneKey(member.consumption.ordering, slot, record.key),
+        tag: slot,
+        run: async () => {
+          // A macrotask boundary before each message, as a network consumer would have.
+          await new Promise((resolve) => setImmediate(resolve));
+          // Not started yet: after close or a failure it stays unfinished (redelivered).
+          if (member.closed || member.failed || member.left) return;
+          try {
+            await member.options.handler(message);
+          } catch (err) {
+            fail(member, err);
+            return;
           }
-          pump(group, member, slot);
-          if (member.running.size === 0) for (const resolve of member.idle) resolve();
+          const watermark = member.watermarks.finish(ticket);
+          if (watermark !== undefined && !member.left && member.owned.has(slot)) {
+            group.committed.set(slot, Number(watermark));
+          }
         },
-        (err: unknown) => {
-          member.running.delete(slot);
-          member.failed = true;
-          crashed = true;
-          options.onFatal?.(err instanceof Error ? err : new Error(String(err)));
-          for (const resolve of member.idle) resolve();
-          rebalance(group);
-        },
-      );
+      });
+    }
+  }
+
+  function waitForRoom(group: Group, member: Member): void {
+    if (member.waitingForRoom) return;
+    member.waitingForRoom = true;
+    void member.scheduler.room().then(() => {
+      member.waitingForRoom = false;
+      pumpMember(group, member);
     });
+  }
+
+  function fail(member: Member, err: unknown): void {
+    if (member.failed) return;
+    member.failed = true;
+    member.scheduler.stop();
+    crashed = true;
+    options.onFatal?.(err instanceof Error ? err : new Error(String(err)));
+  }
+
+  function leave(group: Group, member: Member): Promise<void> {
+    return (member.leaving ??= drainAndLeave(group, member));
+  }
+
+  async function drainAndLeave(group: Group, member: Member): Promise<void> {
+    member.closed = true;
+    member.scheduler.stop();
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      member.scheduler.idle(),
+      new Promise<void>((resolve) => (timer = setTimeout(resolve, member.consumption.drainTimeoutMs))),
+    ]);
+    clearTimeout(timer);
+    member.left = true;
+    group.members = group.members.filter((m) => m !== member);
+    for (const slot of member.owned) member.watermarks.drop(slot);
+    member.owned.clear();
+    rebalance(group);
   }
 
   const bus: Bus = {
@@ -139,8 +209,7 @@ export function createMemoryBus(options: MemoryBusOptions = {}): Bus {
     },
     async ensureTopics(specs: TopicSpec[]) {
       for (const { topic, partitions } of specs) {
-        const existing = topics.get(topic);
-        if (!existing)
+        if (!topics.has(topic))
           topics.set(
             topic,
             Array.from({ length: partitions }, () => []),
@@ -157,10 +226,11 @@ export function createMemoryBus(options: MemoryBusOptions = {}): Bus {
         touched.add(p);
       }
       for (const group of groups.values()) {
-        for (const m of group.members) for (const p of touched) pump(group, m, `${topic}:${p}`);
+        for (const m of group.members) for (const p of touched) pump(group, m, slotKey(topic, p));
       }
     },
     async subscribe(subOptions: SubscribeOptions): Promise<Subscription> {
+      const consumption = resolveConsumption(subOptions);
       let group = groups.get(subOptions.groupId);
       if (!group) {
         group = { committed: new Map(), members: [] };
@@ -170,12 +240,20 @@ export function createMemoryBus(options: MemoryBusOptions = {}): Bus {
       const member: Member = {
         topics: new Set(subOptions.topics),
         options: subOptions,
+        consumption,
         owned: new Set(),
-        running: new Set(),
+        watermarks: createOffsetWatermarks(),
+        scheduler: createLaneScheduler({
+          concurrency: consumption.concurrency,
+          maxQueued: consumption.maxQueued,
+          onTaskError: (err) => fail(member, err),
+        }),
         closed: false,
+        left: false,
         failed: false,
         joined: false,
-        idle: new Set(),
+        waitingForRoom: false,
+        leaving: undefined,
       };
       const g = group;
       g.members.push(member);
@@ -184,27 +262,13 @@ export function createMemoryBus(options: MemoryBusOptions = {}): Bus {
         get ready() {
           return member.joined && !member.failed && !member.closed;
         },
-        close: once(async () => {
-          member.closed = true;
-          if (member.running.size > 0 && !member.failed) {
-            await new Promise<void>((resolve) => member.idle.add(resolve));
-          }
-          g.members = g.members.filter((m) => m !== member);
-          rebalance(g);
-        }),
+        close: once(() => leave(g, member)),
       };
     },
     healthy: () => connected && !crashed,
     close: once(async () => {
       connected = false;
-      await Promise.all(
-        [...groups.values()].flatMap((g) =>
-          g.members.map(async (m) => {
-            m.closed = true;
-            if (m.running.size > 0 && !m.failed) await new Promise<void>((resolve) => m.idle.add(resolve));
-          }),
-        ),
-      );
+      await Promise.all([...groups.values()].flatMap((g) => [...g.members].map((m) => leave(g, m))));
     }),
   };
   return bus;

@@ -2,7 +2,8 @@ import type { KeyValueStore, MessageListener, PubSub, StreamEntry } from './stor
 import { compareStreamIds } from './store.js';
 
 interface Entry {
-  value: string | string[] | StreamEntry[];
+  /** A string, a list, a stream, or a hash (the relay's per-request state). */
+  value: string | string[] | StreamEntry[] | Map<string, string>;
   expiresAt: number | null;
 }
 
@@ -29,6 +30,30 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): KeyValueSto
     return e;
   }
   const expiry = (ttlMs?: number) => (ttlMs ? now() + ttlMs : null);
+
+  /** The capped append of both `streamAppend` and `appendFrame`, as the Redis scripts share it. */
+  function xadd(key: string, fields: Record<string, string>, maxLength: number, ttlMs?: number): string {
+    const e = live(key);
+    const stream = e && Array.isArray(e.value) ? (e.value as StreamEntry[]) : [];
+    const ms = Math.max(now(), lastStreamMs);
+    lastStreamSeq = ms === lastStreamMs ? lastStreamSeq + 1 : 0;
+    lastStreamMs = ms;
+    const id = `${ms}-${lastStreamSeq}`;
+    stream.push({ id, fields: { ...fields } });
+    const trimmed = stream.slice(-maxLength);
+    const dropped = stream.length - trimmed.length;
+    if (dropped > 0) maxDeleted.set(key, (stream[dropped - 1] as StreamEntry).id);
+    data.set(key, { value: trimmed, expiresAt: ttlMs ? expiry(ttlMs) : (e?.expiresAt ?? null) });
+    return id;
+  }
+
+  function hash(key: string): Map<string, string> | undefined {
+    const value = live(key)?.value;
+    if (value === undefined) return undefined;
+    if (!(value instanceof Map))
+      throw new Error('WRONGTYPE Operation against a key holding the wrong kind of value');
+    return value;
+  }
 
   return {
     kind: 'memory',
@@ -77,18 +102,36 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): KeyValueSto
       return s > t ? [] : list.slice(s, t + 1);
     },
     async streamAppend(key, fields, opts) {
-      const e = live(key);
-      const stream = e && Array.isArray(e.value) ? (e.value as StreamEntry[]) : [];
-      const ms = Math.max(now(), lastStreamMs);
-      lastStreamSeq = ms === lastStreamMs ? lastStreamSeq + 1 : 0;
-      lastStreamMs = ms;
-      const id = `${ms}-${lastStreamSeq}`;
-      stream.push({ id, fields: { ...fields } });
-      const trimmed = stream.slice(-opts.maxLength);
-      const dropped = stream.length - trimmed.length;
-      if (dropped > 0) maxDeleted.set(key, (stream[dropped - 1] as StreamEntry).id);
-      data.set(key, { value: trimmed, expiresAt: opts.ttlMs ? expiry(opts.ttlMs) : (e?.expiresAt ?? null) });
-      return id;
+      return xadd(key, fields, opts.maxLength, opts.ttlMs);
+    },
+    async appendFrame(opts) {
+      // Same rules as the Redis script; synchronous from the check to the update, hence atomic.
+      const state = hash(opts.state);
+      const key = opts.kind === 'delta' ? `delta:${opts.seq}` : opts.kind;
+      const duplicate =
+        state?.get('done') === '1' || (opts.kind === 'delta' && opts.seq <= Number(state?.get('seq') ?? -1));
+      if (duplicate) {
+        const last = state?.get('last');
+        if (last === undefined || state?.get('lastkey') !== key) return null;
+        const e = live(opts.stream);
+        const stored =
+          e && Array.isArray(e.value) ? (e.value as StreamEntry[]).find((x) => x.id === last) : undefined;
+        const frame = stored?.fields.frame;
+        return frame !== undefined ? { eventId: last, duplicate: true, frame } : null;
+      }
+      const id = xadd(opts.stream, { frame: opts.frame }, opts.maxLength, opts.ttlMs);
+      const next = state ?? new Map<string, string>();
+      if (opts.kind === 'delta') next.set('seq', String(opts.seq));
+      else if (opts.kind === 'reset') next.set('seq', '-1');
+      else next.set('done', '1');
+      next.set('last', id);
+      next.set('lastkey', key);
+      const previous = data.get(opts.state)?.expiresAt ?? null;
+      data.set(opts.state, {
+        value: next,
+        expiresAt: opts.stateTtlMs ? expiry(opts.stateTtlMs) : state ? previous : null,
+      });
+      return { eventId: id, duplicate: false };
     },
     async streamRead(key, afterId, count) {
       const e = live(key);

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { KeyValueStore, MessageListener, PubSub, StreamEntry } from './store.js';
@@ -24,30 +25,99 @@ function connect(options: RedisOptions, role: string): Redis {
   return client;
 }
 
+/** A Lua script and its SHA1, so the hot path sends the 40-char digest instead of the source. */
+interface LuaScript {
+  source: string;
+  sha: string;
+}
+const lua = (source: string): LuaScript => ({ source, sha: createHash('sha1').update(source).digest('hex') });
+
+/** EVALSHA, falling back to EVAL when the server has not cached the script yet (or lost it on restart). */
+async function runScript(
+  c: Redis,
+  script: LuaScript,
+  keys: string[],
+  args: Array<string | number>,
+): Promise<unknown> {
+  try {
+    return await c.call('EVALSHA', script.sha, keys.length, ...keys, ...args);
+  } catch (err) {
+    if (!(err instanceof Error && err.message.startsWith('NOSCRIPT'))) throw err;
+    return c.call('EVAL', script.source, keys.length, ...keys, ...args);
+  }
+}
+
 // INCR and PEXPIRE in one step so a crash between them can never leave a counter without a TTL.
-const INCREMENT_WINDOW = `
+const INCREMENT_WINDOW = lua(`
 local c = redis.call('INCR', KEYS[1])
 if c == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
 local ttl = redis.call('PTTL', KEYS[1])
 if ttl < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]); ttl = tonumber(ARGV[1]) end
-return {c, ttl}`;
+return {c, ttl}`);
 
 // XADD with an exact cap that remembers the highest id it trims (Redis 7.0 tracks that only for
-// XDEL), so resume can tell "trimmed" from "nothing new". Both keys share the TTL.
-const STREAM_APPEND = `
-local maxlen = tonumber(ARGV[1])
-local ttl = tonumber(ARGV[2])
-local len = redis.call('XLEN', KEYS[1])
-if len >= maxlen then
-  local dropped = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', len - maxlen + 1)
-  redis.call('SET', KEYS[2], dropped[#dropped][1])
+// XDEL), so resume can tell "trimmed" from "nothing new". Both keys share the TTL. The one copy of
+// this logic: both scripts below start with it.
+const CAPPED_XADD = `
+local function capped_xadd(stream, trimmed, maxlen, ttl, fields)
+  local len = redis.call('XLEN', stream)
+  if len >= maxlen then
+    local dropped = redis.call('XRANGE', stream, '-', '+', 'COUNT', len - maxlen + 1)
+    redis.call('SET', trimmed, dropped[#dropped][1])
+  end
+  local id = redis.call('XADD', stream, 'MAXLEN', maxlen, '*', unpack(fields))
+  if ttl > 0 then
+    redis.call('PEXPIRE', stream, ttl)
+    if redis.call('EXISTS', trimmed) == 1 then redis.call('PEXPIRE', trimmed, ttl) end
+  end
+  return id
+end`;
+
+// KEYS: stream, trimmed. ARGV: maxlen, ttl, field, value, …
+const STREAM_APPEND = lua(`${CAPPED_XADD}
+return capped_xadd(KEYS[1], KEYS[2], tonumber(ARGV[1]), tonumber(ARGV[2]), {unpack(ARGV, 3)})`);
+
+// The relay's exactly-once append (docs/delivery.md): the state check, the XADD and the state
+// update in one script, so a relay crash can never leave a frame appended without its state or the
+// other way round. KEYS: stream, trimmed, state. ARGV: maxlen, ttl, kind, seq, state ttl, frame.
+// Returns false (a nil reply) for a skipped redelivery.
+const APPEND_FRAME = lua(`${CAPPED_XADD}
+local kind = ARGV[3]
+local seq = tonumber(ARGV[4])
+local state = redis.call('HMGET', KEYS[3], 'seq', 'done', 'last', 'lastkey')
+local key = kind
+if kind == 'delta' then key = 'delta:' .. ARGV[4] end
+local duplicate = state[2] == '1'
+if kind == 'delta' and not duplicate then
+  local last = -1
+  if state[1] then last = tonumber(state[1]) end
+  duplicate = seq <= last
 end
-local id = redis.call('XADD', KEYS[1], 'MAXLEN', maxlen, '*', unpack(ARGV, 3))
-if ttl > 0 then
-  redis.call('PEXPIRE', KEYS[1], ttl)
-  if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('PEXPIRE', KEYS[2], ttl) end
+if duplicate then
+  -- The newest frame of the request again: it may have been appended but never published.
+  if state[3] and state[4] == key then
+    local entry = redis.call('XRANGE', KEYS[1], state[3], state[3])
+    -- Trimmed away or expired meanwhile: nothing left to publish again.
+    if #entry == 0 then return false end
+    local fields = entry[1][2]
+    for i = 1, #fields, 2 do
+      if fields[i] == 'frame' then return {state[3], 1, fields[i + 1]} end
+    end
+    return false
+  end
+  return false
 end
-return id`;
+local id = capped_xadd(KEYS[1], KEYS[2], tonumber(ARGV[1]), tonumber(ARGV[2]), {'frame', ARGV[6]})
+if kind == 'delta' then
+  redis.call('HSET', KEYS[3], 'seq', seq)
+elseif kind == 'reset' then
+  redis.call('HSET', KEYS[3], 'seq', -1)
+else
+  redis.call('HSET', KEYS[3], 'done', 1)
+end
+redis.call('HSET', KEYS[3], 'last', id, 'lastkey', key)
+if tonumber(ARGV[5]) > 0 then redis.call('PEXPIRE', KEYS[3], ARGV[5]) end
+return {id, 0}`);
 
 /** Where a stream's highest trimmed id is kept (a prefix no other key uses, so no collisions). */
 const trimmedKey = (key: string) => `stream-trimmed:${key}`;
@@ -82,7 +152,7 @@ export function createRedisStore(options: RedisOptions): KeyValueStore & { reado
     del: (key) => withClient((c) => c.del(key)),
     incrementWindow: (key, windowMs) =>
       withClient(async (c) => {
-        const [count, resetMs] = (await c.call('EVAL', INCREMENT_WINDOW, 1, key, windowMs)) as [
+        const [count, resetMs] = (await runScript(c, INCREMENT_WINDOW, [key], [windowMs])) as [
           number,
           number,
         ];
@@ -105,17 +175,34 @@ export function createRedisStore(options: RedisOptions): KeyValueStore & { reado
     streamAppend: (key, fields, opts) =>
       withClient(async (c) => {
         const flat = Object.entries(fields).flat();
-        const id = await c.call(
-          'EVAL',
+        const id = await runScript(
+          c,
           STREAM_APPEND,
-          2,
-          key,
-          trimmedKey(key),
-          opts.maxLength,
-          opts.ttlMs ?? 0,
-          ...flat,
+          [key, trimmedKey(key)],
+          [opts.maxLength, opts.ttlMs ?? 0, ...flat],
         );
         return String(id);
+      }),
+    appendFrame: (opts) =>
+      withClient(async (c) => {
+        const reply = await runScript(
+          c,
+          APPEND_FRAME,
+          [opts.stream, trimmedKey(opts.stream), opts.state],
+          [
+            opts.maxLength,
+            opts.ttlMs,
+            opts.kind,
+            opts.kind === 'delta' ? opts.seq : -1,
+            opts.stateTtlMs,
+            opts.frame,
+          ],
+        );
+        // Lua false arrives as null; a table as [id, duplicate].
+        if (!Array.isArray(reply)) return null;
+        return Number(reply[1]) === 1
+          ? { eventId: String(reply[0]), duplicate: true, frame: String(reply[2]) }
+          : { eventId: String(reply[0]), duplicate: false };
       }),
     streamRead: (key, afterId, count) =>
       withClient(async (c) => {
@@ -166,8 +253,17 @@ export function createRedisPubSub(
 
   subscriber.on('ready', () => {
     if (everReady && listeners.size > 0) {
-      options.logger.info({ channels: listeners.size }, 'redis reconnected, channels resubscribed');
-      options.onResubscribed?.(listeners.size);
+      // ioredis has re-sent SUBSCRIBE for every channel; subscribing again (a no-op for Redis) and
+      // awaiting it means the callback runs only once Redis confirmed them, so a caller that now
+      // reads what it missed cannot miss a frame published in between.
+      const channels = [...listeners.keys()];
+      subscriber.subscribe(...channels).then(
+        () => {
+          options.logger.info({ channels: channels.length }, 'redis reconnected, channels resubscribed');
+          options.onResubscribed?.(channels.length);
+        },
+        (err: unknown) => options.logger.warn({ err }, 'resubscribe after reconnect failed'),
+      );
     }
     everReady = true;
   });

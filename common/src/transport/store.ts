@@ -5,6 +5,36 @@ export interface StreamEntry {
 }
 
 /**
+ * One frame for the relay's exactly-once append (docs/delivery.md, "Relay append"). `kind` says
+ * which dedupe rule applies: a `delta` carries its `seq`; `final` covers both final and error events.
+ */
+/**
+ * What `appendFrame` did: appended (`duplicate: false`, a new `eventId`), or found a redelivery of
+ * the request's newest frame (`duplicate: true`, that frame's original `eventId` and stored bytes): the relay may have
+ * crashed between appending and publishing it, so it is published again, and gateways drop it if
+ * they already delivered that `event_id`. `null`: an older duplicate, nothing to publish.
+ */
+export type AppendResult =
+  | { eventId: string; duplicate: false }
+  /** `frame`: the stored frame of that event (not the redelivered event's), to publish again. */
+  | { eventId: string; duplicate: true; frame: string };
+
+export type AppendFrameOptions = {
+  /** The user's replay stream (`REDIS_KEYS.replayLog(userid)`). */
+  stream: string;
+  /** The request's relay state hash (`REDIS_KEYS.relayed(userid, requestId)`). */
+  state: string;
+  /** Serialised frame without `event_id`, stored in the entry's `frame` field. */
+  frame: string;
+  /** Exact cap of the stream (`REPLAY_MAX_EVENTS`). */
+  maxLength: number;
+  /** TTL of the stream, refreshed on every append (`REPLAY_TTL_SECONDS`); 0 keeps the current one. */
+  ttlMs: number;
+  /** TTL of the state hash, refreshed on every append (`DEDUPE_TTL_SECONDS`); 0 keeps the current one. */
+  stateTtlMs: number;
+} & ({ kind: 'delta'; seq: number } | { kind: 'reset' | 'final' });
+
+/**
  * The commands our services need from Redis, each atomic. Small on purpose: every method has an
  * in-process twin, and one contract suite runs against both.
  */
@@ -27,6 +57,15 @@ export interface KeyValueStore {
     fields: Record<string, string>,
     options: { maxLength: number; ttlMs?: number },
   ): Promise<string>;
+  /**
+   * The relay's append, atomic: checks the request's state, appends like `streamAppend` (field
+   * `frame`), updates the state and both TTLs. Returns the new entry id (the frame's `event_id`), or
+   * null when the event is a redelivery and nothing was written:
+   * - `delta`: skipped once the request is done, or when `seq` <= the last appended `seq`;
+   * - `reset`: skipped once done; otherwise appended and the last `seq` goes back to -1;
+   * - `final`: skipped once done; otherwise appended and the request is done.
+   */
+  appendFrame(options: AppendFrameOptions): Promise<AppendResult | null>;
   /** Entries with an id strictly greater than `afterId` ('0' for all), oldest first. */
   streamRead(key: string, afterId: string, count: number): Promise<StreamEntry[]>;
   /**

@@ -1,0 +1,36 @@
+import { z } from 'zod';
+
+/**
+ * Each id part of a multi-part key is percent-encoded: ids may contain `:`, and without encoding
+ * `accepted:{a:b}:{c}` and `accepted:{a}:{b:c}` would be the same key (docs/delivery.md).
+ */
+const part = (id: string): string => encodeURIComponent(id);
+
+/**
+ * Redis names of SPEC §4 and docs/delivery.md. One place, so the gateway, the ai-consumer and the
+ * relay cannot disagree.
+ */
+export const REDIS_KEYS = {
+  /** Pub/sub channel a gateway subscribes to while it holds a socket of the user. */
+  userChannel: (userid: string): string => `user:${userid}`,
+  /** Capped stream of the user's frames; its entry ids are the frames' `event_id`s. */
+  replayLog: (userid: string): string => `replay:${userid}`,
+  /** String (value: the `request_id`), set NX by the gateway before the Kafka publish of a client `id`. */
+  accepted: (userid: string, id: string): string => `accepted:${part(userid)}:${part(id)}`,
+  /** String `running` / `done`: the ai-consumer's generation state across consumer crashes. */
+  request: (userid: string, requestId: string): string => `request:${part(userid)}:${part(requestId)}`,
+  /** Hash `{seq, done, last, lastkey}`: what the relay already appended for a request (written by `appendFrame`). */
+  relayed: (userid: string, requestId: string): string => `relayed:${part(userid)}:${part(requestId)}`,
+  /** String: a cancel was requested, checked by the consumer before it starts a queued request. */
+  cancel: (userid: string, requestId: string): string => `cancel:${part(userid)}:${part(requestId)}`,
+  /** Pub/sub channel every ai-consumer listens on; messages follow {@link cancelControlSchema}. */
+  cancelChannel: 'control:cancel',
+} as const;
+
+/** A message on {@link REDIS_KEYS.cancelChannel}: the consumer holding this request aborts it. */
+export const cancelControlSchema = z.looseObject({
+  userid: z.string().min(1),
+  request_id: z.string().min(1),
+});
+
+export type CancelControl = z.infer<typeof cancelControlSchema>;

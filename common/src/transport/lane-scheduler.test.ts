@@ -1,0 +1,135 @@
+import { describe, expect, it } from 'vitest';
+import { createLaneScheduler, type LaneScheduler } from './lane-scheduler.js';
+import { waitFor } from '../testing/wait-for.js';
+
+/** A task whose completion the test controls. */
+function gate() {
+  let open: () => void = () => {};
+  const promise = new Promise<void>((resolve) => (open = resolve));
+  return { promise, open };
+}
+
+function harness(concurrency: number, maxQueued: number) {
+  const started: string[] = [];
+  const gates = new Map<string, ReturnType<typeof gate>>();
+  const errors: unknown[] = [];
+  const scheduler: LaneScheduler = createLaneScheduler({
+    concurrency,
+    maxQueued,
+    onTaskError: (e) => errors.push(e),
+  });
+  const submit = (name: string, lane: string, tag = 'p0') => {
+    const g = gate();
+    gates.set(name, g);
+    scheduler.submit({
+      lane,
+      tag,
+      run: async () => {
+        started.push(name);
+        await g.promise;
+      },
+    });
+  };
+  const finish = (name: string) => gates.get(name)?.open();
+  return { scheduler, started, submit, finish, errors };
+}
+
+describe('lane scheduler', () => {
+  it('runs different lanes concurrently up to the limit, one task per lane at a time', async () => {
+    const h = harness(2, 10);
+    h.submit('a1', 'a');
+    h.submit('a2', 'a');
+    h.submit('b1', 'b');
+    h.submit('c1', 'c');
+    expect(h.started).toEqual(['a1', 'b1']);
+    expect(h.scheduler.running).toBe(2);
+    expect(h.scheduler.queued).toBe(2);
+    h.finish('a1');
+    // a2 is the oldest task whose lane is free now; c1 waits for a slot.
+    await waitFor(() => h.started.length === 3);
+    expect(h.started).toEqual(['a1', 'b1', 'a2']);
+    h.finish('b1');
+    await waitFor(() => h.started.length === 4);
+    expect(h.started[3]).toBe('c1');
+  });
+
+  it('never lets a later task of a lane overtake an earlier queued one', async () => {
+    const h = harness(1, 10);
+    h.submit('x', 'x');
+    h.submit('a1', 'a');
+    h.submit('a2', 'a');
+    h.finish('x');
+    await waitFor(() => h.started.length === 2);
+    expect(h.started).toEqual(['x', 'a1']);
+    h.finish('a1');
+    await waitFor(() => h.started.length === 3);
+    expect(h.started).toEqual(['x', 'a1', 'a2']);
+  });
+
+  it('reports room by running + queued against concurrency + maxQueued', async () => {
+    const h = harness(1, 1);
+    expect(h.scheduler.hasRoom()).toBe(true);
+    h.submit('a1', 'a');
+    h.submit('a2', 'a');
+    expect(h.scheduler.hasRoom()).toBe(false);
+    let roomy = false;
+    void h.scheduler.room().then(() => (roomy = true));
+    h.finish('a1');
+    await waitFor(() => roomy);
+    expect(h.started).toEqual(['a1', 'a2']);
+  });
+
+  it('cancels queued tasks of a tag and leaves running ones alone', async () => {
+    const h = harness(1, 10);
+    h.submit('p0-a', 'a', 'p0');
+    h.submit('p0-b', 'b', 'p0');
+    h.submit('p1-c', 'c', 'p1');
+    expect(h.scheduler.cancelQueued((tag) => tag === 'p0')).toBe(1);
+    h.finish('p0-a');
+    await waitFor(() => h.started.length === 2);
+    expect(h.started).toEqual(['p0-a', 'p1-c']);
+  });
+
+  it('stop drops the queue, refuses new tasks, and idle waits for running ones', async () => {
+    const h = harness(1, 10);
+    h.submit('a1', 'a');
+    h.submit('a2', 'a');
+    h.scheduler.stop();
+    h.submit('a3', 'a');
+    expect(h.scheduler.queued).toBe(0);
+    let idle = false;
+    void h.scheduler.idle().then(() => (idle = true));
+    await new Promise((r) => setImmediate(r));
+    expect(idle).toBe(false);
+    h.finish('a1');
+    await waitFor(() => idle);
+    expect(h.started).toEqual(['a1']);
+  });
+
+  it('hands a rejected task to onTaskError and keeps going', async () => {
+    const errors: unknown[] = [];
+    const ran: string[] = [];
+    const s = createLaneScheduler({ concurrency: 1, maxQueued: 5, onTaskError: (e) => errors.push(e) });
+    s.submit({ lane: 'a', tag: 't', run: () => Promise.reject(new Error('bug')) });
+    s.submit({ lane: 'a', tag: 't', run: async () => void ran.push('next') });
+    await waitFor(() => ran.length === 1);
+    expect((errors[0] as Error).message).toBe('bug');
+  });
+
+  it('tolerates a task that submits synchronously while it starts', async () => {
+    const ran: string[] = [];
+    const s: LaneScheduler = createLaneScheduler({ concurrency: 2, maxQueued: 5, onTaskError: () => {} });
+    s.submit({
+      lane: 'a',
+      tag: 't',
+      run: () => {
+        s.submit({ lane: 'b', tag: 't', run: async () => void ran.push('inner') });
+        ran.push('outer');
+        return Promise.resolve();
+      },
+    });
+    await waitFor(() => ran.length === 2);
+    expect(ran).toEqual(['inner', 'outer']);
+    await s.idle();
+  });
+});

@@ -1,0 +1,81 @@
+import type { Metrics } from '@relay/common';
+
+/**
+ * The gateway's series, get-or-create on the process registry: main.ts asks for them too (the Redis
+ * resubscribe counter is fed by the pub/sub adapter it builds) and gets the same ones.
+ */
+export function createGatewayMetrics(metrics: Metrics) {
+  return {
+    connections: metrics.gauge({ name: 'gateway_connections', help: 'Open WebSocket connections' }),
+    users: metrics.gauge({ name: 'gateway_users', help: 'Users with at least one open socket here' }),
+    messages: metrics.counter({
+      name: 'gateway_messages_total',
+      help: 'Client message frames by outcome (accepted, duplicate, or an error code)',
+      labelNames: ['outcome'],
+    }),
+    frames: metrics.counter({
+      name: 'gateway_frames_delivered_total',
+      help: 'Frames written to sockets, by kind (a coalesced delta frame counts once)',
+      labelNames: ['kind'],
+    }),
+    ackLatency: metrics.histogram({
+      name: 'gateway_ack_latency_seconds',
+      help: 'From a client message to its ack (rate limit + Kafka acknowledgement)',
+    }),
+    upgradesRejected: metrics.counter({
+      name: 'gateway_upgrades_rejected_total',
+      help: 'Refused WebSocket upgrades by reason',
+      labelNames: ['reason'],
+    }),
+    tokensIssued: metrics.counter({
+      name: 'gateway_tokens_issued_total',
+      help: 'Tokens issued by POST /token',
+    }),
+    publishFailures: metrics.counter({
+      name: 'gateway_kafka_publish_failures_total',
+      help: 'Client messages not put on Kafka (answered upstream_unavailable, no ack): publish failed or timed out, or refused at once while the bus is unhealthy',
+      labelNames: ['reason'],
+    }),
+    redisErrors: metrics.counter({
+      name: 'gateway_redis_errors_total',
+      help: 'Failed Redis commands by operation',
+      labelNames: ['op'],
+    }),
+    resubscribes: metrics.counter({
+      name: 'gateway_redis_resubscribed_channels_total',
+      help: 'User channels subscribed again after the Redis connection came back',
+    }),
+    upstreamUp: metrics.gauge({
+      name: 'gateway_upstream_up',
+      help: 'Whether Kafka and Redis answer (1) or not (0), as /ready sees them',
+      labelNames: ['upstream'],
+    }),
+    resumes: metrics.counter({
+      name: 'gateway_resumes_total',
+      help: 'Connections with last_event_id by outcome (ok, gap, failed)',
+      labelNames: ['outcome'],
+    }),
+    replayedFrames: metrics.counter({
+      name: 'gateway_replayed_frames_total',
+      help: 'Frames read from replay logs for resuming sockets',
+    }),
+    resyncs: metrics.counter({
+      name: 'gateway_resyncs_total',
+      help: 'Catch-ups of every socket from the replay logs after the user channels were resubscribed',
+    }),
+    coalesced: metrics.counter({
+      name: 'gateway_deltas_coalesced_total',
+      help: 'Deltas merged into an earlier held delta frame of a slow client instead of sent alone',
+    }),
+    slowCloses: metrics.counter({
+      name: 'gateway_slow_client_closes_total',
+      help: 'Sockets closed with 1008 slow_consumer past SLOW_CLIENT_HARD_BYTES',
+    }),
+    cancels: metrics.counter({
+      name: 'gateway_cancels_total',
+      help: 'Cancel frames passed on to the consumers',
+    }),
+  };
+}
+
+export type GatewayMetrics = ReturnType<typeof createGatewayMetrics>;

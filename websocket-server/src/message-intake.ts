@@ -1,0 +1,225 @@
+import { randomBytes, randomUUID } from 'node:crypto';
+import {
+  ERROR_CODES,
+  HEADERS,
+  REDIS_KEYS,
+  withContext,
+  type Bus,
+  type CancelControl,
+  type ClientCancelFrame,
+  type ClientMessageFrame,
+  type ErrorCode,
+  type ErrorFrame,
+  type KeyValueStore,
+  type PromptEvent,
+  type PubSub,
+  type ServerFrame,
+} from '@relay/common';
+import type { Logger } from 'pino';
+import type { DeliverySettings, GatewaySettings } from './config.js';
+import type { GatewayMetrics } from './gateway-metrics.js';
+import type { UserData } from './user-data.js';
+
+/**
+ * Value of an accept marker while its message is being published. Not a valid client id (ids are
+ * `[\w.:-]+`), so it cannot be mistaken for the `request_id` the marker holds once Kafka acked.
+ */
+export const ACCEPT_PENDING = '(pending)';
+
+/** How long a cancel key lives (docs/delivery.md): longer than any queued request waits. */
+export const CANCEL_TTL_MS = 600_000;
+
+export interface IntakeSocket {
+  getUserData(): UserData;
+}
+
+export interface MessageIntakeDeps<S extends IntakeSocket> {
+  settings: Pick<GatewaySettings, 'rateLimitMessages' | 'rateLimitWindowMs' | 'acceptPendingTtlMs'>;
+  delivery: Pick<DeliverySettings, 'dedupeTtlMs'>;
+  serverId: string;
+  incomingTopic: string;
+  logger: Logger;
+  metrics: GatewayMetrics;
+  bus: Bus;
+  store: KeyValueStore;
+  pubsub: PubSub;
+  /** Sends a frame that is not in the replay log (ack, error) to the socket, at once. */
+  reply: (socket: S, frame: ServerFrame) => void;
+  /** True once the gateway is shutting down: messages not yet published are refused. */
+  draining: () => boolean;
+}
+
+export interface MessageIntake<S extends IntakeSocket> {
+  /** Rate limit, accept marker, Kafka publish, ack. Never rejects (failures become error frames). */
+  message(socket: S, frame: ClientMessageFrame): Promise<void>;
+  /** Cancel key + `control:cancel`; replies only when Redis fails. Never rejects. */
+  cancel(socket: S, frame: ClientCancelFrame): Promise<void>;
+  error(socket: S, code: ErrorCode, message: string, requestId?: string): void;
+}
+
+const traceparent = () => `00-${randomBytes(16).toString('hex')}-${randomBytes(8).toString('hex')}-01`;
+
+/**
+ * What happens to a client's `message` and `cancel` frames. A message with a client `id` is accepted
+ * once (docs/delivery.md, accept marker `accepted:{userid}:{id}`), in two steps so that a gateway
+ * dying mid-publish cannot leave an ack behind for a message Kafka never got:
+ * 1. `SET NX` the marker to {@link ACCEPT_PENDING} with a short TTL (`ACCEPT_PENDING_TTL_MS`);
+ * 2. after the Kafka ack, set it to the `request_id` for `DEDUPE_TTL_SECONDS`, then ack.
+ * A resend that finds the `request_id` is acked again without a publish; one that finds the
+ * pending value (the first copy is still being published, here or on a gateway that died) is told
+ * `upstream_unavailable` and retries. A failed publish deletes the marker so the retry goes through.
+ */
+export function createMessageIntake<S extends IntakeSocket>(deps: MessageIntakeDeps<S>): MessageIntake<S> {
+  const { settings, logger, bus, store, pubsub } = deps;
+  const m = deps.metrics;
+
+  function error(socket: S, code: ErrorCode, message: string, requestId?: string): void {
+    const frame: ErrorFrame = {
+      type: 'error',
+      message,
+      code,
+      userid: socket.getUserData().userid,
+      ...(requestId ? { request_id: requestId } : {}),
+    };
+    m.messages.inc({ outcome: code });
+    deps.reply(socket, frame);
+  }
+
+  /** Runs a Redis command; on failure counts it, answers `upstream_unavailable` and returns undefined. */
+  async function redis<T>(
+    socket: S,
+    op: string,
+    log: Logger,
+    requestId: string,
+    command: () => Promise<T>,
+  ): Promise<{ value: T } | undefined> {
+    try {
+      return { value: await command() };
+    } catch (err) {
+      m.redisErrors.inc({ op });
+      log.warn({ err, op }, 'redis command failed');
+      error(socket, 'upstream_unavailable', ERROR_CODES.upstream_unavailable.message, requestId);
+      return undefined;
+    }
+  }
+
+  function ack(socket: S, frame: ClientMessageFrame, requestId: string): void {
+    const data = socket.getUserData();
+    // A message with an `id` is from a client that retries by id, so it wants to know when to stop.
+    if (data.extensions || frame.id !== undefined) {
+      deps.reply(socket, { type: 'ack', request_id: requestId, userid: data.userid });
+    }
+  }
+
+  async function message(socket: S, frame: ClientMessageFrame): Promise<void> {
+    const started = performance.now();
+    const { userid } = socket.getUserData();
+    const requestId = frame.id ?? randomUUID();
+    const log = withContext(logger, { request_id: requestId, userid, correlation_id: requestId });
+    if (deps.draining()) {
+      // Queued behind another message when the drain began: not taken, the client resends elsewhere.
+      error(socket, 'upstream_unavailable', 'Server is restarting; reconnect and resend', requestId);
+      return;
+    }
+    if (!bus.healthy()) {
+      // Kafka is known to be down (the bus probes it until it answers): say so now rather than after
+      // a publish timeout per message, which the socket's queue would add up.
+      m.publishFailures.inc({ reason: 'unhealthy' });
+      error(socket, 'upstream_unavailable', ERROR_CODES.upstream_unavailable.message, requestId);
+      return;
+    }
+    const window = await redis(socket, 'rate_limit', log, requestId, () =>
+      store.incrementWindow(`ratelimit:msg:${userid}`, settings.rateLimitWindowMs),
+    );
+    if (!window) return;
+    if (window.value.count > settings.rateLimitMessages) {
+      const retry = `(retry in ${window.value.resetMs} ms)`;
+      error(socket, 'rate_limited', `${ERROR_CODES.rate_limited.message} ${retry}`, requestId);
+      return;
+    }
+
+    const marker = frame.id === undefined ? undefined : REDIS_KEYS.accepted(userid, frame.id);
+    if (marker !== undefined) {
+      const fresh = await redis(socket, 'accept_marker', log, requestId, () =>
+        store.set(marker, ACCEPT_PENDING, { ttlMs: settings.acceptPendingTtlMs, onlyIfAbsent: true }),
+      );
+      if (!fresh) return;
+      if (!fresh.value) {
+        const existing = await redis(socket, 'accept_marker', log, requestId, () => store.get(marker));
+        if (!existing) return;
+        if (existing.value === requestId) {
+          m.messages.inc({ outcome: 'duplicate' });
+          log.debug('duplicate id: acked again, not published');
+          ack(socket, frame, requestId);
+          return;
+        }
+        // Still being published (maybe by a gateway that died), or the marker just went away.
+        error(socket, 'upstream_unavailable', 'This id is still being accepted; retry shortly', requestId);
+        return;
+      }
+    }
+
+    const event: PromptEvent = {
+      v: 1,
+      request_id: requestId,
+      userid,
+      content: frame.content,
+      conversation_id: frame.conversation_id ?? 'default',
+      gateway_id: deps.serverId,
+      received_at: new Date().toISOString(),
+    };
+    try {
+      await bus.publish(deps.incomingTopic, [
+        {
+          key: userid,
+          value: JSON.stringify(event),
+          headers: { [HEADERS.correlationId]: requestId, [HEADERS.traceparent]: traceparent() },
+        },
+      ]);
+    } catch (err) {
+      // No ack: the client knows the message was not taken and may retry with the same id.
+      m.publishFailures.inc({ reason: 'failed' });
+      log.warn({ err }, 'publish to kafka failed');
+      if (marker !== undefined) {
+        await store.del(marker).catch((delErr: unknown) => {
+          // The pending marker expires after ACCEPT_PENDING_TTL_MS; retries are refused until then.
+          m.redisErrors.inc({ op: 'accept_marker' });
+          log.warn({ err: delErr }, 'could not delete the accept marker after a failed publish');
+        });
+      }
+      error(socket, 'upstream_unavailable', ERROR_CODES.upstream_unavailable.message, requestId);
+      return;
+    }
+    if (marker !== undefined) {
+      await store.set(marker, requestId, { ttlMs: deps.delivery.dedupeTtlMs }).catch((err: unknown) => {
+        // Kafka has it, so the ack stands; a resend after the pending marker expired would be
+        // published again, and the consumer drops the copy by request_id.
+        m.redisErrors.inc({ op: 'accept_marker' });
+        log.warn({ err }, 'could not mark the id accepted');
+      });
+    }
+    m.messages.inc({ outcome: 'accepted' });
+    m.ackLatency.observe((performance.now() - started) / 1000);
+    ack(socket, frame, requestId);
+    log.debug('message accepted');
+  }
+
+  async function cancel(socket: S, frame: ClientCancelFrame): Promise<void> {
+    // Identity from the token: a user can only cancel requests under their own keys.
+    const { userid } = socket.getUserData();
+    const requestId = frame.request_id;
+    const log = withContext(logger, { request_id: requestId, userid, correlation_id: requestId });
+    const control: CancelControl = { userid, request_id: requestId };
+    // The key covers a request still queued (checked before its model call starts), the message one
+    // that is running on whichever consumer holds it.
+    const done = await redis(socket, 'cancel', log, requestId, async () => {
+      await store.set(REDIS_KEYS.cancel(userid, requestId), '1', { ttlMs: CANCEL_TTL_MS });
+      await pubsub.publish(REDIS_KEYS.cancelChannel, JSON.stringify(control));
+    });
+    if (!done) return;
+    m.cancels.inc();
+    log.debug('cancel passed on');
+  }
+
+  return { message, cancel, error };
+}
