@@ -11,6 +11,8 @@ import {
   withContext,
   type Bus,
   type BusMessage,
+  type BusRecord,
+  publishWithRetry,
   type CancelControl,
   type ErrorCode,
   type KeyValueStore,
@@ -159,6 +161,10 @@ export function createAiConsumer(options: AiConsumerOptions): AiConsumer {
   /** The drain is over: whatever still runs is left uncommitted and must publish nothing more. */
   let abandoning = false;
 
+  /** Our events must reach Kafka before the offset is committed: wait out a broker restart. */
+  const send = (topic: string, records: BusRecord[]) =>
+    publishWithRetry(bus, topic, records, { logger, stopped: () => abandoning });
+
   function cancel(request: CancelControl): boolean {
     const controller = running.get(REDIS_KEYS.request(request.userid, request.request_id));
     if (!controller) return false;
@@ -168,7 +174,7 @@ export function createAiConsumer(options: AiConsumerOptions): AiConsumer {
 
   async function sendToDlq(message: BusMessage, error: { code: string; message: string }): Promise<void> {
     const record = deadLetter(message, error, new Date(now()));
-    await bus.publish(topics.incomingDlq, [
+    await send(topics.incomingDlq, [
       { key: message.key ?? '', value: JSON.stringify(record), headers: message.headers },
     ]);
     m.dlq.inc({ reason: error.code });
@@ -191,7 +197,7 @@ export function createAiConsumer(options: AiConsumerOptions): AiConsumer {
         code: 'invalid_message',
         message: ERROR_CODES.invalid_message.message,
       };
-      await bus.publish(topics.responses, [
+      await send(topics.responses, [
         { key: address.userid, value: JSON.stringify(event), headers: responseHeaders(message, address) },
       ]);
     }
@@ -215,7 +221,7 @@ export function createAiConsumer(options: AiConsumerOptions): AiConsumer {
     const headers = responseHeaders(message, prompt);
     const base = { v: 1 as const, request_id: prompt.request_id, userid: prompt.userid };
     const publish = (event: ResponseEvent) =>
-      bus.publish(topics.responses, [{ key: prompt.userid, value: JSON.stringify(event), headers }]);
+      send(topics.responses, [{ key: prompt.userid, value: JSON.stringify(event), headers }]);
     const receivedAt = Date.parse(prompt.received_at);
     // The gateway's clock when valid, else ours: processing time is what the user waited.
     const origin = Number.isNaN(receivedAt) || receivedAt > now() ? startedAt : receivedAt;

@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
   attachEventId,
+  publishWithRetry,
   HEADERS,
   REDIS_KEYS,
   TOPICS,
@@ -178,9 +179,13 @@ export function createRelay(deps: RelayDeps): Relay {
       failed_at: new Date().toISOString(),
     };
     // Same key as the original so the DLQ keeps one user's records together; headers keep the trace.
-    await bus.publish(topics.responsesDlq, [
-      { key: message.key ?? '', value: JSON.stringify(record), headers: message.headers },
-    ]);
+    // Must reach Kafka before the bad record is committed: wait out a broker restart.
+    await publishWithRetry(
+      bus,
+      topics.responsesDlq,
+      [{ key: message.key ?? '', value: JSON.stringify(record), headers: message.headers }],
+      { logger: log, stopped: () => closing.signal.aborted },
+    );
     dlqTotal.inc({ reason: code });
     log.warn(
       { topic: message.topic, partition: message.partition, offset: message.offset, code, reason },

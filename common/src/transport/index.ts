@@ -4,3 +4,4 @@ export * from './kafka-bus.js';
 export * from './store.js';
 export * from './memory-store.js';
 export * from './redis-store.js';
+export * from './publish-retry.js';
