@@ -57,11 +57,14 @@ export function createEmbeddedApp(options: EmbeddedAppOptions): EmbeddedApp {
   const store: KeyValueStore = transports.redis
     ? createRedisStore({ url: config.redis.url, logger })
     : createMemoryStore();
-  const pubsubFor = (onResubscribed?: () => void): PubSub =>
-    transports.redis ? createRedisPubSub({ url: config.redis.url, logger, onResubscribed }) : hub.client();
+  const pubsubFor = (hooks: { onResubscribed?: () => void; onDisconnected?: () => void } = {}): PubSub =>
+    transports.redis ? createRedisPubSub({ url: config.redis.url, logger, ...hooks }) : hub.client();
   // After a Redis reconnect the gateway's sockets catch up from the replay log on what they missed.
-  let resyncGateway = () => {};
-  const gatewayPubsub = pubsubFor(() => resyncGateway());
+  let gatewayHooks = { resync: () => {}, suspend: () => {} };
+  const gatewayPubsub = pubsubFor({
+    onResubscribed: () => gatewayHooks.resync(),
+    onDisconnected: () => gatewayHooks.suspend(),
+  });
   const relayPubsub = pubsubFor();
   // Cancels reach the consumer over pub/sub (control:cancel), on a connection of its own.
   const consumerPubsub = pubsubFor();
@@ -113,7 +116,7 @@ export function createEmbeddedApp(options: EmbeddedAppOptions): EmbeddedApp {
       staticFiles: await loadStaticFiles(config.gateway.staticDir ?? options.staticDir),
     });
     const { port } = await gateway.start();
-    resyncGateway = () => gateway.resync();
+    gatewayHooks = { resync: () => gateway.resync(), suspend: () => gateway.suspend() };
     closers.push(['gateway', () => gateway.close()]);
     ready = () => gateway.ready().ready && consumer.ready() && relay.ready().ready;
     return {

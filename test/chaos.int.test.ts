@@ -96,7 +96,7 @@ async function fault(name: string, action: () => Promise<unknown>): Promise<void
   const started = Date.now();
   await action();
   faults.push(`${name} (${Date.now() - started} ms)`);
-  process.stderr.write(`[chaos] ${name}\n`);
+  process.stderr.write(`[chaos] ${name} at ${started}..${Date.now()}\n`);
 }
 
 describe('chaos: exactly one final per acked message through crashes and restarts', () => {
@@ -183,6 +183,20 @@ describe('chaos: exactly one final per acked message through crashes and restart
           errorCodes[final.frame.code ?? '?'] = (errorCodes[final.frame.code ?? '?'] ?? 0) + 1;
         } else if (final && final.streamed !== final.frame.content) {
           mismatched++;
+          // What the socket carried for this request, to tell where the text went wrong.
+          if (mismatched <= 3) {
+            const trace = run.raw
+              .filter((f) => f.request_id === id)
+              .map((f) => {
+                const d = f as RawFrame & { seq?: number; delta?: string };
+                const seq = d.seq !== undefined ? `#${d.seq}` : '';
+                const text = d.delta !== undefined ? `(${JSON.stringify(d.delta)})` : '';
+                return `${f.type}${seq}@${f.event_id ?? '-'}${text}`;
+              });
+            process.stderr.write(
+              `[chaos] deltas do not add up for ${run.userid}/${id}:\n  streamed ${JSON.stringify(final.streamed)}\n  final    ${JSON.stringify(final.frame.content)}\n  raw ${trace.join(' ')}\n`,
+            );
+          }
         }
       }
     }

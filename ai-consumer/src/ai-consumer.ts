@@ -13,6 +13,7 @@ import {
   type BusMessage,
   type BusRecord,
   publishWithRetry,
+  dlqRecord,
   type CancelControl,
   type ErrorCode,
   type KeyValueStore,
@@ -26,7 +27,7 @@ import {
 import { z } from 'zod';
 import { createCancelListener, type CancelListener } from './cancel-listener.js';
 import { consumerMetrics } from './consumer-metrics.js';
-import { deadLetter, describeError } from './dead-letters.js';
+import { describeError } from './dead-letters.js';
 import { createDeltaBatcher } from './delta-batcher.js';
 import { buildMessages, createHistory } from './history.js';
 import type { ModelClient, StreamChatResult } from './model-client.js';
@@ -173,7 +174,7 @@ export function createAiConsumer(options: AiConsumerOptions): AiConsumer {
   }
 
   async function sendToDlq(message: BusMessage, error: { code: string; message: string }): Promise<void> {
-    const record = deadLetter(message, error, new Date(now()));
+    const record = dlqRecord(message, error, new Date(now()));
     await send(topics.incomingDlq, [
       { key: message.key ?? '', value: JSON.stringify(record), headers: message.headers },
     ]);

@@ -1,6 +1,7 @@
 import { RelayError, dlqEventSchema, type BusMessage } from '@relay/common';
 import { describe, expect, it } from 'vitest';
-import { deadLetter, describeError } from './dead-letters.js';
+import { dlqRecord as deadLetter } from '@relay/common';
+import { describeError } from './dead-letters.js';
 
 describe('dead letters', () => {
   const message: BusMessage = {

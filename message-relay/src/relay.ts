@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
   attachEventId,
+  dlqRecord,
   publishWithRetry,
   HEADERS,
   REDIS_KEYS,
@@ -13,7 +14,6 @@ import {
   withContext,
   type Bus,
   type BusMessage,
-  type DlqEvent,
   type KeyValueStore,
   type Logger,
   type Metrics,
@@ -168,16 +168,7 @@ export function createRelay(deps: RelayDeps): Relay {
   }
 
   async function deadLetter(message: BusMessage, code: string, reason: string, log: Logger): Promise<void> {
-    const record: DlqEvent = {
-      v: 1,
-      source_topic: message.topic,
-      partition: message.partition,
-      offset: message.offset,
-      key: message.key,
-      value: message.value,
-      error: { code, message: reason },
-      failed_at: new Date().toISOString(),
-    };
+    const record = dlqRecord(message, { code, message: reason }, new Date());
     // Same key as the original so the DLQ keeps one user's records together; headers keep the trace.
     // Must reach Kafka before the bad record is committed: wait out a broker restart.
     await publishWithRetry(

@@ -4,6 +4,7 @@
  * npm run infra -- status [--json]
  * npm run infra -- install [names…|all|chromium]
  */
+import { runCli, type Command } from './cli-runner.js';
 import {
   ensureChromium,
   ensureInstalled,
@@ -88,31 +89,6 @@ async function install(args: readonly string[]): Promise<void> {
   console.error(`[infra] install: done in ${seconds(started)}`);
 }
 
-const commands: Record<string, (args: readonly string[]) => Promise<void>> = { up, down, status, install };
+const commands: Record<string, Command> = { up, down, status, install };
 
-async function main(argv: readonly string[]): Promise<number> {
-  const [command, ...args] = argv;
-  if (command === undefined || command === 'help' || command === '--help' || command === '-h') {
-    console.error(USAGE);
-    return command === undefined ? 2 : 0;
-  }
-  const handler = commands[command];
-  if (!handler) {
-    console.error(`[infra] error: unknown command "${command}"\n${USAGE}`);
-    return 2;
-  }
-  try {
-    await handler(args);
-    return 0;
-  } catch (error) {
-    if (error instanceof InfraError) {
-      console.error(`[infra] error: ${error.message}`);
-      if (error.details) console.error(error.details.replace(/^/gm, '  | '));
-    } else {
-      console.error(`[infra] error: ${error instanceof Error ? error.message : String(error)}`);
-    }
-    return 1;
-  }
-}
-
-process.exitCode = await main(process.argv.slice(2));
+process.exitCode = await runCli('infra', USAGE, commands, process.argv.slice(2));

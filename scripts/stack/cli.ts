@@ -5,6 +5,7 @@
  * npm run stack -- kill NAME          SIGKILL one service (fault tests)
  * npm run stack -- start NAME         bring one back, wait until healthy
  */
+import { runCli, type Command } from '../infra/cli-runner.js';
 import { InfraError } from '../infra/harness.js';
 import {
   checkName,
@@ -60,7 +61,7 @@ async function status(args: readonly string[]): Promise<void> {
   }
 }
 
-const commands: Record<string, (args: readonly string[]) => Promise<void>> = {
+const commands: Record<string, Command> = {
   up: async () => {
     await stackUp();
   },
@@ -72,34 +73,8 @@ const commands: Record<string, (args: readonly string[]) => Promise<void>> = {
   },
 };
 
-async function main(argv: readonly string[]): Promise<number> {
-  const [command, ...args] = argv;
-  if (command === undefined || command === 'help' || command === '--help' || command === '-h') {
-    console.error(USAGE);
-    return command === undefined ? 2 : 0;
+process.exitCode = await runCli('stack', USAGE, commands, process.argv.slice(2), (command) => {
+  if (command === 'up') {
+    console.error('[stack] what did start keeps running: `npm run stack -- status`, `npm run stack -- down`');
   }
-  const handler = commands[command];
-  if (!handler) {
-    console.error(`[stack] error: unknown command "${command}"\n${USAGE}`);
-    return 2;
-  }
-  try {
-    await handler(args);
-    return 0;
-  } catch (error) {
-    if (error instanceof InfraError) {
-      console.error(`[stack] error: ${error.message}`);
-      if (error.details) console.error(error.details.replace(/^/gm, '  | '));
-    } else {
-      console.error(`[stack] error: ${error instanceof Error ? error.message : String(error)}`);
-    }
-    if (command === 'up') {
-      console.error(
-        '[stack] what did start keeps running: `npm run stack -- status`, `npm run stack -- down`',
-      );
-    }
-    return 1;
-  }
-}
-
-process.exitCode = await main(process.argv.slice(2));
+});

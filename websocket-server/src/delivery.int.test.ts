@@ -181,6 +181,31 @@ describe('delivery guarantees at the gateway (real uWS, in-process transports)',
       expect(await h.metric('gateway_resyncs_total')).toBe(1);
     });
 
+    it('a frame that arrives live right after the resubscription does not make the resync skip the missed ones', async () => {
+      // The chaos suite's Redis restart: frames appended while the channel was down have lower ids
+      // than the first one delivered after it came back, which may arrive before the resync runs.
+      const h = await gateway();
+      const streaming = await h.open('alice', '&stream=1');
+      const a = await relayFrame(store, relay, 'alice', frames.delta('r1', 0, 'a'));
+      await streaming.next((f) => f.event_id === a);
+      h.gateway.suspend();
+      const lost = [
+        await relayFrame(store, relay, 'alice', frames.delta('r1', 1, 'b'), { publish: false }),
+        await relayFrame(store, relay, 'alice', frames.delta('r1', 2, 'c'), { publish: false }),
+      ];
+      const early = await relayFrame(store, relay, 'alice', frames.delta('r1', 3, 'd'));
+      h.gateway.resync();
+      const fin = await relayFrame(store, relay, 'alice', frames.final('r1', 'abcd'));
+      await streaming.next((f) => f.event_id === fin);
+      expect(eventIds(streaming.frames)).toEqual([a, ...lost, early, fin]);
+      expect(
+        streaming.frames
+          .filter((f) => f.type === 'response.delta')
+          .map((f) => f.delta)
+          .join(''),
+      ).toBe('abcd');
+    });
+
     it('refuses a malformed last_event_id with 400 and treats an empty one as absent', async () => {
       const h = await gateway();
       const status = await new Promise<number>((resolve, reject) => {

@@ -65,6 +65,8 @@ export interface Gateway {
    * `onResubscribed`): every socket catches up from the replay log on what the channel missed.
    */
   resync(): void;
+  /** The Redis subscription dropped (`onDisconnected`): hold live frames until `resync()`. */
+  suspend(): void;
 }
 
 type Socket = WebSocket<UserData>;
@@ -203,6 +205,12 @@ export function createGateway(deps: GatewayDeps): Gateway {
       const data = ws.getUserData();
       if (data.closed) continue;
       const outbox = data.outbox;
+      if (data.awaitingResync) {
+        data.awaitingResync = false;
+        if (data.resyncFrom !== null) void replay(ws, data.resyncFrom);
+        else outbox.overflowed = true;
+        continue;
+      }
       // A replay is under way: make it read the log once more before it goes live.
       if (outbox.mode === 'resuming') {
         outbox.overflowed = true;
@@ -212,6 +220,25 @@ export function createGateway(deps: GatewayDeps): Gateway {
       if (from === null) continue;
       outbox.mode = 'resuming';
       void replay(ws, from);
+    }
+  }
+
+  /**
+   * The subscription dropped: every live socket keeps its position and buffers from now on, so the
+   * resync after the resubscription replays exactly what it missed before anything newer goes out.
+   */
+  function suspend(): void {
+    for (const ws of sockets.all()) {
+      const data = ws.getUserData();
+      if (data.closed || data.awaitingResync) continue;
+      const outbox = data.outbox;
+      if (outbox.mode === 'resuming') {
+        outbox.overflowed = true;
+        continue;
+      }
+      data.resyncFrom = outbox.lastEventId ?? data.resyncFrom;
+      data.awaitingResync = true;
+      outbox.mode = 'resuming';
     }
   }
 
@@ -295,6 +322,7 @@ export function createGateway(deps: GatewayDeps): Gateway {
           queue: Promise.resolve(),
           resumeFrom,
           resyncFrom: null,
+          awaitingResync: false,
           // Resuming from the start: live frames that arrive before the replay is done wait.
           outbox: createOutbox(resumeFrom),
         };
@@ -482,5 +510,6 @@ export function createGateway(deps: GatewayDeps): Gateway {
     ready,
     stats: () => ({ users: sockets.users, connections: sockets.connections }),
     resync,
+    suspend,
   };
 }

@@ -30,6 +30,7 @@ const pubsub = createRedisPubSub({
   url: config.redis.url,
   logger,
   connectionName: config.http.serverId,
+  onDisconnected: () => built.gateway?.suspend(),
   onResubscribed: (channels) => {
     gatewayMetrics.resubscribes.inc(channels);
     // Frames published while the subscription was down are in the replay logs.

@@ -27,6 +27,13 @@ export interface UserData {
    * clock ahead of Redis' never makes the socket drop a frame as already seen.
    */
   resyncFrom: string | null;
+  /**
+   * The Redis subscription dropped while this socket was live: its live frames are buffered and a
+   * resync replays the log from `resyncFrom` (its position at the drop) before they go out. Frames
+   * that arrive after the resubscription can carry ids above frames missed during the outage, so
+   * the position must be taken at the drop, not when the resync runs.
+   */
+  awaitingResync: boolean;
   /** What is waiting to go out on this socket: live frames during a resume, held deltas of a slow client. */
   outbox: Outbox;
 }

@@ -84,6 +84,30 @@ export type ErrorEvent = z.infer<typeof errorEvent>;
 export type ResetEvent = z.infer<typeof resetEvent>;
 export type DlqEvent = z.infer<typeof dlqEventSchema>;
 
+/** Longest error description kept in a DLQ record: enough for a cause chain, not a dumped body. */
+const MAX_DLQ_ERROR_MESSAGE = 1000;
+
+/**
+ * The DLQ record for a record that could not be handled: the original unchanged (so an operator can
+ * replay it) and why it failed.
+ */
+export function dlqRecord(
+  original: { topic: string; partition: number; offset: string; key: string | null; value: string },
+  error: { code: string; message: string },
+  failedAt: Date,
+): DlqEvent {
+  return {
+    v: 1,
+    source_topic: original.topic,
+    partition: original.partition,
+    offset: original.offset,
+    key: original.key,
+    value: original.value,
+    error: { code: error.code, message: error.message.slice(0, MAX_DLQ_ERROR_MESSAGE) },
+    failed_at: failedAt.toISOString(),
+  };
+}
+
 /** Parses a Kafka value (JSON text) with a schema; never throws. */
 export function parseEvent<T>(
   schema: z.ZodType<T>,

@@ -243,7 +243,14 @@ export function createRedisStore(options: RedisOptions): KeyValueStore & { reado
  * callers count or log it.
  */
 export function createRedisPubSub(
-  options: RedisOptions & { onResubscribed?: (channels: number) => void },
+  options: RedisOptions & {
+    onResubscribed?: (channels: number) => void;
+    /**
+     * The subscriber connection dropped: from now until `onResubscribed`, published frames do not
+     * reach this instance. Fired once per outage.
+     */
+    onDisconnected?: () => void;
+  },
 ): PubSub & { readonly subscriber: Redis; readonly publisher: Redis } {
   const subscriber = connect(options, 'subscriber');
   const publisher = connect(options, 'publisher');
@@ -251,7 +258,14 @@ export function createRedisPubSub(
   const pending = new Map<string, Promise<void>>();
   let everReady = false;
 
+  let connected = false;
+  subscriber.on('close', () => {
+    if (!connected) return;
+    connected = false;
+    options.onDisconnected?.();
+  });
   subscriber.on('ready', () => {
+    connected = true;
     if (everReady && listeners.size > 0) {
       // ioredis has re-sent SUBSCRIBE for every channel; subscribing again (a no-op for Redis) and
       // awaiting it means the callback runs only once Redis confirmed them, so a caller that now

@@ -26,6 +26,7 @@ export function fakeSocket(
     queue: Promise.resolve(),
     resumeFrom: options.resumeFrom ?? null,
     resyncFrom: null,
+    awaitingResync: false,
     outbox: createOutbox(options.resumeFrom ?? null),
   };
   const socket: FakeSocket = {
