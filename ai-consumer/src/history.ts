@@ -1,4 +1,4 @@
-import type { KeyValueStore } from '@relay/common';
+import { REDIS_KEYS, type KeyValueStore } from '@relay/common';
 import { z } from 'zod';
 
 /** One message as the model sees it. */
@@ -9,14 +9,8 @@ export interface ChatMessage {
 
 const turnSchema = z.object({ role: z.enum(['user', 'assistant']), content: z.string() });
 
-/**
- * `history:{userid}:{conversation_id}`. Both ids may contain `:`, so each part is URI-encoded: without
- * it user `a` in conversation `b:c` would read user `a:b`'s conversation `c`. Ids without reserved
- * characters (the usual case) give exactly the SPEC form.
- */
-export function historyKey(userid: string, conversationId: string): string {
-  return `history:${encodeURIComponent(userid)}:${encodeURIComponent(conversationId)}`;
-}
+/** The conversation's Redis key; one builder for every service (common `REDIS_KEYS`). */
+export const historyKey = REDIS_KEYS.history;
 
 export interface HistoryOptions {
   store: KeyValueStore;

@@ -1,6 +1,7 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import {
   ERROR_CODES,
+  REDIS_KEYS,
   TOPICS,
   clientFrameSchemas,
   once,
@@ -264,12 +265,7 @@ export function createGateway(deps: GatewayDeps): Gateway {
 
   function reject(res: HttpResponse, status: string, reason: string): void {
     m.upgradesRejected.inc({ reason });
-    res.cork(() => {
-      res
-        .writeStatus(status)
-        .writeHeader('content-type', 'application/json')
-        .end(JSON.stringify({ error: reason }));
-    });
+    json(res, status, { error: reason });
   }
 
   function upgrade(
@@ -372,7 +368,7 @@ export function createGateway(deps: GatewayDeps): Gateway {
       );
     }
     void (async () => {
-      const window = await store.incrementWindow(`ratelimit:token:${ip}`, 60_000);
+      const window = await store.incrementWindow(REDIS_KEYS.tokenRate(ip), 60_000);
       if (window.count > settings.tokenRateLimitPerMinute) {
         if (!aborted)
           json(res, '429 Too Many Requests', { error: 'rate_limited', retry_after_ms: window.resetMs }, cors);

@@ -129,7 +129,7 @@ export function createMessageIntake<S extends IntakeSocket>(deps: MessageIntakeD
       return;
     }
     const window = await redis(socket, 'rate_limit', log, requestId, () =>
-      store.incrementWindow(`ratelimit:msg:${userid}`, settings.rateLimitWindowMs),
+      store.incrementWindow(REDIS_KEYS.messageRate(userid), settings.rateLimitWindowMs),
     );
     if (!window) return;
     if (window.value.count > settings.rateLimitMessages) {

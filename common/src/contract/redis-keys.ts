@@ -23,6 +23,13 @@ export const REDIS_KEYS = {
   relayed: (userid: string, requestId: string): string => `relayed:${part(userid)}:${part(requestId)}`,
   /** String: a cancel was requested, checked by the consumer before it starts a queued request. */
   cancel: (userid: string, requestId: string): string => `cancel:${part(userid)}:${part(requestId)}`,
+  /** Capped list of `{role, content}` turns: the model's context for one conversation (ai-consumer). */
+  history: (userid: string, conversationId: string): string =>
+    `history:${part(userid)}:${part(conversationId)}`,
+  /** Fixed-window counter of a user's messages (gateway rate limit). */
+  messageRate: (userid: string): string => `ratelimit:msg:${userid}`,
+  /** Fixed-window counter of tokens issued to one client IP. */
+  tokenRate: (ip: string): string => `ratelimit:token:${ip}`,
   /** Pub/sub channel every ai-consumer listens on; messages follow {@link cancelControlSchema}. */
   cancelChannel: 'control:cancel',
 } as const;
