@@ -102,8 +102,10 @@ export async function jwtSecret(env: Env): Promise<string> {
   return secret;
 }
 
-interface NodeServiceSpec {
-  name: StackNodeName;
+export interface NodeServiceSpec {
+  name: string;
+  /** The env variable that sets its port, and the port without it. */
+  port: { variable: string; port: number };
   /** Repo-relative entry point; also the process marker that pid files are checked against. */
   entry: string;
   /** 200 on this path means ready. */
@@ -112,8 +114,8 @@ interface NodeServiceSpec {
   env(context: ServiceContext, port: number): Promise<Record<string, string>>;
 }
 
-function nodeService(spec: NodeServiceSpec): ServiceDefinition {
-  const { variable, port: fallback } = nodePorts[spec.name];
+export function nodeService(spec: NodeServiceSpec): ServiceDefinition {
+  const { variable, port: fallback } = spec.port;
   return {
     name: spec.name,
     processMarker: spec.entry,
@@ -159,6 +161,7 @@ function nodeService(spec: NodeServiceSpec): ServiceDefinition {
 function gateway(name: 'gateway-1' | 'gateway-2'): ServiceDefinition {
   return nodeService({
     name,
+    port: nodePorts[name],
     entry: 'websocket-server/src/main.ts',
     readyPath: '/ready',
     async env(context) {
@@ -171,6 +174,7 @@ function gateway(name: 'gateway-1' | 'gateway-2'): ServiceDefinition {
 const nodeDefinitions: Record<StackNodeName, ServiceDefinition> = {
   'mock-openai': nodeService({
     name: 'mock-openai',
+    port: nodePorts['mock-openai'],
     entry: 'ai-consumer/src/mock-openai/main.ts',
     readyPath: '/v1/models',
     env: (_context, port) =>
@@ -178,12 +182,14 @@ const nodeDefinitions: Record<StackNodeName, ServiceDefinition> = {
   }),
   'message-relay': nodeService({
     name: 'message-relay',
+    port: nodePorts['message-relay'],
     entry: 'message-relay/src/main.ts',
     readyPath: '/ready',
     env: () => Promise.resolve({}),
   }),
   'ai-consumer': nodeService({
     name: 'ai-consumer',
+    port: nodePorts['ai-consumer'],
     entry: 'ai-consumer/src/main.ts',
     readyPath: '/ready',
     env(context) {
