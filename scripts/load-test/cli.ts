@@ -2,6 +2,7 @@
  * npm run load-test -- [--preset 100x10] [--url http://127.0.0.1:8080] [--users N] [--messages M]
  *   [--rate msgs/s] [--no-stream] [--duration s] [--grace s] [--connect-rate n/s]
  *   [--source-addresses 127.0.0.1-127.0.0.8] [--token-source post|secret:<file>] [--json out.json]
+ *   [--model-ttft-ms T --model-token-ms I]   (the mock's settings: report the pipeline's own cost)
  *
  * Works against `npm start`, the local stack (nginx on :8080) or any deployment of the protocol.
  */
@@ -25,6 +26,8 @@ const { values } = parseArgs({
     'source-addresses': { type: 'string' },
     'token-source': { type: 'string' },
     'content-length': { type: 'string' },
+    'model-ttft-ms': { type: 'string' },
+    'model-token-ms': { type: 'string' },
     json: { type: 'string' },
   },
 });
@@ -47,6 +50,8 @@ const parsed = loadTestOptionsSchema.safeParse({
   ...(values['source-addresses'] && { sourceAddresses: expandAddresses(values['source-addresses']) }),
   ...(values['token-source'] && { tokenSource: values['token-source'] }),
   ...(values['content-length'] && { contentLength: values['content-length'] }),
+  ...(values['model-ttft-ms'] && { modelTtftMs: values['model-ttft-ms'] }),
+  ...(values['model-token-ms'] && { modelTokenMs: values['model-token-ms'] }),
   ...(values.json && { json: values.json }),
 });
 if (!parsed.success) {
@@ -78,5 +83,15 @@ console.log(
     final: result.latencyMs.final,
   }),
 );
+if (result.overheadMs) {
+  console.log('\npipeline overhead (model time subtracted):');
+  console.log(
+    formatTable({
+      'first delta': result.overheadMs.firstDelta,
+      'delta gap': result.overheadMs.deltaGap,
+      final: result.overheadMs.final,
+    }),
+  );
+}
 if (options.json) await writeFile(options.json, `${JSON.stringify(result, null, 2)}\n`);
 process.exitCode = m.lost > 0 ? 1 : 0;

@@ -28,9 +28,18 @@ export interface LoadTestResult {
   };
   /** Messages sent per second while sending. */
   achievedRate: number;
-  /** Frames received per second over the run. */
+  /** `performance.now()` of the first and last send, to line up samples taken meanwhile. */
+  sendWindow: { from: number; to: number };
+  /** Frames received over the run, and per second from the first send to the last frame. */
+  frames: number;
   framesPerSecond: number;
   latencyMs: Record<'connect' | 'ack' | 'firstDelta' | 'deltaGap' | 'final', LatencySummary>;
+  /**
+   * The pipeline's own cost, with `modelTtftMs`/`modelTokenMs` given: first delta − TTFT, delta gap
+   * − token interval, final − (TTFT + (tokens − 1) × interval) of that answer. A negative difference
+   * (a gap shorter than the interval after a late delta) counts as 0.
+   */
+  overheadMs?: Record<'firstDelta' | 'deltaGap' | 'final', LatencySummary>;
 }
 
 interface Pending {
@@ -44,7 +53,9 @@ interface Pending {
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Tokens from POST /token, or signed locally with the gateways' secret (many users, one IP). */
-async function tokenMaker(options: LoadTestOptions): Promise<(userid: string) => Promise<string>> {
+export async function tokenMaker(
+  options: Pick<LoadTestOptions, 'url' | 'tokenSource'>,
+): Promise<(userid: string) => Promise<string>> {
   if (options.tokenSource === 'post') {
     return async (userid) => {
       const res = await fetch(`${options.url}/token?userid=${encodeURIComponent(userid)}`, {
@@ -75,6 +86,8 @@ async function tokenMaker(options: LoadTestOptions): Promise<(userid: string) =>
 export async function runLoadTest(
   options: LoadTestOptions,
   progress: (line: string) => void = () => {},
+  /** `beforeSending`: every connection is open, the first message is about to go (take samples). */
+  hooks: { beforeSending?: () => Promise<void> } = {},
 ): Promise<LoadTestResult> {
   const started = performance.now();
   const deadline = started + options.duration * 1000;
@@ -85,6 +98,18 @@ export async function runLoadTest(
     deltaGap: latencyHistogram(),
     final: latencyHistogram(),
   };
+  const model =
+    options.modelTtftMs !== undefined && options.modelTokenMs !== undefined
+      ? { ttftUs: options.modelTtftMs * 1000, tokenUs: options.modelTokenMs * 1000 }
+      : undefined;
+  const overhead = {
+    firstDelta: latencyHistogram(),
+    deltaGap: latencyHistogram(),
+    final: latencyHistogram(),
+  };
+  /** Records `us − modelUs` of the pipeline's own cost (≥ 1 µs: HDR keeps no zero or negative). */
+  const recordOverhead = (h: ReturnType<typeof latencyHistogram>, us: number, modelUs: number) =>
+    h.recordValue(Math.max(1, Math.round(us - modelUs)));
   const errors: Record<string, number> = {};
   const connectFailures: Record<string, number> = {};
   const closedByServer: Record<string, number> = {};
@@ -104,9 +129,11 @@ export async function runLoadTest(
     );
   }, 1000);
 
+  let lastFrameAt = 0;
   function onFrame(raw: string): void {
     counts.frames++;
-    const frame = JSON.parse(raw) as { type: string; request_id?: string; code?: string };
+    lastFrameAt = performance.now();
+    const frame = JSON.parse(raw) as { type: string; request_id?: string; code?: string; content?: string };
     const p = frame.request_id ? pending.get(frame.request_id) : undefined;
     if (frame.type === 'error') {
       errors[frame.code ?? 'unknown'] = (errors[frame.code ?? 'unknown'] ?? 0) + 1;
@@ -122,15 +149,26 @@ export async function runLoadTest(
     } else if (frame.type === 'response.delta') {
       if (p.firstDeltaAt === undefined) {
         p.firstDeltaAt = now;
-        h.firstDelta.recordValue(us(p.sentAt));
+        const t = us(p.sentAt);
+        h.firstDelta.recordValue(t);
+        if (model) recordOverhead(overhead.firstDelta, t, model.ttftUs);
       } else if (p.lastDeltaAt !== undefined) {
-        h.deltaGap.recordValue(us(p.lastDeltaAt));
+        const t = us(p.lastDeltaAt);
+        h.deltaGap.recordValue(t);
+        if (model) recordOverhead(overhead.deltaGap, t, model.tokenUs);
       }
       p.lastDeltaAt = now;
     } else if (frame.type === 'response' && !p.done) {
       p.done = true;
       counts.answered++;
-      h.final.recordValue(us(p.sentAt));
+      const t = us(p.sentAt);
+      h.final.recordValue(t);
+      if (model) {
+        // The mock's tokens are `Echo:` and then one per space-led word: its stream took TTFT plus
+        // one interval per token after the first.
+        const tokens = (frame.content ?? '').split(' ').length;
+        recordOverhead(overhead.final, t, model.ttftUs + (tokens - 1) * model.tokenUs);
+      }
     }
   }
 
@@ -175,7 +213,8 @@ export async function runLoadTest(
 
   // Open-loop schedule: message k goes out at start + k / rate, to user k % users.
   const total = options.users * options.messages;
-  const content = 'x'.repeat(Math.max(0, options.contentLength - 12));
+  const content = filler(options.contentLength);
+  await hooks.beforeSending?.();
   const sendStart = performance.now();
   for (let k = 0; k < total && performance.now() < deadline; k++) {
     const due = options.rate > 0 ? sendStart + (k * 1000) / options.rate : sendStart;
@@ -188,7 +227,8 @@ export async function runLoadTest(
     ws.send(JSON.stringify({ type: 'message', content: `msg ${k} ${content}`, id }));
     counts.sent++;
   }
-  const sendSeconds = (performance.now() - sendStart) / 1000;
+  const sendEnd = performance.now();
+  const sendSeconds = (sendEnd - sendStart) / 1000;
 
   // Wait for answers, bounded by the grace period and the overall duration.
   const graceEnd = Math.min(deadline, performance.now() + options.grace * 1000);
@@ -217,7 +257,9 @@ export async function runLoadTest(
       unanswered: values.filter((p) => !p.acked && !p.done).length,
     },
     achievedRate: counts.sent / Math.max(sendSeconds, 1e-3),
-    framesPerSecond: counts.frames / ((performance.now() - started) / 1000),
+    sendWindow: { from: sendStart, to: sendEnd },
+    frames: counts.frames,
+    framesPerSecond: counts.frames / Math.max((Math.max(lastFrameAt, sendStart) - sendStart) / 1000, 1e-3),
     latencyMs: {
       connect: summarize(h.connect),
       ack: summarize(h.ack),
@@ -225,5 +267,29 @@ export async function runLoadTest(
       deltaGap: summarize(h.deltaGap),
       final: summarize(h.final),
     },
+    ...(model && {
+      overheadMs: {
+        firstDelta: summarize(overhead.firstDelta),
+        deltaGap: summarize(overhead.deltaGap),
+        final: summarize(overhead.final),
+      },
+    }),
   };
+}
+
+const WORDS = 'the relay carries each prompt through kafka and back over redis to the socket'.split(' ');
+
+/**
+ * About `length` characters of words: the mock model echoes a prompt's first eight words, so a
+ * prompt of words gets a longer, more realistic streamed answer than one long token would.
+ */
+export function filler(length: number): string {
+  const out: string[] = [];
+  let size = 0;
+  for (let i = 0; size < length; i++) {
+    const word = WORDS[i % WORDS.length] ?? 'x';
+    out.push(word);
+    size += word.length + 1;
+  }
+  return out.join(' ');
 }

@@ -41,6 +41,13 @@ export const loadTestOptionsSchema = z.object({
     .default('post'),
   /** Characters of content per message. */
   contentLength: positiveInt.default(40),
+  /**
+   * The mock model's configured time to first token and token interval (MOCK_OPENAI_TTFT_MS,
+   * MOCK_OPENAI_TOKEN_MS): when given, the pipeline's own cost is reported beside the raw latencies
+   * (first delta − TTFT, delta gap − token interval, final − the answer's model time).
+   */
+  modelTtftMs: z.coerce.number().nonnegative().optional(),
+  modelTokenMs: z.coerce.number().nonnegative().optional(),
   /** Write the summary as JSON to this file. */
   json: z.string().optional(),
 });

@@ -114,6 +114,10 @@ export interface NodeServiceSpec {
   env(context: ServiceContext, port: number): Promise<Record<string, string>>;
 }
 
+function nodeFlags(env: Env): string[] {
+  return (env.STACK_NODE_FLAGS ?? '').split(/\s+/).filter(Boolean);
+}
+
 export function nodeService(spec: NodeServiceSpec): ServiceDefinition {
   const { variable, port: fallback } = spec.port;
   return {
@@ -138,7 +142,9 @@ export function nodeService(spec: NodeServiceSpec): ServiceDefinition {
       const { kafkaBrokers, redisUrl } = serviceEndpoints(context.env);
       return {
         command: process.execPath,
-        args: ['--import', 'tsx', '--conditions=source', spec.entry],
+        // STACK_NODE_FLAGS: extra node flags for every Node service, e.g. `--cpu-prof` (which
+        // NODE_OPTIONS does not allow) for `npm run bench -- --profile`.
+        args: [...nodeFlags(context.env), '--import', 'tsx', '--conditions=source', spec.entry],
         cwd: repoRoot,
         env: {
           ...context.env,

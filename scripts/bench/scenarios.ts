@@ -1,0 +1,366 @@
+/**
+ * The benchmark's scenarios (issue 5), each one run of one measurement against one target:
+ * `stack` is nginx in front of the two uWS gateways (the system as deployed), `uws` is gateway-1
+ * alone and `ws` the baseline gateway on the `ws` package alone (same intake, delivery, Kafka and
+ * Redis path), for the side-by-side figures.
+ */
+import { runLoadTest, tokenMaker, type LoadTestResult } from '../load-test/load-test.js';
+import { loadTestOptionsSchema, type LoadTestOptions } from '../load-test/options.js';
+import type { LatencySummary } from '../load-test/stats.js';
+import { openIdleConnections } from './idle-connections.js';
+import { lagIsFlat, startLagSampler, type LagSample } from './kafka-lag.js';
+import { cpuSecondsByGroup, openFileLimit, ownCpuSeconds, rssBytes } from './proc-stats.js';
+
+export type Target = 'stack' | 'uws' | 'ws';
+
+/** The mock model's timing for a scenario: restarting the mock applies it. */
+export interface ModelTiming {
+  ttftMs: number;
+  tokenMs: number;
+}
+
+/** What scenarios need of the running bench stack (cli.ts provides it). */
+export interface BenchContext {
+  url(target: Target): string;
+  /** Process groups per service whose CPU counts toward the pipeline, for this target. */
+  pipelineGroups(target: Target): Promise<Record<string, number[]>>;
+  /** Process groups not counted toward the pipeline but reported (the mock model). */
+  otherGroups(): Promise<Record<string, number[]>>;
+  /** Pid of the one gateway process behind a direct target. */
+  gatewayPid(target: 'uws' | 'ws'): Promise<number>;
+  /** Restarts the gateway behind a direct target (a fresh heap for memory figures). */
+  restartGateway(target: 'uws' | 'ws'): Promise<void>;
+  /** Restarts the mock model with this timing unless it already runs with it. */
+  useModel(timing: ModelTiming): Promise<void>;
+  kafkaBrokers: string[];
+  secretFile: string;
+  sourceAddresses: string[];
+  progress(line: string): void;
+}
+
+function loadOptions(context: BenchContext, target: Target, overrides: Partial<LoadTestOptions>) {
+  return loadTestOptionsSchema.parse({
+    url: context.url(target),
+    tokenSource: `secret:${context.secretFile}`,
+    sourceAddresses: context.sourceAddresses,
+    connectRate: 2000,
+    stream: true,
+    ...overrides,
+  });
+}
+
+function messageCounts(result: LoadTestResult) {
+  const m = result.messages;
+  return {
+    sent: m.sent,
+    answered: m.answered,
+    lost: m.lost,
+    unanswered: m.unanswered,
+    errors: Object.values(m.errors).reduce((a, b) => a + b, 0),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Latency: pipeline overhead and per-token added latency, at 100 prompts/s with ~250 streams.
+
+/** TTFT 500 ms and ~16 tokens 120 ms apart: each answer streams ~2.5 s, so 100/s keeps ~250 open. */
+export const LATENCY_MODEL: ModelTiming = { ttftMs: 500, tokenMs: 120 };
+
+export interface LatencyRun {
+  target: Target;
+  rate: number;
+  seconds: number;
+  counts: ReturnType<typeof messageCounts>;
+  /** Streams open at once (Little's law: rate × mean time to final). */
+  concurrentStreams: number;
+  overheadMs: Record<'firstDelta' | 'deltaGap' | 'final', LatencySummary>;
+  ackMs: LatencySummary;
+}
+
+export async function latencyScenario(
+  context: BenchContext,
+  target: Target,
+  opts: { rate: number; seconds: number },
+): Promise<LatencyRun> {
+  await context.useModel(LATENCY_MODEL);
+  // One message per user in flight at a time (the consumer serialises a user's requests): enough
+  // users that each sends once every ~10 s.
+  const users = opts.rate * 10;
+  const messages = Math.max(1, Math.round(opts.seconds / 10));
+  const result = await runLoadTest(
+    loadOptions(context, target, {
+      users,
+      messages,
+      rate: opts.rate,
+      duration: opts.seconds + 120,
+      grace: 30,
+      modelTtftMs: LATENCY_MODEL.ttftMs,
+      modelTokenMs: LATENCY_MODEL.tokenMs,
+    }),
+    context.progress,
+  );
+  if (!result.overheadMs) throw new Error('load test reported no overhead (model timing missing)');
+  return {
+    target,
+    rate: result.achievedRate,
+    seconds: (result.sendWindow.to - result.sendWindow.from) / 1000,
+    counts: messageCounts(result),
+    concurrentStreams: Math.round(result.achievedRate * (result.latencyMs.final.p50 / 1000)),
+    overheadMs: result.overheadMs,
+    ackMs: result.latencyMs.ack,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Throughput and CPU per frame: short answers, tokens 30 ms apart (each its own delta frame).
+
+export const THROUGHPUT_MODEL: ModelTiming = { ttftMs: 100, tokenMs: 30 };
+
+export interface LoadWindow {
+  result: LoadTestResult;
+  lag: LagSample[];
+  /** CPU seconds per process group over the send window and the answers' tail. */
+  cpu: Record<string, number>;
+  /** CPU seconds of the load generator itself over the same window. */
+  loadGeneratorCpu: number;
+}
+
+/** One open-loop run at `rate` prompts/s for `seconds`, with lag and CPU sampled around it. */
+async function measuredLoad(
+  context: BenchContext,
+  target: Target,
+  rate: number,
+  seconds: number,
+): Promise<LoadWindow> {
+  await context.useModel(THROUGHPUT_MODEL);
+  const groups = { ...(await context.pipelineGroups(target)), ...(await context.otherGroups()) };
+  // A user's requests run one at a time: each user sends one prompt per second.
+  const users = Math.max(50, Math.round(rate));
+  const sampler = await startLagSampler(context.kafkaBrokers);
+  let before: Record<string, number> = {};
+  let ownBefore = 0;
+  try {
+    const result = await runLoadTest(
+      loadOptions(context, target, {
+        users,
+        messages: seconds,
+        rate,
+        duration: seconds + 120,
+        grace: 20,
+        modelTtftMs: THROUGHPUT_MODEL.ttftMs,
+        modelTokenMs: THROUGHPUT_MODEL.tokenMs,
+      }),
+      context.progress,
+      {
+        beforeSending: async () => {
+          before = await cpuSecondsByGroup(groups);
+          ownBefore = ownCpuSeconds();
+        },
+      },
+    );
+    const after = await cpuSecondsByGroup(groups);
+    const cpu = Object.fromEntries(
+      Object.keys(groups).map((name) => [name, (after[name] ?? 0) - (before[name] ?? 0)]),
+    );
+    const lag = (await sampler.stop()).filter(
+      (s) => s.at >= result.sendWindow.from && s.at <= result.sendWindow.to,
+    );
+    return { result, lag, cpu, loadGeneratorCpu: ownCpuSeconds() - ownBefore };
+  } catch (error) {
+    await sampler.stop().catch(() => undefined);
+    throw error;
+  }
+}
+
+export interface ThroughputStep {
+  promptsPerSecond: number;
+  framesPerSecond: number;
+  counts: ReturnType<typeof messageCounts>;
+  finalOverheadP99Ms: number;
+  maxLag: number;
+  lagFlat: boolean;
+  pass: boolean;
+  /** Why the step failed, when it did. */
+  reason?: string;
+}
+
+export interface ThroughputRun {
+  target: Target;
+  steps: ThroughputStep[];
+  /** Frames/s delivered at the highest step that passed (0 when none did). */
+  sustainedFramesPerSecond: number;
+  sustainedPromptsPerSecond: number;
+}
+
+/** A step passes when nothing is lost or refused, the lag stays flat and final p99 overhead < 25 ms. */
+export const FINAL_OVERHEAD_LIMIT_MS = 25;
+
+export async function throughputScenario(
+  context: BenchContext,
+  target: Target,
+  opts: { rates: number[]; seconds: number },
+): Promise<ThroughputRun> {
+  const steps: ThroughputStep[] = [];
+  for (const rate of opts.rates) {
+    context.progress(`[bench] throughput ${target}: ${rate} prompts/s for ${opts.seconds} s`);
+    const { result, lag } = await measuredLoad(context, target, rate, opts.seconds);
+    const counts = messageCounts(result);
+    const finalP99 = result.overheadMs?.final.p99 ?? Number.POSITIVE_INFINITY;
+    // Slack: half a second of prompts may sit uncommitted between two watermark commits.
+    const { flat, maxLag } = lagIsFlat(lag, Math.max(100, rate / 2));
+    const reasons = [
+      counts.lost + counts.unanswered + counts.errors > 0 &&
+        `${counts.lost} lost, ${counts.unanswered} unanswered, ${counts.errors} errors`,
+      !flat && `consumer lag grew (max ${maxLag})`,
+      finalP99 >= FINAL_OVERHEAD_LIMIT_MS && `final p99 overhead ${finalP99} ms`,
+      result.achievedRate < rate * 0.95 && `load generator reached only ${result.achievedRate.toFixed(0)}/s`,
+    ].filter((r): r is string => typeof r === 'string');
+    const step: ThroughputStep = {
+      promptsPerSecond: result.achievedRate,
+      framesPerSecond: result.framesPerSecond,
+      counts,
+      finalOverheadP99Ms: finalP99,
+      maxLag,
+      lagFlat: flat,
+      pass: reasons.length === 0,
+      ...(reasons.length > 0 && { reason: reasons.join('; ') }),
+    };
+    steps.push(step);
+    context.progress(
+      `[bench] throughput ${target} ${rate}/s: ${step.framesPerSecond.toFixed(0)} frames/s, final p99 overhead ${finalP99} ms, max lag ${maxLag} → ${step.pass ? 'pass' : `fail (${step.reason})`}`,
+    );
+    if (!step.pass) break;
+  }
+  const best = steps.filter((s) => s.pass).at(-1);
+  return {
+    target,
+    steps,
+    sustainedFramesPerSecond: best?.framesPerSecond ?? 0,
+    sustainedPromptsPerSecond: best?.promptsPerSecond ?? 0,
+  };
+}
+
+export interface CpuRun {
+  target: Target;
+  promptsPerSecond: number;
+  frames: number;
+  framesPerSecond: number;
+  /** Microseconds of CPU per delivered frame, per pipeline process and in total. */
+  usPerFrame: Record<string, number>;
+  totalUsPerFrame: number;
+  /** Not part of the total: the mock model and the load generator. */
+  excludedUsPerFrame: Record<string, number>;
+  counts: ReturnType<typeof messageCounts>;
+}
+
+export async function cpuScenario(
+  context: BenchContext,
+  target: Target,
+  opts: { rate: number; seconds: number },
+): Promise<CpuRun> {
+  context.progress(`[bench] cpu ${target}: ${opts.rate} prompts/s for ${opts.seconds} s`);
+  const window = await measuredLoad(context, target, opts.rate, opts.seconds);
+  const frames = Math.max(1, window.result.frames);
+  const pipeline = Object.keys(await context.pipelineGroups(target));
+  const perFrame = (seconds: number) => (seconds * 1e6) / frames;
+  const usPerFrame = Object.fromEntries(pipeline.map((name) => [name, perFrame(window.cpu[name] ?? 0)]));
+  const excluded = Object.keys(window.cpu).filter((name) => !pipeline.includes(name));
+  return {
+    target,
+    promptsPerSecond: window.result.achievedRate,
+    frames: window.result.frames,
+    framesPerSecond: window.result.framesPerSecond,
+    usPerFrame,
+    totalUsPerFrame: Object.values(usPerFrame).reduce((a, b) => a + b, 0),
+    excludedUsPerFrame: {
+      ...Object.fromEntries(excluded.map((name) => [name, perFrame(window.cpu[name] ?? 0)])),
+      'load generator': perFrame(window.loadGeneratorCpu),
+    },
+    counts: messageCounts(window.result),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Connections: idle sockets held by one gateway, its RSS per connection and connects per second.
+
+export interface ConnectionLevel {
+  requested: number;
+  opened: number;
+  failed: number;
+  failures: Record<string, number>;
+  connectsPerSecond: number;
+  rssBytes: number;
+  rssPerConnectionBytes: number;
+}
+
+export interface ConnectionsRun {
+  target: 'uws' | 'ws';
+  idleRssBytes: number;
+  levels: ConnectionLevel[];
+  /** Levels not measured, and why (e.g. the open-file limit of this machine). */
+  skipped: Array<{ requested: number; reason: string }>;
+}
+
+const FD_MARGIN = 200;
+
+export async function connectionsScenario(
+  context: BenchContext,
+  target: 'uws' | 'ws',
+  opts: { levels: number[]; settleMs: number },
+): Promise<ConnectionsRun> {
+  // A fresh gateway: RSS from a heap that earlier scenarios grew would hide the per-connection cost.
+  await context.restartGateway(target);
+  const pid = await context.gatewayPid(target);
+  const limit = Math.min(await openFileLimit(pid), await openFileLimit(process.pid)) - FD_MARGIN;
+  await new Promise((r) => setTimeout(r, opts.settleMs));
+  const idleRss = await rssBytes(pid);
+  const url = new URL(context.url(target));
+  const wsBase = `ws://${url.host}`;
+  const token = await tokenMaker({ url: context.url(target), tokenSource: `secret:${context.secretFile}` });
+  const levels: ConnectionLevel[] = [];
+  const skipped: ConnectionsRun['skipped'] = [];
+  const open: Array<Awaited<ReturnType<typeof openIdleConnections>>> = [];
+  const prefix = `idle-${target}-${Date.now().toString(36)}`;
+  let held = 0;
+  try {
+    for (const level of opts.levels) {
+      if (level > limit) {
+        skipped.push({
+          requested: level,
+          reason: `above the open-file limit (RLIMIT_NOFILE ${limit + FD_MARGIN} per process on this machine)`,
+        });
+        continue;
+      }
+      context.progress(`[bench] connections ${target}: ${held} → ${level}`);
+      const batch = await openIdleConnections({
+        wsBase,
+        count: level - held,
+        token,
+        sourceAddresses: context.sourceAddresses,
+        concurrency: 256,
+        progress: context.progress,
+        offset: held,
+        prefix,
+      });
+      open.push(batch);
+      held += batch.opened;
+      await new Promise((r) => setTimeout(r, opts.settleMs));
+      const rss = await rssBytes(pid);
+      levels.push({
+        requested: level,
+        opened: held,
+        failed: batch.failed,
+        failures: batch.failures,
+        connectsPerSecond: batch.opened / Math.max(batch.seconds, 1e-3),
+        rssBytes: rss,
+        rssPerConnectionBytes: (rss - idleRss) / Math.max(1, held),
+      });
+      context.progress(
+        `[bench] connections ${target}: ${held} open, RSS ${(rss / 2 ** 20).toFixed(1)} MiB, ${((rss - idleRss) / Math.max(1, held)).toFixed(0)} B/conn, ${(batch.opened / batch.seconds).toFixed(0)} connects/s`,
+      );
+    }
+  } finally {
+    for (const batch of open) await batch.close();
+  }
+  return { target, idleRssBytes: idleRss, levels, skipped };
+}
