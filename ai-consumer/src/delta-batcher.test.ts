@@ -29,24 +29,26 @@ describe('delta batcher', () => {
     vi.useRealTimers();
   });
 
-  it('publishes a token at most flushMs after it arrived, batching what came in between', async () => {
+  it('publishes a token after a quiet spell at once, later ones flushMs after the previous publish', async () => {
     const { batcher, sent } = setup(25);
     batcher.push('Hel');
+    await vi.advanceTimersByTimeAsync(0);
+    expect(sent).toEqual([{ seq: 0, delta: 'Hel', at: 0 }]);
     await vi.advanceTimersByTimeAsync(10);
     batcher.push('lo');
-    await vi.advanceTimersByTimeAsync(14);
-    expect(sent).toEqual([]);
-    await vi.advanceTimersByTimeAsync(1);
-    expect(sent).toEqual([{ seq: 0, delta: 'Hello', at: 25 }]);
+    await vi.advanceTimersByTimeAsync(5);
     batcher.push(' wor');
-    await vi.advanceTimersByTimeAsync(25);
+    await vi.advanceTimersByTimeAsync(9);
+    expect(sent).toHaveLength(1);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(sent[1]).toEqual({ seq: 1, delta: 'lo wor', at: 25 });
+    // Quiet for longer than flushMs: the next token goes out as it arrives.
+    await vi.advanceTimersByTimeAsync(100);
     batcher.push('ld');
+    await vi.advanceTimersByTimeAsync(0);
+    expect(sent[2]).toEqual({ seq: 2, delta: 'ld', at: 125 });
     await batcher.flush();
-    expect(sent.map((s) => [s.seq, s.delta])).toEqual([
-      [0, 'Hello'],
-      [1, ' wor'],
-      [2, 'ld'],
-    ]);
+    expect(sent).toHaveLength(3);
   });
 
   it('a token stream every 5 ms gives events ≥ flushMs apart, none later than flushMs, same text', async () => {

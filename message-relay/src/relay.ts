@@ -145,7 +145,7 @@ export function createRelay(deps: RelayDeps): Relay {
    * capped, jittered backoff: the message stays in hand and uncommitted, and later messages of the
    * partition wait behind it, which keeps per-user order. A reply error is not retried.
    */
-  async function untilDone<T>(op: string, log: Logger, command: () => Promise<T>): Promise<T> {
+  async function untilDone<T>(op: string, log: () => Logger, command: () => Promise<T>): Promise<T> {
     for (let attempt = 0; ; attempt++) {
       try {
         const result = await command();
@@ -156,7 +156,7 @@ export function createRelay(deps: RelayDeps): Relay {
         if (isRedisReply(err)) throw err;
         redisHealthy = false;
         if (closing.signal.aborted) throw new RelayClosingError(err);
-        log.warn({ err, op, attempt }, 'redis command failed; retrying');
+        log().warn({ err, op, attempt }, 'redis command failed; retrying');
         const pause = Math.min(retry.maxMs, retry.baseMs * 2 ** Math.min(attempt, 16));
         try {
           await sleep(pause * (0.5 + Math.random() / 2), undefined, { signal: closing.signal });
@@ -192,12 +192,18 @@ export function createRelay(deps: RelayDeps): Relay {
       return deadLetter(message, 'invalid_event', parsed.error, log);
     }
     const event = parsed.event;
-    const log = withContext(logger, {
-      correlation_id: correlationId,
-      request_id: event.request_id,
-      userid: event.userid,
-    });
+    // Built only when something is logged: a pino child per frame is a measurable share of the
+    // relay's CPU at tens of thousands of frames a second, and the hot path logs nothing.
+    let context: Logger | undefined;
+    const log = () =>
+      (context ??= withContext(logger, {
+        correlation_id: correlationId,
+        request_id: event.request_id,
+        userid: event.userid,
+      }));
     const frame = frameFromEvent(event);
+    // Serialised once: stored in the log as is, published with its event_id attached.
+    const serialized = serializeFrame(frame);
 
     let appended: AppendResult | null;
     try {
@@ -205,7 +211,7 @@ export function createRelay(deps: RelayDeps): Relay {
         store.appendFrame({
           stream: REDIS_KEYS.replayLog(event.userid),
           state: REDIS_KEYS.relayed(event.userid, event.request_id),
-          frame: serializeFrame(frame),
+          frame: serialized,
           maxLength: delivery.replayMaxEvents,
           ttlMs: delivery.replayTtlMs,
           stateTtlMs: delivery.dedupeTtlMs,
@@ -215,20 +221,18 @@ export function createRelay(deps: RelayDeps): Relay {
     } catch (err) {
       if (!isRedisReply(err)) throw err;
       // Retrying a refused command would stall the partition for every user on it.
-      return deadLetter(message, 'redis_rejected', err instanceof Error ? err.message : String(err), log);
+      return deadLetter(message, 'redis_rejected', err instanceof Error ? err.message : String(err), log());
     }
     if (appended === null || appended.duplicate) duplicatesTotal.inc({ type: frame.type });
     if (appended === null) {
       // An older redelivery: it was appended and published long ago. Commit, publish nothing.
-      log.debug({ type: frame.type }, 'duplicate event skipped');
+      if (logger.isLevelEnabled('debug')) log().debug({ type: frame.type }, 'duplicate event skipped');
       return;
     }
     // A duplicate of the newest frame is published again: a crash may have come between its append
     // and its publish. Gateways drop an event_id they already delivered.
     const { eventId } = appended;
-    const payload = appended.duplicate
-      ? attachEventId(appended.frame, eventId)
-      : serializeFrame(frame, eventId);
+    const payload = attachEventId(appended.duplicate ? appended.frame : serialized, eventId);
 
     let receivers: number;
     try {
@@ -238,7 +242,7 @@ export function createRelay(deps: RelayDeps): Relay {
     } catch (err) {
       if (!isRedisReply(err)) throw err;
       // The frame is in the replay log, so a reconnecting client still gets it.
-      log.error({ err, event_id: eventId }, 'publish refused by redis; frame kept for resume only');
+      log().error({ err, event_id: eventId }, 'publish refused by redis; frame kept for resume only');
       receivers = 0;
     }
 
@@ -248,7 +252,9 @@ export function createRelay(deps: RelayDeps): Relay {
     if (Number.isFinite(message.timestamp) && message.timestamp > 0) {
       latency.observe(Math.max(0, Date.now() - message.timestamp) / 1000);
     }
-    log.debug({ event_id: eventId, type: frame.type, receivers }, 'frame relayed');
+    if (logger.isLevelEnabled('debug')) {
+      log().debug({ event_id: eventId, type: frame.type, receivers }, 'frame relayed');
+    }
   }
 
   return {

@@ -3,6 +3,7 @@ import {
   Partitioners,
   logLevel as KafkaLogLevel,
   type ISocketFactory,
+  type Message,
   type Producer,
   type RetryOptions,
   type logCreator,
@@ -10,6 +11,7 @@ import {
 import type { Logger } from 'pino';
 import type { Bus, BusRecord, FatalHandler, SubscribeOptions, Subscription, TopicSpec } from './bus.js';
 import { BusUnavailableError } from './bus-errors.js';
+import { createProduceBatcher } from './produce-batcher.js';
 import { startKafkaSubscription, type KafkaSubscription } from './kafka-subscription.js';
 import { once } from '../lifecycle/once.js';
 
@@ -31,6 +33,12 @@ export interface KafkaBusOptions {
    * @default 5000
    */
   publishTimeoutMs?: number;
+  /**
+   * How long a publish waits for others to share its produce request. 0 (the default) batches only
+   * what is published in the same event-loop turn, which adds no delay.
+   * @default 0
+   */
+  lingerMs?: number;
   /**
    * kafkajs retry for connecting, consumers and the admin client (the producer's is derived from
    * `publishTimeoutMs`). A consumer that exhausts it crashes and is restarted by kafkajs (it
@@ -86,6 +94,11 @@ export function createKafkaBus(options: KafkaBusOptions): Bus {
       maxRetryTime: Math.max(100, Math.floor(publishTimeoutMs / 4)),
       retries: 5,
     },
+  });
+  // One produce request per event-loop turn (or linger) instead of one per publish.
+  const batcher = createProduceBatcher<Message>({
+    lingerMs: options.lingerMs ?? 0,
+    send: (topicMessages) => producer.sendBatch({ acks: -1, topicMessages }).then(() => undefined),
   });
   const admin = kafka.admin();
   const subscriptions = new Set<KafkaSubscription>();
@@ -185,11 +198,10 @@ export function createKafkaBus(options: KafkaBusOptions): Bus {
       });
     },
     async publish(topic: string, records: BusRecord[]) {
-      const send = producer.send({
+      const send = batcher.add(
         topic,
-        acks: -1,
-        messages: records.map((r) => ({ key: r.key, value: r.value, headers: r.headers ?? {} })),
-      });
+        records.map((r) => ({ key: r.key, value: r.value, headers: r.headers ?? {} })),
+      );
       try {
         await withTimeout(send, publishTimeoutMs, `publish to ${topic}`);
         publishFailing = false;
