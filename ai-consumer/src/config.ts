@@ -65,6 +65,8 @@ export const mockModelFragment = fragment(
     MOCK_OPENAI_TTFT_MS: int(0, 600_000).default(200),
     /** @default 25 */
     MOCK_OPENAI_TOKEN_MS: int(0, 60_000).default(25),
+    /** Shortest answer in tokens (padded with picked words). @default 0 */
+    MOCK_OPENAI_MIN_TOKENS: int(0, 100_000).default(0),
     /** Share of completions answered with 500. @default 0 */
     MOCK_OPENAI_FAIL_RATE: failRate.default(0),
     /** @default 1 */
@@ -75,6 +77,7 @@ export const mockModelFragment = fragment(
     port: e.MOCK_OPENAI_PORT,
     ttftMs: e.MOCK_OPENAI_TTFT_MS,
     tokenMs: e.MOCK_OPENAI_TOKEN_MS,
+    minTokens: e.MOCK_OPENAI_MIN_TOKENS,
     failRate: e.MOCK_OPENAI_FAIL_RATE,
     seed: e.MOCK_OPENAI_SEED,
   }),

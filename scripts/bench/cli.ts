@@ -68,10 +68,11 @@ if (!Number.isInteger(runs) || runs < 1) fail('--runs must be a positive integer
 const settings = {
   latency: { rate: 100, seconds: quick ? 15 : 30 },
   throughput: {
-    rates: numbers(values.rates, quick ? [250, 500, 1000] : [250, 500, 750, 1000, 1250, 1500]),
+    // Prompts/s; × ~62 frames per answer.
+    rates: numbers(values.rates, quick ? [100, 200, 300] : [50, 100, 150, 200, 250, 300, 350, 400]),
     seconds: quick ? 10 : 15,
   },
-  cpu: { rate: 300, seconds: quick ? 10 : 20 },
+  cpu: { rate: 100, seconds: quick ? 10 : 20 },
   connections: { levels: numbers(values.levels, [10_000, 50_000, 100_000]), settleMs: 3000 },
 };
 
@@ -124,7 +125,7 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   });
 }
 
-let model: ModelTiming = { ttftMs: -1, tokenMs: -1 };
+let model: ModelTiming | undefined;
 async function pid(definition: ServiceDefinition): Promise<number> {
   const status = await definitionStatus(definition, harness());
   if (status.pid === null) throw new Error(`${definition.name} is not running`);
@@ -158,10 +159,13 @@ const context: BenchContext = {
   gatewayPid: (target) => pid(target === 'uws' ? stackDefinitions['gateway-1'] : baselineGateway),
   restartGateway: (target) => restart(target === 'uws' ? stackDefinitions['gateway-1'] : baselineGateway),
   async useModel(timing) {
-    if (timing.ttftMs === model.ttftMs && timing.tokenMs === model.tokenMs) return;
+    if (JSON.stringify(timing) === JSON.stringify(model)) return;
     env.MOCK_OPENAI_TTFT_MS = String(timing.ttftMs);
     env.MOCK_OPENAI_TOKEN_MS = String(timing.tokenMs);
-    progress(`[bench] mock model: TTFT ${timing.ttftMs} ms, token interval ${timing.tokenMs} ms`);
+    env.MOCK_OPENAI_MIN_TOKENS = String(timing.minTokens);
+    progress(
+      `[bench] mock model: TTFT ${timing.ttftMs} ms, token interval ${timing.tokenMs} ms, answers ≥ ${timing.minTokens} tokens`,
+    );
     await restart(stackDefinitions['mock-openai']);
     model = timing;
   },

@@ -17,6 +17,8 @@ export type Target = 'stack' | 'uws' | 'ws';
 export interface ModelTiming {
   ttftMs: number;
   tokenMs: number;
+  /** Shortest answer in tokens (MOCK_OPENAI_MIN_TOKENS); 0 keeps the mock's natural ~16. */
+  minTokens: number;
 }
 
 /** What scenarios need of the running bench stack (cli.ts provides it). */
@@ -64,7 +66,7 @@ function messageCounts(result: LoadTestResult) {
 // Latency: pipeline overhead and per-token added latency, at 100 prompts/s with ~250 streams.
 
 /** TTFT 500 ms and ~16 tokens 120 ms apart: each answer streams ~2.5 s, so 100/s keeps ~250 open. */
-export const LATENCY_MODEL: ModelTiming = { ttftMs: 500, tokenMs: 120 };
+export const LATENCY_MODEL: ModelTiming = { ttftMs: 500, tokenMs: 120, minTokens: 0 };
 
 export interface LatencyRun {
   target: Target;
@@ -112,9 +114,10 @@ export async function latencyScenario(
 }
 
 // ---------------------------------------------------------------------------------------------
-// Throughput and CPU per frame: short answers, tokens 30 ms apart (each its own delta frame).
+// Throughput and CPU per frame: 60-token answers, tokens 30 ms apart (each its own delta frame, as
+// with a model streaming ~33 tokens/s), so an answer is ~62 frames and streams ~1.9 s.
 
-export const THROUGHPUT_MODEL: ModelTiming = { ttftMs: 100, tokenMs: 30 };
+export const THROUGHPUT_MODEL: ModelTiming = { ttftMs: 100, tokenMs: 30, minTokens: 60 };
 
 export interface LoadWindow {
   result: LoadTestResult;
@@ -134,8 +137,8 @@ async function measuredLoad(
 ): Promise<LoadWindow> {
   await context.useModel(THROUGHPUT_MODEL);
   const groups = { ...(await context.pipelineGroups(target)), ...(await context.otherGroups()) };
-  // A user's requests run one at a time: each user sends one prompt per second.
-  const users = Math.max(50, Math.round(rate));
+  // A user's requests run one at a time: each user sends one prompt every 3 s (answers take ~2 s).
+  const users = Math.max(50, Math.round(rate * 3));
   const sampler = await startLagSampler(context.kafkaBrokers);
   let before: Record<string, number> = {};
   let ownBefore = 0;
@@ -143,7 +146,7 @@ async function measuredLoad(
     const result = await runLoadTest(
       loadOptions(context, target, {
         users,
-        messages: seconds,
+        messages: Math.max(1, Math.ceil((seconds * rate) / users)),
         rate,
         duration: seconds + 120,
         grace: 20,

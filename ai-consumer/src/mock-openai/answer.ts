@@ -55,12 +55,15 @@ const MARKER_PATTERN = /\[mock:[^\]]*\]/g;
 /**
  * The mock's answer to `prompt`, as tokens: the first token is `Echo:`, every later one carries its leading
  * space, so `tokens.join('')` is the full content. Shape: `Echo: <first words of the prompt>[ …] — <4..7
- * words picked by a hash of the prompt>.` — at least 6 tokens even for an empty prompt.
+ * words picked by a hash of the prompt>.` — at least 6 tokens even for an empty prompt, and at least
+ * `minTokens` (more picked words) when given: real answers run to hundreds of tokens.
  */
-export function answerTokens(prompt: string): string[] {
+export function answerTokens(prompt: string, minTokens = 0): string[] {
   const words = prompt.replace(MARKER_PATTERN, ' ').split(/\s+/u).filter(Boolean);
   const random = createPrng(hash32(prompt));
-  const extraCount = 4 + Math.floor(random() * 4);
+  const echoed = Math.min(words.length, ECHO_WORDS) + (words.length > ECHO_WORDS ? 1 : 0);
+  // `Echo:`, the echoed words, `—`, then the picked words: as many as `minTokens` asks for.
+  const extraCount = Math.max(4 + Math.floor(random() * 4), minTokens - echoed - 2);
   const extra: string[] = [];
   for (let i = 0; i < extraCount; i++) {
     extra.push(VOCABULARY[Math.floor(random() * VOCABULARY.length)] ?? 'mock');

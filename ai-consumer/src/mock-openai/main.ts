@@ -2,7 +2,7 @@
 // stack. The only file here that touches `process`.
 //
 // Env: MOCK_OPENAI_HOST (default 127.0.0.1), MOCK_OPENAI_PORT (default 8090), MOCK_OPENAI_TTFT_MS,
-// MOCK_OPENAI_TOKEN_MS, MOCK_OPENAI_FAIL_RATE (0..1), MOCK_OPENAI_SEED, MOCK_OPENAI_MODEL; unset or empty
+// MOCK_OPENAI_TOKEN_MS, MOCK_OPENAI_MIN_TOKENS, MOCK_OPENAI_FAIL_RATE (0..1), MOCK_OPENAI_SEED, MOCK_OPENAI_MODEL; unset or empty
 // means the default of `options.ts`.
 import { z } from 'zod';
 
@@ -25,6 +25,7 @@ const envSchema = z.object({
     .optional(),
   MOCK_OPENAI_TTFT_MS: nonNegativeInteger('MOCK_OPENAI_TTFT_MS').optional(),
   MOCK_OPENAI_TOKEN_MS: nonNegativeInteger('MOCK_OPENAI_TOKEN_MS').optional(),
+  MOCK_OPENAI_MIN_TOKENS: nonNegativeInteger('MOCK_OPENAI_MIN_TOKENS').optional(),
   MOCK_OPENAI_FAIL_RATE: z
     .string()
     .regex(/^(0(\.\d+)?|1(\.0+)?|\.\d+)$/u, 'MOCK_OPENAI_FAIL_RATE must be a number between 0 and 1')
@@ -63,6 +64,7 @@ const options: MockOpenAIOptions = {
   port: env.MOCK_OPENAI_PORT,
   ttftMs: env.MOCK_OPENAI_TTFT_MS,
   tokenMs: env.MOCK_OPENAI_TOKEN_MS,
+  minTokens: env.MOCK_OPENAI_MIN_TOKENS,
   failRate: env.MOCK_OPENAI_FAIL_RATE,
   seed: env.MOCK_OPENAI_SEED,
   model: env.MOCK_OPENAI_MODEL,

@@ -188,7 +188,7 @@ export function createMockOpenAI(options: MockOpenAIOptions = {}): MockOpenAISer
   }
 
   function planCompletion(request: ChatCompletionRequest, prompt: string): CompletionPlan {
-    const all = answerTokens(prompt);
+    const all = answerTokens(prompt, config.minTokens);
     const caps = [request.max_tokens, request.max_completion_tokens].filter(
       (cap): cap is number => cap != null,
     );

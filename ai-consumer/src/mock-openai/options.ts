@@ -24,6 +24,12 @@ export interface MockOpenAIOptions {
    */
   tokenMs?: number;
   /**
+   * Shortest answer, in tokens: the answer is padded with picked words up to this length, for load
+   * tests that want realistic answer lengths (the natural mock answer is 6 to ~18 tokens).
+   * @default 0
+   */
+  minTokens?: number;
+  /**
    * Probability (0..1) that a chat completion answers 500 with an OpenAI-style error body.
    * Drawn from a PRNG seeded with `seed`, so a given server instance fails on the same requests every run.
    * @default 0
@@ -46,6 +52,7 @@ export const MOCK_OPENAI_DEFAULTS = {
   port: 8090,
   ttftMs: 200,
   tokenMs: 25,
+  minTokens: 0,
   failRate: 0,
   seed: 1,
   model: 'mock-gpt',
@@ -56,6 +63,7 @@ export const mockOpenAIOptionsSchema = z.object({
   port: z.number().int().min(0).max(65535).default(MOCK_OPENAI_DEFAULTS.port),
   ttftMs: z.number().min(0).default(MOCK_OPENAI_DEFAULTS.ttftMs),
   tokenMs: z.number().min(0).default(MOCK_OPENAI_DEFAULTS.tokenMs),
+  minTokens: z.number().int().min(0).max(100_000).default(MOCK_OPENAI_DEFAULTS.minTokens),
   failRate: z.number().min(0).max(1).default(MOCK_OPENAI_DEFAULTS.failRate),
   seed: z.number().int().default(MOCK_OPENAI_DEFAULTS.seed),
   model: z.string().min(1).default(MOCK_OPENAI_DEFAULTS.model),

@@ -35,6 +35,27 @@ describe('commit coalescer', () => {
     expect(sent).toHaveLength(3);
   });
 
+  it('spaces the commits of a partition by minIntervalMs, committing the latest after the pause', async () => {
+    const at: Array<{ offset: bigint; t: number }> = [];
+    const t0 = performance.now();
+    const coalescer = createCommitCoalescer({
+      minIntervalMs: 50,
+      commit: (_slot, offset) => {
+        at.push({ offset, t: performance.now() - t0 });
+        return Promise.resolve();
+      },
+      onError: () => {},
+    });
+    coalescer.request('t|0', 1n);
+    await new Promise((r) => setTimeout(r, 5));
+    coalescer.request('t|0', 2n);
+    coalescer.request('t|0', 3n);
+    await waitFor(() => at.length === 2);
+    await coalescer.flush();
+    expect(at.map((c) => c.offset)).toEqual([1n, 3n]);
+    expect((at[1]?.t ?? 0) - (at[0]?.t ?? 0)).toBeGreaterThanOrEqual(45);
+  });
+
   it('reports a failed commit and tries again on the next request', async () => {
     const { coalescer, sent, errors } = controlledCommits();
     coalescer.request('t|0', 5n);

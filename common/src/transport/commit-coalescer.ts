@@ -1,14 +1,19 @@
 /**
  * Sends offset commits per partition, at most one in flight per partition: while one is on the
  * wire, newer watermarks only replace the target, and one more commit follows with the latest.
- * Under load that is one commit per round trip instead of one per message.
+ * `minIntervalMs` spaces a partition's commits further: under load one commit per round trip was
+ * still hundreds of OffsetCommit requests a second (a visible share of the relay's and Kafka's
+ * CPU). A longer interval only widens what a crash redelivers, which consumers dedupe anyway.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 
 export interface CommitCoalescerOptions {
   /** Commits `offset` (the next offset to read) for the slot. */
   commit: (slot: string, offset: bigint) => Promise<void>;
   /** A commit failed; the slot is retried on its next `request`. */
   onError: (error: unknown, slot: string, offset: bigint) => void;
+  /** Least time between the starts of two commits of one slot. @default 0 */
+  minIntervalMs?: number;
 }
 
 export interface CommitCoalescer {
@@ -28,14 +33,23 @@ interface SlotCommits {
   wanted: bigint;
   committed: bigint | undefined;
   inFlight: Promise<void> | undefined;
+  lastStartedAt: number;
 }
 
 export function createCommitCoalescer(options: CommitCoalescerOptions): CommitCoalescer {
   const slots = new Map<string, SlotCommits>();
   let stopped = false;
 
+  const minIntervalMs = options.minIntervalMs ?? 0;
+
   async function drain(slot: string, state: SlotCommits): Promise<void> {
     while (!stopped && slots.get(slot) === state && state.wanted !== state.committed) {
+      const wait = state.lastStartedAt + minIntervalMs - performance.now();
+      if (wait > 0) {
+        await sleep(wait);
+        continue;
+      }
+      state.lastStartedAt = performance.now();
       const target = state.wanted;
       try {
         await options.commit(slot, target);
@@ -52,7 +66,12 @@ export function createCommitCoalescer(options: CommitCoalescerOptions): CommitCo
       if (stopped) return;
       let state = slots.get(slot);
       if (!state) {
-        state = { wanted: offset, committed: undefined, inFlight: undefined };
+        state = {
+          wanted: offset,
+          committed: undefined,
+          inFlight: undefined,
+          lastStartedAt: Number.NEGATIVE_INFINITY,
+        };
         slots.set(slot, state);
       }
       state.wanted = offset;

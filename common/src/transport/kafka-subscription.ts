@@ -48,6 +48,14 @@ function toBusMessage(topic: string, partition: number, message: KafkaMessage): 
 }
 
 /**
+ * Least time between two offset commits of a partition. Watermarks still commit only what every
+ * handler finished; the interval just turns hundreds of OffsetCommit requests a second under load
+ * into ten per partition, at the price of redelivering up to that much after a crash (the relay's
+ * append and the consumer's request state dedupe redeliveries).
+ */
+const COMMIT_INTERVAL_MS = 100;
+
+/**
  * One consumer-group member on kafkajs `eachBatch`, with manual commits of per-partition
  * watermarks (see offset-watermarks.ts).
  *
@@ -109,6 +117,7 @@ export async function startKafkaSubscription(
   });
 
   const committer = createCommitCoalescer({
+    minIntervalMs: COMMIT_INTERVAL_MS,
     commit: async (slot, offset) => {
       // Revoked since: the new owner commits. (A commit racing the revocation is harmless: it only
       // covers messages this member finished, so at worst it causes redeliveries.)

@@ -66,6 +66,18 @@ describe('lane scheduler', () => {
     expect(h.started).toEqual(['x', 'a1', 'a2']);
   });
 
+  it('runs a lane again after its queued tasks were cancelled and a new one came', async () => {
+    const h = harness(1, 10);
+    h.submit('x', 'x');
+    h.submit('a1', 'a', 'p1');
+    expect(h.scheduler.cancelQueued((tag) => tag === 'p1')).toBe(1);
+    h.submit('a2', 'a');
+    h.finish('x');
+    await waitFor(() => h.started.length === 2);
+    expect(h.started).toEqual(['x', 'a2']);
+    expect(h.scheduler.queued).toBe(0);
+  });
+
   it('reports room by running + queued against concurrency + maxQueued', async () => {
     const h = harness(1, 1);
     expect(h.scheduler.hasRoom()).toBe(true);

@@ -43,18 +43,83 @@ export interface LaneScheduler {
   idle(): Promise<void>;
 }
 
+/** A lane whose oldest queued task may start, keyed by that task's submission number. */
+interface ReadyLane {
+  seq: number;
+  lane: string;
+}
+
+/** Binary min-heap of ready lanes by `seq`: the oldest startable task first, in O(log n). */
+function createReadyHeap() {
+  const heap: ReadyLane[] = [];
+  const less = (i: number, j: number) => (heap[i]?.seq ?? 0) < (heap[j]?.seq ?? 0);
+  const swap = (i: number, j: number) => {
+    const t = heap[i] as ReadyLane;
+    heap[i] = heap[j] as ReadyLane;
+    heap[j] = t;
+  };
+  return {
+    get size() {
+      return heap.length;
+    },
+    push(entry: ReadyLane): void {
+      heap.push(entry);
+      for (let i = heap.length - 1; i > 0;) {
+        const parent = (i - 1) >> 1;
+        if (!less(i, parent)) break;
+        swap(i, parent);
+        i = parent;
+      }
+    },
+    pop(): ReadyLane | undefined {
+      const top = heap[0];
+      const last = heap.pop();
+      if (heap.length > 0 && last) {
+        heap[0] = last;
+        for (let i = 0; ;) {
+          const l = 2 * i + 1;
+          const r = l + 1;
+          let m = i;
+          if (l < heap.length && less(l, m)) m = l;
+          if (r < heap.length && less(r, m)) m = r;
+          if (m === i) break;
+          swap(i, m);
+          i = m;
+        }
+      }
+      return top;
+    },
+    clear(): void {
+      heap.length = 0;
+    },
+  };
+}
+
+interface Queued extends LaneTask {
+  seq: number;
+}
+
+/**
+ * Each lane keeps its own FIFO of waiting tasks; a heap holds the lanes that are free and have
+ * one, by the age of that task. Starting or finishing a task costs O(log lanes), whatever the
+ * number running: the consumer runs thousands of generations at once, and an earlier version that
+ * walked the whole queue (copying the set of busy lanes) on every finish showed up in profiles.
+ */
 export function createLaneScheduler(options: LaneSchedulerOptions): LaneScheduler {
   const { concurrency, maxQueued } = options;
-  /** Accepted, not started, in submission order. */
-  let queue: LaneTask[] = [];
+  /** Accepted, not started, per lane in submission order. */
+  const waiting = new Map<string, Queued[]>();
+  const ready = createReadyHeap();
   /** Lanes with a task running. */
   const busy = new Set<string>();
+  let queued = 0;
+  let nextSeq = 0;
   let running = 0;
   let stopped = false;
   let roomWaiters: Array<() => void> = [];
   let idleWaiters: Array<() => void> = [];
 
-  const hasRoom = () => !stopped && running + queue.length < concurrency + maxQueued;
+  const hasRoom = () => !stopped && running + queued < concurrency + maxQueued;
 
   function notify(): void {
     if (hasRoom() || stopped) {
@@ -62,7 +127,7 @@ export function createLaneScheduler(options: LaneSchedulerOptions): LaneSchedule
       roomWaiters = [];
       for (const resolve of waiters) resolve();
     }
-    if (running === 0 && queue.length === 0) {
+    if (running === 0 && queued === 0) {
       const waiters = idleWaiters;
       idleWaiters = [];
       for (const resolve of waiters) resolve();
@@ -70,25 +135,27 @@ export function createLaneScheduler(options: LaneSchedulerOptions): LaneSchedule
     options.onChange?.();
   }
 
-  /** Starts queued tasks whose lane is free, oldest first, while slots are free. */
+  /** Marks a free lane with waiting tasks as ready, keyed by its oldest task. */
+  function offer(lane: string): void {
+    const head = waiting.get(lane)?.[0];
+    if (head && !busy.has(lane)) ready.push({ seq: head.seq, lane });
+  }
+
+  /** Starts the oldest tasks whose lane is free, while slots are free. */
   function dispatch(): void {
-    if (running >= concurrency || queue.length === 0) return;
-    // A lane's first queued task is its oldest; later ones of the same lane must wait for it even
-    // when the lane is free now (they would overtake it otherwise).
-    const blocked = new Set(busy);
-    const remaining: LaneTask[] = [];
     const starting: LaneTask[] = [];
-    for (const task of queue) {
-      if (running < concurrency && !blocked.has(task.lane)) {
-        running++;
-        busy.add(task.lane);
-        starting.push(task);
-      } else {
-        remaining.push(task);
-      }
-      blocked.add(task.lane);
+    while (running < concurrency && ready.size > 0) {
+      const entry = ready.pop() as ReadyLane;
+      const tasks = waiting.get(entry.lane);
+      // Stale: the lane started that task already, or it was cancelled.
+      if (!tasks || tasks[0]?.seq !== entry.seq || busy.has(entry.lane)) continue;
+      const task = tasks.shift() as Queued;
+      if (tasks.length === 0) waiting.delete(entry.lane);
+      queued--;
+      running++;
+      busy.add(entry.lane);
+      starting.push(task);
     }
-    queue = remaining;
     // State is consistent before any task runs, so a task that submits synchronously is safe.
     for (const task of starting) launch(task);
   }
@@ -97,6 +164,7 @@ export function createLaneScheduler(options: LaneSchedulerOptions): LaneSchedule
     const settle = () => {
       running--;
       busy.delete(task.lane);
+      offer(task.lane);
       dispatch();
       notify();
     };
@@ -117,7 +185,7 @@ export function createLaneScheduler(options: LaneSchedulerOptions): LaneSchedule
       return running;
     },
     get queued() {
-      return queue.length;
+      return queued;
     },
     hasRoom,
     room() {
@@ -126,13 +194,29 @@ export function createLaneScheduler(options: LaneSchedulerOptions): LaneSchedule
     },
     submit(task) {
       if (stopped) return;
-      queue.push(task);
+      const entry: Queued = { ...task, seq: nextSeq++ };
+      const tasks = waiting.get(task.lane);
+      if (tasks) tasks.push(entry);
+      else {
+        waiting.set(task.lane, [entry]);
+        offer(task.lane);
+      }
+      queued++;
       dispatch();
     },
     cancelQueued(match) {
-      const before = queue.length;
-      queue = queue.filter((t) => !match(t.tag));
-      const dropped = before - queue.length;
+      let dropped = 0;
+      for (const [lane, tasks] of waiting) {
+        const kept = tasks.filter((t) => !match(t.tag));
+        dropped += tasks.length - kept.length;
+        if (kept.length === tasks.length) continue;
+        if (kept.length === 0) waiting.delete(lane);
+        else {
+          waiting.set(lane, kept);
+          offer(lane);
+        }
+      }
+      queued -= dropped;
       if (dropped > 0) {
         dispatch();
         notify();
@@ -141,11 +225,13 @@ export function createLaneScheduler(options: LaneSchedulerOptions): LaneSchedule
     },
     stop() {
       stopped = true;
-      queue = [];
+      waiting.clear();
+      ready.clear();
+      queued = 0;
       notify();
     },
     idle() {
-      if (running === 0 && queue.length === 0) return Promise.resolve();
+      if (running === 0 && queued === 0) return Promise.resolve();
       return new Promise<void>((resolve) => idleWaiters.push(resolve));
     },
   };
