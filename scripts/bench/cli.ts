@@ -28,6 +28,7 @@ import {
   cpuScenario,
   latencyScenario,
   throughputScenario,
+  warmUp,
   type BenchContext,
   type ModelTiming,
   type Target,
@@ -224,6 +225,8 @@ try {
   for (const name of up.started) started.push({ name, definition: stackDefinitions[name] });
   const baseline = await startDefinition(baselineGateway, harness());
   if (baseline.startedNow) started.push({ name: baselineGateway.name, definition: baselineGateway });
+
+  for (const target of targets) await warmUp(context, target, quick ? 5 : 10);
 
   for (let run = 1; run <= runs; run++) {
     progress(`[bench] ===== run ${run} of ${runs} =====`);

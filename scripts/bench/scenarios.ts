@@ -62,6 +62,19 @@ function messageCounts(result: LoadTestResult) {
   };
 }
 
+/**
+ * Load that is not measured: JIT warm-up of every service, Kafka consumer fetch sessions and Redis
+ * scripts loaded. Without it the first scenario after a start paid for all of that.
+ */
+export async function warmUp(context: BenchContext, target: Target, seconds: number): Promise<void> {
+  await context.useModel(THROUGHPUT_MODEL);
+  context.progress(`[bench] warm-up ${target}: 50 prompts/s for ${seconds} s (not measured)`);
+  await runLoadTest(
+    loadOptions(context, target, { users: 150, messages: Math.ceil(seconds / 3), rate: 50, grace: 10 }),
+    () => {},
+  );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Latency: pipeline overhead and per-token added latency, at 100 prompts/s with ~250 streams.
 

@@ -143,3 +143,29 @@ describe('Redis restart', () => {
     }
   });
 });
+
+describe('Redis pub/sub, first use', () => {
+  it('a burst of subscribes on a fresh connection all succeed and receive (ioredis ready-check race)', async () => {
+    // A gateway's first burst of sockets subscribes while the connection is still being set up;
+    // ioredis' ready check (INFO) must not land after the first SUBSCRIBE.
+    for (let round = 0; round < 5; round++) {
+      const pubsub = createRedisPubSub({ url: redisUrl, logger: silentLogger });
+      try {
+        const channels = Array.from({ length: 200 }, (_, i) => uniqueName(`burst-${round}-${i}`));
+        const got = new Set<string>();
+        // Spread over the connection's setup, as sockets arrive one by one.
+        const subscribing: Array<Promise<void>> = [];
+        for (const c of channels) {
+          subscribing.push(pubsub.subscribe(c, (_m, channel) => got.add(channel)));
+          await new Promise((r) => setImmediate(r));
+        }
+        const results = await Promise.allSettled(subscribing);
+        expect(results.filter((r) => r.status === 'rejected')).toEqual([]);
+        await Promise.all(channels.map((c) => pubsub.publish(c, 'x')));
+        await waitFor(() => got.size === channels.length);
+      } finally {
+        await pubsub.close();
+      }
+    }
+  });
+});

@@ -32,6 +32,33 @@ function connect(options: RedisOptions, role: string, pipeline = false): Redis {
   return client;
 }
 
+/**
+ * Connects a `lazyConnect` client on first use, once: every caller until it is ready waits for that
+ * same connect. Sending meanwhile raced ioredis' ready check: a gateway's first burst of sockets
+ * subscribed while the connection was being set up, the ready check's INFO went out after the first
+ * SUBSCRIBE and failed with "Connection in subscriber mode" (ioredis #2037), and those subscribes
+ * were rejected (the bench found it; a test reproduces it). Once ioredis reconnects on its own, its
+ * offline queue holds commands, as before.
+ */
+function firstConnect(client: Redis): () => Promise<void> {
+  let connecting: Promise<void> | undefined;
+  let connected = false;
+  return async () => {
+    if (connected) return;
+    if (!connecting) {
+      if (client.status !== 'wait') return;
+      connecting = client.connect().then(
+        () => void (connected = true),
+        (err: unknown) => {
+          connecting = undefined;
+          throw err;
+        },
+      );
+    }
+    await connecting;
+  };
+}
+
 /** A Lua script and its SHA1, so the hot path sends the 40-char digest instead of the source. */
 interface LuaScript {
   source: string;
@@ -131,15 +158,10 @@ const trimmedKey = (key: string) => `stream-trimmed:${key}`;
 
 export function createRedisStore(options: RedisOptions): KeyValueStore & { readonly client: Redis } {
   const client = connect(options, 'commands', true);
-  let connecting: Promise<void> | undefined;
-  const ready = () =>
-    (connecting ??= client.connect().catch((err: unknown) => {
-      connecting = undefined;
-      throw err;
-    }));
+  const ready = firstConnect(client);
 
   async function withClient<T>(fn: (c: Redis) => Promise<T>): Promise<T> {
-    if (client.status === 'wait') await ready();
+    await ready();
     return fn(client);
   }
 
@@ -293,16 +315,15 @@ export function createRedisPubSub(
     if (set) for (const l of set) l(message, channel);
   });
 
-  const ensure = async (c: Redis) => {
-    if (c.status === 'wait') await c.connect();
-  };
+  const subscriberReady = firstConnect(subscriber);
+  const publisherReady = firstConnect(publisher);
 
   return {
     kind: 'redis',
     subscriber,
     publisher,
     async publish(channel, message) {
-      await ensure(publisher);
+      await publisherReady();
       return publisher.publish(channel, message);
     },
     async subscribe(channel, listener) {
@@ -313,7 +334,7 @@ export function createRedisPubSub(
       }
       listeners.set(channel, new Set([listener]));
       const done = (async () => {
-        await ensure(subscriber);
+        await subscriberReady();
         await subscriber.subscribe(channel);
       })();
       pending.set(channel, done);
