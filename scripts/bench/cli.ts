@@ -7,7 +7,7 @@
  * (targets interleaved, so uWS and baseline see the same machine state), writes the raw results to
  * scripts/bench/results/latest.json and the medians into BENCHMARKS.md, and stops what it started.
  */
-import { execFileSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
@@ -70,7 +70,7 @@ const settings = {
   latency: { rate: 100, seconds: quick ? 15 : 30 },
   throughput: {
     // Prompts/s; × ~62 frames per answer.
-    rates: numbers(values.rates, quick ? [100, 200, 300] : [50, 100, 150, 200, 250, 300, 350, 400]),
+    rates: numbers(values.rates, quick ? [50, 75, 100] : [25, 50, 75, 100, 125, 150, 200, 300, 400]),
     seconds: quick ? 10 : 15,
   },
   cpu: { rate: 100, seconds: quick ? 10 : 20 },
@@ -184,14 +184,10 @@ function versions(): Record<string, string> {
         version: string;
       }
     ).version;
+  // Some tools print their version on stderr (nginx -v): read both.
   const tool = (cmd: string, args: string[], pattern: RegExp) => {
-    try {
-      const text = execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-      return pattern.exec(text)?.[1] ?? 'unknown';
-    } catch (err) {
-      const text = String((err as { stderr?: string }).stderr ?? '');
-      return pattern.exec(text)?.[1] ?? 'unknown';
-    }
+    const result = spawnSync(cmd, args, { encoding: 'utf8' });
+    return pattern.exec(`${result.stdout ?? ''}${result.stderr ?? ''}`)?.[1] ?? 'unknown';
   };
   return {
     node: process.version,

@@ -170,8 +170,10 @@ export function renderSection(results: BenchResults): string {
   if (results.connections.length > 0) {
     out.push('### Idle connections on one gateway');
     out.push('');
-    out.push('| target | connections | RSS per connection | connects/s | gateway RSS | failed |');
-    out.push('|---|---|---|---|---|---|');
+    out.push(
+      '| target | connections | RSS per connection | marginal (since previous level) | connects/s | gateway RSS | failed |',
+    );
+    out.push('|---|---|---|---|---|---|---|');
     for (const [target, runs] of [
       ['uws', uwsConn],
       ['ws', wsConn],
@@ -181,7 +183,7 @@ export function renderSection(results: BenchResults): string {
         const m = (f: (l: NonNullable<(typeof at)[number]>) => number, digits = 0) =>
           fmt(median(at.map((l) => (l ? f(l) : Number.NaN))), digits);
         out.push(
-          `| ${target} | ${level.toLocaleString('en')} | ${m((l) => l.rssPerConnectionBytes)} B | ${m((l) => l.connectsPerSecond)} | ${m((l) => l.rssBytes / 2 ** 20, 1)} MiB | ${m((l) => l.failed)} |`,
+          `| ${target} | ${level.toLocaleString('en')} | ${m((l) => l.rssPerConnectionBytes)} B | ${m((l) => l.marginalBytesPerConnection)} B | ${m((l) => l.connectsPerSecond)} | ${m((l) => l.rssBytes / 2 ** 20, 1)} MiB | ${m((l) => l.failed)} |`,
         );
       }
     }

@@ -306,7 +306,10 @@ export interface ConnectionLevel {
   failures: Record<string, number>;
   connectsPerSecond: number;
   rssBytes: number;
+  /** (RSS − RSS before any connection) / connections. */
   rssPerConnectionBytes: number;
+  /** RSS growth per connection since the previous level: without the heap's fixed step-ups. */
+  marginalBytesPerConnection: number;
 }
 
 export interface ConnectionsRun {
@@ -338,15 +341,19 @@ export async function connectionsScenario(
   const open: Array<Awaited<ReturnType<typeof openIdleConnections>>> = [];
   const prefix = `idle-${target}-${Date.now().toString(36)}`;
   let held = 0;
+  let previous = { rss: idleRss, held: 0 };
   try {
+    // A level above the open-file limit is not measured; the most the limit allows is, once.
+    const wanted = [...new Set(opts.levels.map((level) => Math.min(level, limit)))].sort((a, b) => a - b);
     for (const level of opts.levels) {
       if (level > limit) {
         skipped.push({
           requested: level,
-          reason: `above the open-file limit (RLIMIT_NOFILE ${limit + FD_MARGIN} per process on this machine)`,
+          reason: `above the open-file limit (RLIMIT_NOFILE ${limit + FD_MARGIN} per process, which cannot be raised here)`,
         });
-        continue;
       }
+    }
+    for (const level of wanted) {
       context.progress(`[bench] connections ${target}: ${held} → ${level}`);
       const batch = await openIdleConnections({
         wsBase,
@@ -370,7 +377,9 @@ export async function connectionsScenario(
         connectsPerSecond: batch.opened / Math.max(batch.seconds, 1e-3),
         rssBytes: rss,
         rssPerConnectionBytes: (rss - idleRss) / Math.max(1, held),
+        marginalBytesPerConnection: (rss - previous.rss) / Math.max(1, held - previous.held),
       });
+      previous = { rss, held };
       context.progress(
         `[bench] connections ${target}: ${held} open, RSS ${(rss / 2 ** 20).toFixed(1)} MiB, ${((rss - idleRss) / Math.max(1, held)).toFixed(0)} B/conn, ${(batch.opened / batch.seconds).toFixed(0)} connects/s`,
       );

@@ -27,7 +27,7 @@ import { resumeSocket } from './resume.js';
 import { createDelivery, createOutbox } from './socket-delivery.js';
 import type { StaticFile } from './static-files.js';
 import type { TokenService } from './token-service.js';
-import type { UserData } from './user-data.js';
+import { IDLE_QUEUE, type UserData } from './user-data.js';
 import { createUserSockets } from './user-sockets.js';
 import type { Uws } from './uws.js';
 
@@ -315,7 +315,7 @@ export function createGateway(deps: GatewayDeps): Gateway {
           extensions,
           ip,
           closed: false,
-          queue: Promise.resolve(),
+          queue: IDLE_QUEUE,
           resumeFrom,
           resyncFrom: null,
           awaitingResync: false,

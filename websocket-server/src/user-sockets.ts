@@ -28,6 +28,9 @@ export interface UserSockets<S extends RegisteredSocket> {
  * channel is subscribed while at least one socket of that user is open here. Each frame from the
  * channel is handed to `deliver` once per socket of the user (the frame stays serialised).
  */
+/** What `subscribed` becomes once the subscription is active: one shared promise, not one per user. */
+const SUBSCRIBED: Promise<void> = Promise.resolve();
+
 export function createUserSockets<S extends RegisteredSocket>(deps: {
   pubsub: PubSub;
   logger: Logger;
@@ -55,9 +58,11 @@ export function createUserSockets<S extends RegisteredSocket>(deps: {
       }
       const listener = listenerFor(userid);
       const subscribed = deps.pubsub.subscribe(REDIS_KEYS.userChannel(userid), listener);
-      byUser.set(userid, { sockets: new Set([socket]), listener, subscribed });
+      const entry = { sockets: new Set([socket]), listener, subscribed };
+      byUser.set(userid, entry);
       try {
         await subscribed;
+        entry.subscribed = SUBSCRIBED;
       } catch (err) {
         // Delivery for this user is broken until Redis answers; the client will resume on reconnect.
         deps.logger.error({ err, userid }, 'subscribe failed');

@@ -33,7 +33,7 @@ import { createGatewayMetrics } from '../../../websocket-server/src/gateway-metr
 import { createMessageIntake } from '../../../websocket-server/src/message-intake.js';
 import { resumeSocket } from '../../../websocket-server/src/resume.js';
 import { createDelivery, createOutbox } from '../../../websocket-server/src/socket-delivery.js';
-import type { UserData } from '../../../websocket-server/src/user-data.js';
+import { IDLE_QUEUE, type UserData } from '../../../websocket-server/src/user-data.js';
 import { createUserSockets } from '../../../websocket-server/src/user-sockets.js';
 import { wrapSocket, type WsSocket } from './ws-socket.js';
 
@@ -349,7 +349,7 @@ export function createBaselineGateway(deps: BaselineGatewayDeps): Gateway {
           extensions,
           ip,
           closed: false,
-          queue: Promise.resolve(),
+          queue: IDLE_QUEUE,
           resumeFrom,
           resyncFrom: null,
           awaitingResync: false,
