@@ -86,6 +86,10 @@ export function renderSection(results: BenchResults): string {
     out.push(
       `| sustained throughput (flat lag, final p99 overhead < ${FINAL_OVERHEAD_LIMIT_MS} ms, nothing lost) | ≥ 20,000 frames/s | ${runsOf(fps, 0)} | ${fmt(median(fps), 0)} frames/s | ${verdict(median(fps) >= 20_000)} |`,
     );
+    const cap = tp.map((r) => r.capacityFramesPerSecond);
+    out.push(
+      `| capacity (flat lag, nothing lost, any latency) | (≥ 20,000 frames/s) | ${runsOf(cap, 0)} | ${fmt(median(cap), 0)} frames/s | ${verdict(median(cap) >= 20_000)} |`,
+    );
   }
   if (cpu.length > 0) {
     const us = cpu.map((r) => r.totalUsPerFrame);
@@ -127,21 +131,29 @@ export function renderSection(results: BenchResults): string {
   }
 
   if (results.throughput.length > 0) {
-    out.push('### Throughput ramp (highest passing step per run)');
+    out.push('### Throughput ramp');
     out.push('');
-    out.push('| target | runs: sustained frames/s | median | prompts/s | first failing step |');
-    out.push('|---|---|---|---|---|');
+    out.push(
+      '"Sustained" needs every criterion of the goal, the p99 final overhead < 25 ms included. "Capacity" is the highest step carried without loss or growing consumer lag, whatever its latency; the ramp stops past it.',
+    );
+    out.push('');
+    out.push(
+      '| target | runs: sustained frames/s | median | runs: capacity frames/s | median | final p99 overhead at capacity | first step failing the goal |',
+    );
+    out.push('|---|---|---|---|---|---|---|');
     for (const target of ['stack', 'uws', 'ws'] as const) {
       const runs = byTarget(results.throughput, target);
       if (runs.length === 0) continue;
       const failing = runs
         .map((r) => r.steps.find((s) => !s.pass))
         .map((s) => (s ? `${fmt(s.promptsPerSecond, 0)}/s: ${s.reason ?? ''}` : 'none (top of ramp)'));
+      const sustained = runs.map((r) => r.sustainedFramesPerSecond);
+      const capacity = runs.map((r) => r.capacityFramesPerSecond);
+      const tail = runs.map(
+        (r) => r.steps.filter((s) => s.capacityPass).at(-1)?.finalOverheadP99Ms ?? Number.NaN,
+      );
       out.push(
-        `| ${target} | ${runsOf(
-          runs.map((r) => r.sustainedFramesPerSecond),
-          0,
-        )} | ${fmt(median(runs.map((r) => r.sustainedFramesPerSecond)), 0)} | ${fmt(median(runs.map((r) => r.sustainedPromptsPerSecond)), 0)} | ${failing.join('<br>')} |`,
+        `| ${target} | ${runsOf(sustained, 0)} | ${fmt(median(sustained), 0)} | ${runsOf(capacity, 0)} | ${fmt(median(capacity), 0)} | ${fmt(median(tail))} ms | ${failing.join('<br>')} |`,
       );
     }
     out.push('');
@@ -197,11 +209,11 @@ export function renderSection(results: BenchResults): string {
   out.push('');
   out.push('| measure | uWS | ws | ratio | goal |');
   out.push('|---|---|---|---|---|');
-  const tpU = median(byTarget(results.throughput, 'uws').map((r) => r.sustainedFramesPerSecond));
-  const tpW = median(byTarget(results.throughput, 'ws').map((r) => r.sustainedFramesPerSecond));
+  const tpU = median(byTarget(results.throughput, 'uws').map((r) => r.capacityFramesPerSecond));
+  const tpW = median(byTarget(results.throughput, 'ws').map((r) => r.capacityFramesPerSecond));
   if (Number.isFinite(tpU) && Number.isFinite(tpW)) {
     out.push(
-      `| sustained frames/s through one gateway | ${fmt(tpU, 0)} | ${fmt(tpW, 0)} | ${fmt(tpU / tpW, 2)}× | ≥ 3× |`,
+      `| frames/s carried through one gateway (capacity) | ${fmt(tpU, 0)} | ${fmt(tpW, 0)} | ${fmt(tpU / tpW, 2)}× | ≥ 3× |`,
     );
   }
   const gwU = median(byTarget(results.cpu, 'uws').map((r) => r.usPerFrame['gateway-1'] ?? Number.NaN));

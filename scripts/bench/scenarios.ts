@@ -193,9 +193,14 @@ export interface ThroughputStep {
   framesPerSecond: number;
   counts: ReturnType<typeof messageCounts>;
   finalOverheadP99Ms: number;
+  /** The load test's overhead summaries (first delta, delta gap, final), for a closer look. */
+  overheadMs?: LoadTestResult['overheadMs'];
   maxLag: number;
   lagFlat: boolean;
+  /** Every criterion of the goal, the p99 final overhead included. */
   pass: boolean;
+  /** Carried, latency aside: nothing lost or refused, lag flat, the offered rate reached. */
+  capacityPass: boolean;
   /** Why the step failed, when it did. */
   reason?: string;
 }
@@ -206,6 +211,8 @@ export interface ThroughputRun {
   /** Frames/s delivered at the highest step that passed (0 when none did). */
   sustainedFramesPerSecond: number;
   sustainedPromptsPerSecond: number;
+  /** Frames/s at the highest step carried without loss or growing lag, whatever its latency. */
+  capacityFramesPerSecond: number;
 }
 
 /** A step passes when nothing is lost or refused, the lag stays flat and final p99 overhead < 25 ms. */
@@ -224,35 +231,43 @@ export async function throughputScenario(
     const finalP99 = result.overheadMs?.final.p99 ?? Number.POSITIVE_INFINITY;
     // Slack: half a second of prompts may sit uncommitted between two watermark commits.
     const { flat, maxLag } = lagIsFlat(lag, Math.max(100, rate / 2));
-    const reasons = [
+    const capacityReasons = [
       counts.lost + counts.unanswered + counts.errors > 0 &&
         `${counts.lost} lost, ${counts.unanswered} unanswered, ${counts.errors} errors`,
       !flat && `consumer lag grew (max ${maxLag})`,
-      finalP99 >= FINAL_OVERHEAD_LIMIT_MS && `final p99 overhead ${finalP99} ms`,
       result.achievedRate < rate * 0.95 && `load generator reached only ${result.achievedRate.toFixed(0)}/s`,
     ].filter((r): r is string => typeof r === 'string');
+    const reasons = [
+      ...capacityReasons,
+      ...(finalP99 >= FINAL_OVERHEAD_LIMIT_MS ? [`final p99 overhead ${finalP99} ms`] : []),
+    ];
     const step: ThroughputStep = {
       promptsPerSecond: result.achievedRate,
       framesPerSecond: result.framesPerSecond,
       counts,
       finalOverheadP99Ms: finalP99,
+      ...(result.overheadMs && { overheadMs: result.overheadMs }),
       maxLag,
       lagFlat: flat,
       pass: reasons.length === 0,
+      capacityPass: capacityReasons.length === 0,
       ...(reasons.length > 0 && { reason: reasons.join('; ') }),
     };
     steps.push(step);
     context.progress(
       `[bench] throughput ${target} ${rate}/s: ${step.framesPerSecond.toFixed(0)} frames/s, final p99 overhead ${finalP99} ms, max lag ${maxLag} → ${step.pass ? 'pass' : `fail (${step.reason})`}`,
     );
-    if (!step.pass) break;
+    // Past the latency limit the ramp goes on to find the capacity; it ends where that is reached.
+    if (!step.capacityPass) break;
   }
   const best = steps.filter((s) => s.pass).at(-1);
+  const carried = steps.filter((s) => s.capacityPass).at(-1);
   return {
     target,
     steps,
     sustainedFramesPerSecond: best?.framesPerSecond ?? 0,
     sustainedPromptsPerSecond: best?.promptsPerSecond ?? 0,
+    capacityFramesPerSecond: carried?.framesPerSecond ?? 0,
   };
 }
 

@@ -128,6 +128,28 @@ describe('mock OpenAI server', () => {
       expect((firstContentAt ?? 0) - startedAt).toBeGreaterThanOrEqual(ttftMs - 20);
     });
 
+    it('keeps the token schedule over a long answer: no drift from timer lateness', async () => {
+      // 80 tokens 5 ms apart are due 395 ms after the first. Pausing 5 ms after each write drifted
+      // by every timer's lateness; tokens are due at fixed times now.
+      const tokenMs = 5;
+      const tokens = 80;
+      const client = clientFor(await startMock({ ttftMs: 0, tokenMs, minTokens: tokens }));
+      // A busy event loop (as under load) makes every timer late.
+      const hog = setInterval(() => {
+        const until = performance.now() + 3;
+        while (performance.now() < until);
+      }, 4);
+      onTestFinished(() => clearInterval(hog));
+      const stream = await client.chat.completions.create({ ...ask('schedule'), stream: true });
+      const at: number[] = [];
+      for await (const chunk of stream) if (chunk.choices[0]?.delta.content) at.push(performance.now());
+      clearInterval(hog);
+      expect(at).toHaveLength(tokens);
+      const span = (at.at(-1) ?? 0) - (at[0] ?? 0);
+      expect(span).toBeGreaterThanOrEqual((tokens - 1) * tokenMs - 20);
+      expect(span).toBeLessThan((tokens - 1) * tokenMs + 40);
+    });
+
     it('survives a client aborting mid-stream and keeps serving', async () => {
       const mock = await startMock({ tokenMs: 50 });
       const client = clientFor(mock);

@@ -238,10 +238,15 @@ export function createMockOpenAI(options: MockOpenAIOptions = {}): MockOpenAISer
       { index: 0, delta: value, logprobs: null, finish_reason: finishReason },
     ];
 
+    // Token i is due TTFT + i intervals after the start, not one interval after the previous write:
+    // relative pauses drift by each timer's lateness, which over a 60-token answer added tens of ms
+    // that load tests subtracting the configured model time counted as pipeline cost.
+    const start = performance.now();
+    const dueIn = (i: number) => start + config.ttftMs + i * config.tokenMs - performance.now();
     if (!(await pause(config.ttftMs, signal))) return;
     if (!(await writer.write(chunk(delta({ role: 'assistant', content: '', refusal: null }))))) return;
     for (const [i, token] of plan.tokens.entries()) {
-      if (i > 0 && !(await pause(config.tokenMs, signal))) return;
+      if (i > 0 && !(await pause(dueIn(i), signal))) return;
       if (!(await writer.write(chunk(delta({ content: token }))))) return;
     }
     if (!(await writer.write(chunk(delta({}, plan.finishReason))))) return;
