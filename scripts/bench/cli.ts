@@ -119,8 +119,10 @@ function cleanup(): Promise<void> {
   })();
   return cleaning;
 }
+// A second Ctrl-C while stopping must not leave services running: it is ignored until done.
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(signal, () => {
+  process.on(signal, () => {
+    if (cleaning) return;
     progress(`[bench] ${signal}: stopping what the bench started`);
     void cleanup().finally(() => process.exit(130));
   });
