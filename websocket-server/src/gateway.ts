@@ -1,34 +1,24 @@
-import { setTimeout as delay } from 'node:timers/promises';
 import {
-  ERROR_CODES,
   REDIS_KEYS,
   TOPICS,
-  clientFrameSchemas,
   once,
-  parseClientFrame,
   redactUrl,
   renderMetrics,
-  serializeFrame,
   useridSchema,
   type Bus,
   type KeyValueStore,
   type Metrics,
   type PubSub,
-  type ServerFrame,
 } from '@relay/common';
 import type { Logger } from 'pino';
 import type { HttpRequest, HttpResponse, TemplatedApp, WebSocket, us_listen_socket } from 'uWebSockets.js';
 import { clientIp } from './client-ip.js';
 import { deliveryDefaults, type DeliverySettings, type GatewaySettings } from './config.js';
 import { STREAM_ID_PATTERN } from './event-id.js';
-import { createGatewayMetrics } from './gateway-metrics.js';
-import { createMessageIntake } from './message-intake.js';
-import { resumeSocket } from './resume.js';
-import { createDelivery, createOutbox } from './socket-delivery.js';
+import { createSocketSessions } from './socket-sessions.js';
 import type { StaticFile } from './static-files.js';
 import type { TokenService } from './token-service.js';
-import { IDLE_QUEUE, type UserData } from './user-data.js';
-import { createUserSockets } from './user-sockets.js';
+import type { UserData } from './user-data.js';
 import type { Uws } from './uws.js';
 
 export interface GatewayDeps {
@@ -90,178 +80,24 @@ export function createGateway(deps: GatewayDeps): Gateway {
   const { settings, logger, metrics, bus, store, pubsub, tokens } = deps;
   const delivery = deps.delivery ?? deliveryDefaults();
   const incomingTopic = deps.incomingTopic ?? TOPICS.incoming;
-  const limits = { maxContentLength: settings.maxContentLength };
-  const schemas = clientFrameSchemas(limits);
-  let draining = false;
   let redisOk = false;
   let listenSocket: us_listen_socket | false = false;
   let redisTimer: NodeJS.Timeout | undefined;
-  let nextConnectionId = 0;
 
-  const m = createGatewayMetrics(metrics);
-
-  const outbound = createDelivery({
-    softBytes: settings.slowClientSoftBytes,
-    hardBytes: settings.slowClientHardBytes,
-    logger,
-    onWritten: (kind) => m.frames.inc({ kind }),
-    onCoalesced: () => m.coalesced.inc(),
-    onSlowClose: () => m.slowCloses.inc(),
-  });
-  const sockets = createUserSockets<Socket>({ pubsub, logger, deliver: outbound.live });
-  const updateGauges = () => {
-    m.connections.set(sockets.connections);
-    m.users.set(sockets.users);
-  };
-
-  const intake = createMessageIntake<Socket>({
+  // Everything about the sockets but the transport (shared with the bench's `ws` baseline).
+  const sessions = createSocketSessions<Socket>({
     settings,
     delivery,
     serverId: deps.serverId,
     incomingTopic,
     logger,
-    metrics: m,
+    metrics,
     bus,
     store,
     pubsub,
-    reply: (ws, frame: ServerFrame) => outbound.control(ws, serializeFrame(frame)),
-    draining: () => draining,
   });
-
-  function onMessage(ws: Socket, message: ArrayBuffer, isBinary: boolean): void {
-    if (message.byteLength > settings.maxPayloadBytes) {
-      m.messages.inc({ outcome: 'message_too_large' });
-      ws.end(1009, 'message_too_large');
-      return;
-    }
-    if (isBinary) {
-      intake.error(ws, 'invalid_message', 'Binary frames are not supported; send JSON text');
-      return;
-    }
-    // The ArrayBuffer is only valid during this callback: decode it now.
-    const text = Buffer.from(message).toString('utf8');
-    const data = ws.getUserData();
-    const parsed = parseClientFrame(text, schemas, limits, data.userid);
-    if (!parsed.ok) {
-      intake.error(ws, parsed.code, parsed.message, parsed.id);
-      return;
-    }
-    const frame = parsed.frame;
-    switch (frame.type) {
-      case 'message':
-        if (draining) {
-          intake.error(ws, 'upstream_unavailable', 'Server is restarting; reconnect and resend', frame.id);
-          return;
-        }
-        data.queue = data.queue
-          .then(() => intake.message(ws, frame))
-          .catch((err: unknown) => {
-            logger.error({ err, userid: data.userid }, 'message handling failed');
-            intake.error(ws, 'internal_error', ERROR_CODES.internal_error.message, frame.id);
-          });
-        return;
-      case 'hello':
-        data.stream = frame.stream ?? true;
-        data.extensions = true;
-        return;
-      case 'cancel':
-        intake.cancel(ws, frame).catch((err: unknown) => {
-          logger.error({ err, userid: data.userid }, 'cancel handling failed');
-          intake.error(ws, 'internal_error', ERROR_CODES.internal_error.message, frame.request_id);
-        });
-        return;
-    }
-  }
-
-  /**
-   * Replays the log after `from` to a socket in resuming mode, then lets it go live. A failure
-   * closes the socket: the client reconnects and resumes from its own last_event_id.
-   */
-  async function replay(ws: Socket, from: string): Promise<void> {
-    const data = ws.getUserData();
-    try {
-      const result = await resumeSocket(
-        { store, delivery: outbound, replayTtlMs: delivery.replayTtlMs },
-        ws,
-        from,
-      );
-      m.replayedFrames.inc(result.replayed);
-      if (!result.abandoned) m.resumes.inc({ outcome: result.gap ? 'gap' : 'ok' });
-    } catch (err) {
-      m.resumes.inc({ outcome: 'failed' });
-      m.redisErrors.inc({ op: 'replay' });
-      logger.warn({ err, userid: data.userid }, 'replay failed (redis)');
-      if (!data.closed) ws.end(1011, 'resume_failed');
-    }
-  }
-
-  /**
-   * Frames published while this gateway's channel subscription was down (a Redis reconnect) never
-   * reached its sockets, but they are in the log (the relay appends before it publishes): every
-   * socket reads the log again from the newest frame it handled, the way a resume does.
-   */
-  function resync(): void {
-    m.resyncs.inc();
-    for (const ws of sockets.all()) {
-      const data = ws.getUserData();
-      if (data.closed) continue;
-      const outbox = data.outbox;
-      if (data.awaitingResync) {
-        data.awaitingResync = false;
-        if (data.resyncFrom !== null) void replay(ws, data.resyncFrom);
-        else outbox.overflowed = true;
-        continue;
-      }
-      // A replay is under way: make it read the log once more before it goes live.
-      if (outbox.mode === 'resuming') {
-        outbox.overflowed = true;
-        continue;
-      }
-      const from = outbox.lastEventId ?? data.resyncFrom;
-      if (from === null) continue;
-      outbox.mode = 'resuming';
-      void replay(ws, from);
-    }
-  }
-
-  /**
-   * The subscription dropped: every live socket keeps its position and buffers from now on, so the
-   * resync after the resubscription replays exactly what it missed before anything newer goes out.
-   */
-  function suspend(): void {
-    for (const ws of sockets.all()) {
-      const data = ws.getUserData();
-      if (data.closed || data.awaitingResync) continue;
-      const outbox = data.outbox;
-      if (outbox.mode === 'resuming') {
-        outbox.overflowed = true;
-        continue;
-      }
-      data.resyncFrom = outbox.lastEventId ?? data.resyncFrom;
-      data.awaitingResync = true;
-      outbox.mode = 'resuming';
-    }
-  }
-
-  /** Subscribes the user's channel, then (with last_event_id) replays what the client missed. */
-  async function onOpen(ws: Socket): Promise<void> {
-    const data = ws.getUserData();
-    // Redis stream ids start with the time they were added: frames after this point are this
-    // socket's to get, should its channel need a resync before it handled any frame.
-    data.resyncFrom = `${Date.now()}-0`;
-    try {
-      await sockets.add(ws);
-    } catch {
-      // Logged by the registry. The client reconnects (and resumes) once Redis answers.
-      m.redisErrors.inc({ op: 'subscribe' });
-      if (!data.closed) ws.end(1011, 'subscribe_failed');
-      return;
-    } finally {
-      updateGauges();
-    }
-    if (data.resumeFrom === null || data.closed) return;
-    await replay(ws, data.resumeFrom);
-  }
+  const { sockets, outbound } = sessions;
+  const m = sessions.metrics;
 
   function reject(res: HttpResponse, status: string, reason: string): void {
     m.upgradesRejected.inc({ reason });
@@ -283,7 +119,7 @@ export function createGateway(deps: GatewayDeps): Gateway {
     let aborted = false;
     res.onAborted(() => (aborted = true));
 
-    if (draining) return reject(res, '503 Service Unavailable', 'draining');
+    if (sessions.draining) return reject(res, '503 Service Unavailable', 'draining');
     if (origin && settings.allowedOrigins.length > 0 && !settings.allowedOrigins.includes(origin)) {
       return reject(res, '403 Forbidden', 'origin_not_allowed');
     }
@@ -302,26 +138,13 @@ export function createGateway(deps: GatewayDeps): Gateway {
       (userid) => {
         if (aborted) return;
         // The drain may have begun (and closed every socket) while the token was being checked.
-        if (draining) return reject(res, '503 Service Unavailable', 'draining');
+        if (sessions.draining) return reject(res, '503 Service Unavailable', 'draining');
         if (!userid || (claimedUser !== null && claimedUser !== userid))
           return reject(res, '401 Unauthorized', 'invalid_token');
         if (sockets.count(userid) >= settings.maxConnectionsPerUser) {
           return reject(res, '429 Too Many Requests', 'too_many_connections');
         }
-        const data: UserData = {
-          userid,
-          connectionId: ++nextConnectionId,
-          stream,
-          extensions,
-          ip,
-          closed: false,
-          queue: IDLE_QUEUE,
-          resumeFrom,
-          resyncFrom: null,
-          awaitingResync: false,
-          // Resuming from the start: live frames that arrive before the replay is done wait.
-          outbox: createOutbox(resumeFrom),
-        };
+        const data = sessions.newUserData({ userid, stream, extensions, ip, resumeFrom });
         res.cork(() => res.upgrade(data, secKey, secProtocol, secExtensions, context));
       },
       (err: unknown) => {
@@ -384,6 +207,7 @@ export function createGateway(deps: GatewayDeps): Gateway {
   }
 
   function ready() {
+    const draining = sessions.draining;
     const checks = { kafka: bus.healthy(), redis: redisOk, draining };
     m.upstreamUp.set({ upstream: 'kafka' }, checks.kafka ? 1 : 0);
     m.upstreamUp.set({ upstream: 'redis' }, checks.redis ? 1 : 0);
@@ -405,19 +229,10 @@ export function createGateway(deps: GatewayDeps): Gateway {
         maxBackpressure: settings.slowClientHardBytes + BACKPRESSURE_MARGIN_BYTES,
         closeOnBackpressureLimit: 0,
         upgrade,
-        open: (ws) => void onOpen(ws),
-        message: onMessage,
+        open: (ws) => void sessions.open(ws),
+        message: (ws, message, isBinary) => sessions.message(ws, message, isBinary),
         drain: outbound.drain,
-        close: (ws) => {
-          const data = ws.getUserData();
-          data.closed = true;
-          // Nothing can be sent any more; the client resumes whatever was waiting here.
-          Object.assign(data.outbox, createOutbox(null));
-          sockets.remove(ws).then(updateGauges, (err: unknown) => {
-            m.redisErrors.inc({ op: 'unsubscribe' });
-            logger.warn({ err }, 'unsubscribe failed');
-          });
-        },
+        close: (ws) => sessions.closed(ws),
       })
       .post('/token', issueToken)
       .options('/token', (res, req) => {
@@ -435,7 +250,7 @@ export function createGateway(deps: GatewayDeps): Gateway {
           server_id: deps.serverId,
           active_users: sockets.users,
           total_connections: sockets.connections,
-          draining,
+          draining: sessions.draining,
           model: settings.modelLabel,
         }),
       )
@@ -487,25 +302,14 @@ export function createGateway(deps: GatewayDeps): Gateway {
     close: once(async () => {
       // From here /ready is 503, upgrades get 503 and new messages upstream_unavailable; the port
       // stays open meanwhile so load balancers and clients see those answers, not a refused connect.
-      draining = true;
       clearInterval(redisTimer);
-      const inFlight = sockets.all().map((ws) => ws.getUserData().queue);
-      if (inFlight.length > 0) {
-        const timeout = new AbortController();
-        const timedOut = delay(settings.drainTimeoutMs, true, { signal: timeout.signal }).catch(() => false);
-        const late = await Promise.race([Promise.allSettled(inFlight).then(() => false), timedOut]);
-        timeout.abort();
-        if (late) logger.warn({ timeoutMs: settings.drainTimeoutMs }, 'drain timed out; closing sockets');
-      }
-      for (const ws of sockets.all()) {
-        if (!ws.getUserData().closed) ws.end(1001, 'server_shutdown');
-      }
+      await sessions.drainAndClose();
       if (listenSocket) deps.uws.us_listen_socket_close(listenSocket);
       listenSocket = false;
     }),
     ready,
     stats: () => ({ users: sockets.users, connections: sockets.connections }),
-    resync,
-    suspend,
+    resync: sessions.resync,
+    suspend: sessions.suspend,
   };
 }

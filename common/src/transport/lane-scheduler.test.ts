@@ -145,3 +145,73 @@ describe('lane scheduler', () => {
     await s.idle();
   });
 });
+
+describe('lane scheduler under random load', () => {
+  it('runs every task once, in order per lane, within the limit, whatever the interleaving', async () => {
+    let seed = 7;
+    const random = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+    for (let round = 0; round < 20; round++) {
+      const concurrency = 1 + Math.floor(random() * 5);
+      const scheduler = createLaneScheduler({
+        concurrency,
+        maxQueued: 1000,
+        onTaskError: (e) => {
+          throw e;
+        },
+      });
+      const started: Array<{ lane: string; n: number }> = [];
+      const open = new Map<string, () => void>();
+      const busyLanes = new Set<string>();
+      let running = 0;
+      let maxRunning = 0;
+      const total = 60;
+      for (let n = 0; n < total; n++) {
+        const lane = `l${Math.floor(random() * 6)}`;
+        scheduler.submit({
+          lane,
+          tag: random() < 0.5 ? 'a' : 'b',
+          run: () =>
+            new Promise<void>((resolve) => {
+              expect(busyLanes.has(lane)).toBe(false);
+              busyLanes.add(lane);
+              running++;
+              maxRunning = Math.max(maxRunning, running);
+              started.push({ lane, n });
+              open.set(`${n}`, () => {
+                busyLanes.delete(lane);
+                running--;
+                resolve();
+              });
+            }),
+        });
+        // Finish a random running task now and then, so submits and finishes interleave.
+        if (random() < 0.6 && open.size > 0) {
+          const keys = [...open.keys()];
+          const key = keys[Math.floor(random() * keys.length)] as string;
+          open.get(key)?.();
+          open.delete(key);
+          await Promise.resolve();
+        }
+      }
+      while (started.length < total || open.size > 0) {
+        const key = open.keys().next().value;
+        if (key === undefined) {
+          await new Promise((r) => setTimeout(r, 0));
+          if (open.size === 0 && started.length < total)
+            throw new Error(`stalled at ${started.length}/${total}`);
+          continue;
+        }
+        open.get(key)?.();
+        open.delete(key);
+        await new Promise((r) => setTimeout(r, 0));
+      }
+      await scheduler.idle();
+      expect(maxRunning).toBeLessThanOrEqual(concurrency);
+      expect(new Set(started.map((s) => s.n)).size).toBe(total);
+      for (const lane of new Set(started.map((s) => s.lane))) {
+        const ns = started.filter((s) => s.lane === lane).map((s) => s.n);
+        expect(ns).toEqual([...ns].sort((a, b) => a - b));
+      }
+    }
+  });
+});

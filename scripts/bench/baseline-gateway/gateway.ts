@@ -14,27 +14,13 @@ import {
 } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { setTimeout as delay } from 'node:timers/promises';
-import {
-  ERROR_CODES,
-  TOPICS,
-  clientFrameSchemas,
-  once,
-  parseClientFrame,
-  redactUrl,
-  renderMetrics,
-  serializeFrame,
-  type ServerFrame,
-} from '@relay/common';
+import { TOPICS, once, redactUrl, renderMetrics } from '@relay/common';
 import { WebSocketServer, type RawData } from 'ws';
 import { deliveryDefaults } from '../../../websocket-server/src/config.js';
 import { STREAM_ID_PATTERN } from '../../../websocket-server/src/event-id.js';
 import type { Gateway, GatewayDeps } from '../../../websocket-server/src/gateway.js';
-import { createGatewayMetrics } from '../../../websocket-server/src/gateway-metrics.js';
-import { createMessageIntake } from '../../../websocket-server/src/message-intake.js';
-import { resumeSocket } from '../../../websocket-server/src/resume.js';
-import { createDelivery, createOutbox } from '../../../websocket-server/src/socket-delivery.js';
-import { IDLE_QUEUE, type UserData } from '../../../websocket-server/src/user-data.js';
-import { createUserSockets } from '../../../websocket-server/src/user-sockets.js';
+import { createSocketSessions } from '../../../websocket-server/src/socket-sessions.js';
+import type { UserData } from '../../../websocket-server/src/user-data.js';
 import { wrapSocket, type WsSocket } from './ws-socket.js';
 
 export const BASELINE_SERVICE = 'baseline-gateway';
@@ -73,45 +59,26 @@ export function createBaselineGateway(deps: BaselineGatewayDeps): Gateway {
   const { settings, logger, metrics, bus, store, pubsub, tokens } = deps;
   const delivery = deps.delivery ?? deliveryDefaults();
   const incomingTopic = deps.incomingTopic ?? TOPICS.incoming;
-  const limits = { maxContentLength: settings.maxContentLength };
-  const schemas = clientFrameSchemas(limits);
   const idleMs = settings.idleTimeoutSeconds * 1000;
-  let draining = false;
   let redisOk = false;
   let server: Server | undefined;
   let redisTimer: NodeJS.Timeout | undefined;
   let idleTimer: NodeJS.Timeout | undefined;
-  let nextConnectionId = 0;
 
-  const m = createGatewayMetrics(metrics);
-
-  const outbound = createDelivery({
-    softBytes: settings.slowClientSoftBytes,
-    hardBytes: settings.slowClientHardBytes,
-    logger,
-    onWritten: (kind) => m.frames.inc({ kind }),
-    onCoalesced: () => m.coalesced.inc(),
-    onSlowClose: () => m.slowCloses.inc(),
-  });
-  const sockets = createUserSockets<WsSocket>({ pubsub, logger, deliver: outbound.live });
-  const updateGauges = () => {
-    m.connections.set(sockets.connections);
-    m.users.set(sockets.users);
-  };
-
-  const intake = createMessageIntake<WsSocket>({
+  // The uWS gateway's own socket handling: only the transport below differs.
+  const sessions = createSocketSessions<WsSocket>({
     settings,
     delivery,
     serverId: deps.serverId,
     incomingTopic,
     logger,
-    metrics: m,
+    metrics,
     bus,
     store,
     pubsub,
-    reply: (ws, frame: ServerFrame) => outbound.control(ws, serializeFrame(frame)),
-    draining: () => draining,
   });
+  const { sockets, outbound } = sessions;
+  const m = sessions.metrics;
 
   // The server keeps no fields on `ws` objects: the socket's state is its UserData, as in uWS.
   // `clientTracking` gives the set of sockets still open at the TCP level, for the shutdown.
@@ -126,141 +93,8 @@ export function createBaselineGateway(deps: BaselineGatewayDeps): Gateway {
   });
 
   function onMessage(ws: WsSocket, raw: RawData, isBinary: boolean): void {
-    // `ws` still reads frames while its closing handshake runs; uWS calls no handler after `close`.
-    if (ws.getUserData().closed) return;
     ws.lastSeenMs = Date.now();
-    const message = toBuffer(raw);
-    if (message.byteLength > settings.maxPayloadBytes) {
-      m.messages.inc({ outcome: 'message_too_large' });
-      ws.end(1009, 'message_too_large');
-      return;
-    }
-    if (isBinary) {
-      intake.error(ws, 'invalid_message', 'Binary frames are not supported; send JSON text');
-      return;
-    }
-    const text = message.toString('utf8');
-    const data = ws.getUserData();
-    const parsed = parseClientFrame(text, schemas, limits, data.userid);
-    if (!parsed.ok) {
-      intake.error(ws, parsed.code, parsed.message, parsed.id);
-      return;
-    }
-    const frame = parsed.frame;
-    switch (frame.type) {
-      case 'message':
-        if (draining) {
-          intake.error(ws, 'upstream_unavailable', 'Server is restarting; reconnect and resend', frame.id);
-          return;
-        }
-        data.queue = data.queue
-          .then(() => intake.message(ws, frame))
-          .catch((err: unknown) => {
-            logger.error({ err, userid: data.userid }, 'message handling failed');
-            intake.error(ws, 'internal_error', ERROR_CODES.internal_error.message, frame.id);
-          });
-        return;
-      case 'hello':
-        data.stream = frame.stream ?? true;
-        data.extensions = true;
-        return;
-      case 'cancel':
-        intake.cancel(ws, frame).catch((err: unknown) => {
-          logger.error({ err, userid: data.userid }, 'cancel handling failed');
-          intake.error(ws, 'internal_error', ERROR_CODES.internal_error.message, frame.request_id);
-        });
-        return;
-    }
-  }
-
-  /** As gateway.ts: replay the log after `from`, then go live; a failure closes the socket. */
-  async function replay(ws: WsSocket, from: string): Promise<void> {
-    const data = ws.getUserData();
-    try {
-      const result = await resumeSocket(
-        { store, delivery: outbound, replayTtlMs: delivery.replayTtlMs },
-        ws,
-        from,
-      );
-      m.replayedFrames.inc(result.replayed);
-      if (!result.abandoned) m.resumes.inc({ outcome: result.gap ? 'gap' : 'ok' });
-    } catch (err) {
-      m.resumes.inc({ outcome: 'failed' });
-      m.redisErrors.inc({ op: 'replay' });
-      logger.warn({ err, userid: data.userid }, 'replay failed (redis)');
-      if (!data.closed) ws.end(1011, 'resume_failed');
-    }
-  }
-
-  /** As gateway.ts: after a Redis resubscription every socket catches up from the replay log. */
-  function resync(): void {
-    m.resyncs.inc();
-    for (const ws of sockets.all()) {
-      const data = ws.getUserData();
-      if (data.closed) continue;
-      const outbox = data.outbox;
-      if (data.awaitingResync) {
-        data.awaitingResync = false;
-        if (data.resyncFrom !== null) void replay(ws, data.resyncFrom);
-        else outbox.overflowed = true;
-        continue;
-      }
-      if (outbox.mode === 'resuming') {
-        outbox.overflowed = true;
-        continue;
-      }
-      const from = outbox.lastEventId ?? data.resyncFrom;
-      if (from === null) continue;
-      outbox.mode = 'resuming';
-      void replay(ws, from);
-    }
-  }
-
-  /** As gateway.ts: the subscription dropped, so live sockets keep their position and buffer. */
-  function suspend(): void {
-    for (const ws of sockets.all()) {
-      const data = ws.getUserData();
-      if (data.closed || data.awaitingResync) continue;
-      const outbox = data.outbox;
-      if (outbox.mode === 'resuming') {
-        outbox.overflowed = true;
-        continue;
-      }
-      data.resyncFrom = outbox.lastEventId ?? data.resyncFrom;
-      data.awaitingResync = true;
-      outbox.mode = 'resuming';
-    }
-  }
-
-  async function onOpen(ws: WsSocket): Promise<void> {
-    const data = ws.getUserData();
-    data.resyncFrom = `${Date.now()}-0`;
-    try {
-      await sockets.add(ws);
-    } catch {
-      m.redisErrors.inc({ op: 'subscribe' });
-      if (!data.closed) ws.end(1011, 'subscribe_failed');
-      return;
-    } finally {
-      updateGauges();
-    }
-    if (data.resumeFrom === null || data.closed) return;
-    await replay(ws, data.resumeFrom);
-  }
-
-  /**
-   * uWS' `close` handler. Runs from `end()` at once (as in uWS) or from `ws`' `close` event when the
-   * peer closed; whichever comes first wins.
-   */
-  function onClose(ws: WsSocket): void {
-    const data = ws.getUserData();
-    if (data.closed) return;
-    data.closed = true;
-    Object.assign(data.outbox, createOutbox(null));
-    sockets.remove(ws).then(updateGauges, (err: unknown) => {
-      m.redisErrors.inc({ op: 'unsubscribe' });
-      logger.warn({ err }, 'unsubscribe failed');
-    });
+    sessions.message(ws, toBuffer(raw), isBinary);
   }
 
   /**
@@ -278,15 +112,15 @@ export function createBaselineGateway(deps: BaselineGatewayDeps): Gateway {
   }
 
   function onConnection(tcp: Duplex, data: UserData, ws: WsSocket['ws']): void {
-    const socket = wrapSocket(ws, data, onClose);
+    const socket = wrapSocket(ws, data, sessions.closed);
     ws.on('message', (raw, isBinary) => onMessage(socket, raw, isBinary));
     ws.on('pong', () => (socket.lastSeenMs = Date.now()));
-    ws.on('close', () => onClose(socket));
+    ws.on('close', () => sessions.closed(socket));
     // Protocol errors (a frame past maxPayload, bad UTF-8): `ws` closes the socket itself.
     ws.on('error', (err) => logger.debug({ err, userid: data.userid }, 'websocket error'));
     // uWS' `drain`: the TCP socket emits it once a write that filled its buffer has gone out.
     tcp.on('drain', () => outbound.drain(socket));
-    void onOpen(socket);
+    void sessions.open(socket);
   }
 
   /** An HTTP answer on a socket that asked to upgrade (there is no ServerResponse for it). */
@@ -318,7 +152,7 @@ export function createBaselineGateway(deps: BaselineGatewayDeps): Gateway {
     const origin = req.headers.origin;
     const ip = clientIp(req, settings.trustProxy);
 
-    if (draining) return reject(tcp, 503, 'draining');
+    if (sessions.draining) return reject(tcp, 503, 'draining');
     if (origin && settings.allowedOrigins.length > 0 && !settings.allowedOrigins.includes(origin)) {
       return reject(tcp, 403, 'origin_not_allowed');
     }
@@ -335,26 +169,14 @@ export function createBaselineGateway(deps: BaselineGatewayDeps): Gateway {
       (userid) => {
         // uWS' onAborted: the client went away while the token was being checked.
         if (tcp.destroyed) return;
-        if (draining) return reject(tcp, 503, 'draining');
+        if (sessions.draining) return reject(tcp, 503, 'draining');
         if (!userid || (claimedUser !== null && claimedUser !== userid)) {
           return reject(tcp, 401, 'invalid_token');
         }
         if (sockets.count(userid) >= settings.maxConnectionsPerUser) {
           return reject(tcp, 429, 'too_many_connections');
         }
-        const data: UserData = {
-          userid,
-          connectionId: ++nextConnectionId,
-          stream,
-          extensions,
-          ip,
-          closed: false,
-          queue: IDLE_QUEUE,
-          resumeFrom,
-          resyncFrom: null,
-          awaitingResync: false,
-          outbox: createOutbox(resumeFrom),
-        };
+        const data = sessions.newUserData({ userid, stream, extensions, ip, resumeFrom });
         tcp.off('error', onEarlyError);
         wss.handleUpgrade(req, tcp, head, (ws) => onConnection(tcp, data, ws));
       },
@@ -370,6 +192,7 @@ export function createBaselineGateway(deps: BaselineGatewayDeps): Gateway {
   }
 
   function ready() {
+    const draining = sessions.draining;
     const checks = { kafka: bus.healthy(), redis: redisOk, draining };
     m.upstreamUp.set({ upstream: 'kafka' }, checks.kafka ? 1 : 0);
     m.upstreamUp.set({ upstream: 'redis' }, checks.redis ? 1 : 0);
@@ -385,7 +208,7 @@ export function createBaselineGateway(deps: BaselineGatewayDeps): Gateway {
         server_id: deps.serverId,
         active_users: sockets.users,
         total_connections: sockets.connections,
-        draining,
+        draining: sessions.draining,
         model: settings.modelLabel,
       });
     }
@@ -453,26 +276,15 @@ export function createBaselineGateway(deps: BaselineGatewayDeps): Gateway {
     close: once(async () => {
       // As gateway.ts: 503 and upstream_unavailable from here on, in-flight publishes get their
       // ack (up to DRAIN_TIMEOUT_MS), then every socket gets 1001 and the port is released.
-      draining = true;
       clearInterval(redisTimer);
       clearInterval(idleTimer);
-      const inFlight = sockets.all().map((ws) => ws.getUserData().queue);
-      if (inFlight.length > 0) {
-        const timeout = new AbortController();
-        const timedOut = delay(settings.drainTimeoutMs, true, { signal: timeout.signal }).catch(() => false);
-        const late = await Promise.race([Promise.allSettled(inFlight).then(() => false), timedOut]);
-        timeout.abort();
-        if (late) logger.warn({ timeoutMs: settings.drainTimeoutMs }, 'drain timed out; closing sockets');
-      }
-      for (const ws of sockets.all()) {
-        if (!ws.getUserData().closed) ws.end(1001, 'server_shutdown');
-      }
+      await sessions.drainAndClose();
       if (server) await stopListening(server);
       server = undefined;
     }),
     ready,
     stats: () => ({ users: sockets.users, connections: sockets.connections }),
-    resync,
-    suspend,
+    resync: sessions.resync,
+    suspend: sessions.suspend,
   };
 }
