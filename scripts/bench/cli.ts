@@ -45,6 +45,7 @@ const { values } = parseArgs({
     out: { type: 'string', default: 'BENCHMARKS.md' },
     'keep-stack': { type: 'boolean' },
     profile: { type: 'boolean' },
+    merge: { type: 'boolean' },
   },
 });
 
@@ -264,6 +265,15 @@ try {
 
   const dir = join(repoRoot, 'scripts', 'bench', 'results');
   await mkdir(dir, { recursive: true });
+  if (values.merge) {
+    // --merge: scenarios not run now keep the figures of the previous results file.
+    const previous = JSON.parse(await readFile(join(dir, 'latest.json'), 'utf8')) as BenchResults;
+    for (const name of SCENARIOS) {
+      if (!only.includes(name)) (results[name] as unknown) = previous[name];
+    }
+    results.command = `${previous.command}; then ${results.command}`;
+    results.settings = { ...previous.settings, ...results.settings };
+  }
   await writeFile(join(dir, 'latest.json'), `${JSON.stringify(results, null, 2)}\n`);
   const section = renderSection(results);
   const outPath = resolve(repoRoot, values.out);

@@ -29,6 +29,8 @@ function cpu(target: CpuRun['target'], gatewayUs: number): CpuRun {
     framesPerSecond: 5000,
     usPerFrame: { [gateway]: gatewayUs, kafka: 20 },
     totalUsPerFrame: gatewayUs + 20,
+    marginalUsPerFrame: { [gateway]: gatewayUs - 1, kafka: 10 },
+    marginalTotalUsPerFrame: gatewayUs + 9,
     excludedUsPerFrame: { 'mock-openai': 30 },
     counts: { sent: 10, answered: 10, lost: 0, unanswered: 0, errors: 0 },
   };

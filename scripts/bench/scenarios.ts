@@ -141,7 +141,13 @@ export interface LoadWindow {
   cpu: Record<string, number>;
   /** CPU seconds of the load generator itself over the same window. */
   loadGeneratorCpu: number;
+  /** CPU seconds per second each group used idle, just before the load (JVM, timers, scrapes). */
+  idleCpuPerSecond: Record<string, number>;
+  /** Seconds from the first send until every answer was in. */
+  windowSeconds: number;
 }
+
+const IDLE_SAMPLE_MS = 5000;
 
 /** One open-loop run at `rate` prompts/s for `seconds`, with lag and CPU sampled around it. */
 async function measuredLoad(
@@ -154,9 +160,19 @@ async function measuredLoad(
   const groups = { ...(await context.pipelineGroups(target)), ...(await context.otherGroups()) };
   // A user's requests run one at a time: each user sends one prompt every 3 s (answers take ~2 s).
   const users = Math.max(50, Math.round(rate * 3));
+  const idleFrom = await cpuSecondsByGroup(groups);
+  await new Promise((r) => setTimeout(r, IDLE_SAMPLE_MS));
+  const idleTo = await cpuSecondsByGroup(groups);
+  const idleCpuPerSecond = Object.fromEntries(
+    Object.keys(groups).map((name) => [
+      name,
+      ((idleTo[name] ?? 0) - (idleFrom[name] ?? 0)) / (IDLE_SAMPLE_MS / 1000),
+    ]),
+  );
   const sampler = await startLagSampler(context.kafkaBrokers);
   let before: Record<string, number> = {};
   let ownBefore = 0;
+  let startedAt = 0;
   try {
     const result = await runLoadTest(
       loadOptions(context, target, {
@@ -173,17 +189,26 @@ async function measuredLoad(
         beforeSending: async () => {
           before = await cpuSecondsByGroup(groups);
           ownBefore = ownCpuSeconds();
+          startedAt = performance.now();
         },
       },
     );
     const after = await cpuSecondsByGroup(groups);
+    const windowSeconds = (performance.now() - startedAt) / 1000;
     const cpu = Object.fromEntries(
       Object.keys(groups).map((name) => [name, (after[name] ?? 0) - (before[name] ?? 0)]),
     );
     const lag = (await sampler.stop()).filter(
       (s) => s.at >= result.sendWindow.from && s.at <= result.sendWindow.to,
     );
-    return { result, lag, cpu, loadGeneratorCpu: ownCpuSeconds() - ownBefore };
+    return {
+      result,
+      lag,
+      cpu,
+      loadGeneratorCpu: ownCpuSeconds() - ownBefore,
+      idleCpuPerSecond,
+      windowSeconds,
+    };
   } catch (error) {
     await sampler.stop().catch(() => undefined);
     throw error;
@@ -286,6 +311,9 @@ export interface CpuRun {
   /** Microseconds of CPU per delivered frame, per pipeline process and in total. */
   usPerFrame: Record<string, number>;
   totalUsPerFrame: number;
+  /** The same less what each process uses idle over as long (the cost the frames added). */
+  marginalUsPerFrame: Record<string, number>;
+  marginalTotalUsPerFrame: number;
   /** Not part of the total: the mock model and the load generator. */
   excludedUsPerFrame: Record<string, number>;
   counts: ReturnType<typeof messageCounts>;
@@ -302,6 +330,12 @@ export async function cpuScenario(
   const pipeline = Object.keys(await context.pipelineGroups(target));
   const perFrame = (seconds: number) => (seconds * 1e6) / frames;
   const usPerFrame = Object.fromEntries(pipeline.map((name) => [name, perFrame(window.cpu[name] ?? 0)]));
+  const marginalUsPerFrame = Object.fromEntries(
+    pipeline.map((name) => [
+      name,
+      perFrame((window.cpu[name] ?? 0) - (window.idleCpuPerSecond[name] ?? 0) * window.windowSeconds),
+    ]),
+  );
   const excluded = Object.keys(window.cpu).filter((name) => !pipeline.includes(name));
   return {
     target,
@@ -310,6 +344,8 @@ export async function cpuScenario(
     framesPerSecond: window.result.framesPerSecond,
     usPerFrame,
     totalUsPerFrame: Object.values(usPerFrame).reduce((a, b) => a + b, 0),
+    marginalUsPerFrame,
+    marginalTotalUsPerFrame: Object.values(marginalUsPerFrame).reduce((a, b) => a + b, 0),
     excludedUsPerFrame: {
       ...Object.fromEntries(excluded.map((name) => [name, perFrame(window.cpu[name] ?? 0)])),
       'load generator': perFrame(window.loadGeneratorCpu),
