@@ -1,6 +1,5 @@
 import {
   REDIS_KEYS,
-  TOPICS,
   once,
   redactUrl,
   renderMetrics,
@@ -13,7 +12,7 @@ import {
 import type { Logger } from 'pino';
 import type { HttpRequest, HttpResponse, TemplatedApp, WebSocket, us_listen_socket } from 'uWebSockets.js';
 import { clientIp } from './client-ip.js';
-import { deliveryDefaults, type DeliverySettings, type GatewaySettings } from './config.js';
+import type { DeliverySettings, GatewaySettings } from './config.js';
 import { STREAM_ID_PATTERN } from './event-id.js';
 import { createSocketSessions } from './socket-sessions.js';
 import type { StaticFile } from './static-files.js';
@@ -62,8 +61,6 @@ export interface Gateway {
 
 type Socket = WebSocket<UserData>;
 
-const REDIS_CHECK_INTERVAL_MS = 2000;
-
 /**
  * uWS drops a send (returns 2) when the socket already has more than `maxBackpressure` bytes queued.
  * Delivery closes a socket past the hard limit before it sends, so with this margin above the limit
@@ -77,25 +74,11 @@ const BACKPRESSURE_MARGIN_BYTES = 1024 * 1024;
  * every socket of that user, resume from the replay log, slow-client backpressure, graceful drain.
  */
 export function createGateway(deps: GatewayDeps): Gateway {
-  const { settings, logger, metrics, bus, store, pubsub, tokens } = deps;
-  const delivery = deps.delivery ?? deliveryDefaults();
-  const incomingTopic = deps.incomingTopic ?? TOPICS.incoming;
-  let redisOk = false;
+  const { settings, logger, metrics, store, tokens } = deps;
   let listenSocket: us_listen_socket | false = false;
-  let redisTimer: NodeJS.Timeout | undefined;
 
   // Everything about the sockets but the transport (shared with the bench's `ws` baseline).
-  const sessions = createSocketSessions<Socket>({
-    settings,
-    delivery,
-    serverId: deps.serverId,
-    incomingTopic,
-    logger,
-    metrics,
-    bus,
-    store,
-    pubsub,
-  });
+  const sessions = createSocketSessions<Socket>(deps);
   const { sockets, outbound } = sessions;
   const m = sessions.metrics;
 
@@ -206,13 +189,7 @@ export function createGateway(deps: GatewayDeps): Gateway {
     });
   }
 
-  function ready() {
-    const draining = sessions.draining;
-    const checks = { kafka: bus.healthy(), redis: redisOk, draining };
-    m.upstreamUp.set({ upstream: 'kafka' }, checks.kafka ? 1 : 0);
-    m.upstreamUp.set({ upstream: 'redis' }, checks.redis ? 1 : 0);
-    return { ready: checks.kafka && checks.redis && !draining, checks };
-  }
+  const ready = sessions.ready;
 
   function buildApp(): TemplatedApp {
     return deps.uws
@@ -280,17 +257,7 @@ export function createGateway(deps: GatewayDeps): Gateway {
 
   return {
     async start() {
-      const checkRedis = () =>
-        store
-          .ping()
-          .then(
-            () => (redisOk = true),
-            () => (redisOk = false),
-          )
-          .finally(ready);
-      await checkRedis();
-      redisTimer = setInterval(() => void checkRedis(), REDIS_CHECK_INTERVAL_MS);
-      redisTimer.unref();
+      await sessions.watchRedis();
       app = buildApp();
       const a = app;
       listenSocket = await new Promise<us_listen_socket | false>((resolve) =>
@@ -302,7 +269,6 @@ export function createGateway(deps: GatewayDeps): Gateway {
     close: once(async () => {
       // From here /ready is 503, upgrades get 503 and new messages upstream_unavailable; the port
       // stays open meanwhile so load balancers and clients see those answers, not a refused connect.
-      clearInterval(redisTimer);
       await sessions.drainAndClose();
       if (listenSocket) deps.uws.us_listen_socket_close(listenSocket);
       listenSocket = false;

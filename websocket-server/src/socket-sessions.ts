@@ -1,6 +1,7 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import {
   ERROR_CODES,
+  TOPICS,
   clientFrameSchemas,
   parseClientFrame,
   serializeFrame,
@@ -11,7 +12,7 @@ import {
   type ServerFrame,
 } from '@relay/common';
 import type { Logger } from 'pino';
-import type { DeliverySettings, GatewaySettings } from './config.js';
+import { deliveryDefaults, type DeliverySettings, type GatewaySettings } from './config.js';
 import { createGatewayMetrics, type GatewayMetrics } from './gateway-metrics.js';
 import { createMessageIntake } from './message-intake.js';
 import { resumeSocket } from './resume.js';
@@ -19,11 +20,15 @@ import { createDelivery, createOutbox, type Delivery, type OutboundSocket } from
 import { IDLE_QUEUE, type UserData } from './user-data.js';
 import { createUserSockets, type UserSockets } from './user-sockets.js';
 
+const REDIS_CHECK_INTERVAL_MS = 2000;
+
 export interface SocketSessionsDeps {
   settings: GatewaySettings;
-  delivery: DeliverySettings;
+  /** @default the fragment's defaults */
+  delivery?: DeliverySettings;
   serverId: string;
-  incomingTopic: string;
+  /** @default TOPICS.incoming */
+  incomingTopic?: string;
   logger: Logger;
   metrics: Metrics;
   bus: Bus;
@@ -52,6 +57,13 @@ export interface SocketSessions<S extends OutboundSocket> {
   message(socket: S, payload: ArrayBuffer | Uint8Array, isBinary: boolean): void;
   /** The socket closed: nothing may be sent on it any more; unsubscribe after the user's last one. */
   closed(socket: S): void;
+  /**
+   * Readiness: Kafka healthy, Redis answering (pinged every 2 s once `watchRedis` ran), not
+   * draining; also sets the upstream gauges.
+   */
+  ready(): { ready: boolean; checks: { kafka: boolean; redis: boolean; draining: boolean } };
+  /** Pings Redis once (awaited) and then every 2 s until the drain. */
+  watchRedis(): Promise<void>;
   /** After a Redis resubscription: every socket catches up from the replay log. */
   resync(): void;
   /** The Redis subscription dropped: live sockets keep their position and buffer. */
@@ -72,12 +84,15 @@ export interface SocketSessions<S extends OutboundSocket> {
  * (upgrade, HTTP, send) and the side-by-side benchmark compares the libraries, not two copies.
  */
 export function createSocketSessions<S extends OutboundSocket>(deps: SocketSessionsDeps): SocketSessions<S> {
-  const { settings, delivery, logger, store } = deps;
+  const { settings, logger, store } = deps;
+  const delivery = deps.delivery ?? deliveryDefaults();
   const limits = { maxContentLength: settings.maxContentLength };
   const schemas = clientFrameSchemas(limits);
   const m = createGatewayMetrics(deps.metrics);
   let draining = false;
   let nextConnectionId = 0;
+  let redisOk = false;
+  let redisTimer: NodeJS.Timeout | undefined;
 
   const outbound = createDelivery({
     softBytes: settings.slowClientSoftBytes,
@@ -97,7 +112,7 @@ export function createSocketSessions<S extends OutboundSocket>(deps: SocketSessi
     settings,
     delivery,
     serverId: deps.serverId,
-    incomingTopic: deps.incomingTopic,
+    incomingTopic: deps.incomingTopic ?? TOPICS.incoming,
     logger,
     metrics: m,
     bus: deps.bus,
@@ -129,8 +144,29 @@ export function createSocketSessions<S extends OutboundSocket>(deps: SocketSessi
     }
   }
 
+  function ready() {
+    const checks = { kafka: deps.bus.healthy(), redis: redisOk, draining };
+    m.upstreamUp.set({ upstream: 'kafka' }, checks.kafka ? 1 : 0);
+    m.upstreamUp.set({ upstream: 'redis' }, checks.redis ? 1 : 0);
+    return { ready: checks.kafka && checks.redis && !draining, checks };
+  }
+
   return {
     metrics: m,
+    ready,
+    async watchRedis() {
+      const check = () =>
+        store
+          .ping()
+          .then(
+            () => (redisOk = true),
+            () => (redisOk = false),
+          )
+          .finally(ready);
+      await check();
+      redisTimer = setInterval(() => void check(), REDIS_CHECK_INTERVAL_MS);
+      redisTimer.unref();
+    },
     sockets,
     outbound,
     get draining() {
@@ -138,6 +174,7 @@ export function createSocketSessions<S extends OutboundSocket>(deps: SocketSessi
     },
     async drainAndClose() {
       draining = true;
+      clearInterval(redisTimer);
       const inFlight = sockets.all().map((ws) => ws.getUserData().queue);
       if (inFlight.length > 0) {
         const timeout = new AbortController();

@@ -14,9 +14,8 @@ import {
 } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { setTimeout as delay } from 'node:timers/promises';
-import { TOPICS, once, redactUrl, renderMetrics } from '@relay/common';
+import { once, redactUrl, renderMetrics } from '@relay/common';
 import { WebSocketServer, type RawData } from 'ws';
-import { deliveryDefaults } from '../../../websocket-server/src/config.js';
 import { STREAM_ID_PATTERN } from '../../../websocket-server/src/event-id.js';
 import type { Gateway, GatewayDeps } from '../../../websocket-server/src/gateway.js';
 import { createSocketSessions } from '../../../websocket-server/src/socket-sessions.js';
@@ -27,8 +26,6 @@ export const BASELINE_SERVICE = 'baseline-gateway';
 
 /** The uWS gateway's dependencies minus the uWS module and the static UI (benchmarks need neither). */
 export type BaselineGatewayDeps = Omit<GatewayDeps, 'uws' | 'staticFiles'>;
-
-const REDIS_CHECK_INTERVAL_MS = 2000;
 
 /**
  * After `close()` sent 1001 to every socket, how long clients get to answer the close frame before
@@ -56,27 +53,13 @@ function toBuffer(raw: RawData): Buffer {
 
 /** Same contract as the uWS gateway's `Gateway`: the benchmark drives both the same way. */
 export function createBaselineGateway(deps: BaselineGatewayDeps): Gateway {
-  const { settings, logger, metrics, bus, store, pubsub, tokens } = deps;
-  const delivery = deps.delivery ?? deliveryDefaults();
-  const incomingTopic = deps.incomingTopic ?? TOPICS.incoming;
+  const { settings, logger, metrics, tokens } = deps;
   const idleMs = settings.idleTimeoutSeconds * 1000;
-  let redisOk = false;
   let server: Server | undefined;
-  let redisTimer: NodeJS.Timeout | undefined;
   let idleTimer: NodeJS.Timeout | undefined;
 
   // The uWS gateway's own socket handling: only the transport below differs.
-  const sessions = createSocketSessions<WsSocket>({
-    settings,
-    delivery,
-    serverId: deps.serverId,
-    incomingTopic,
-    logger,
-    metrics,
-    bus,
-    store,
-    pubsub,
-  });
+  const sessions = createSocketSessions<WsSocket>(deps);
   const { sockets, outbound } = sessions;
   const m = sessions.metrics;
 
@@ -191,13 +174,7 @@ export function createBaselineGateway(deps: BaselineGatewayDeps): Gateway {
     res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
   }
 
-  function ready() {
-    const draining = sessions.draining;
-    const checks = { kafka: bus.healthy(), redis: redisOk, draining };
-    m.upstreamUp.set({ upstream: 'kafka' }, checks.kafka ? 1 : 0);
-    m.upstreamUp.set({ upstream: 'redis' }, checks.redis ? 1 : 0);
-    return { ready: checks.kafka && checks.redis && !draining, checks };
-  }
+  const ready = sessions.ready;
 
   function onRequest(req: IncomingMessage, res: ServerResponse): void {
     const path = (req.url ?? '/').split('?')[0] ?? '/';
@@ -247,17 +224,7 @@ export function createBaselineGateway(deps: BaselineGatewayDeps): Gateway {
 
   return {
     async start() {
-      const checkRedis = () =>
-        store
-          .ping()
-          .then(
-            () => (redisOk = true),
-            () => (redisOk = false),
-          )
-          .finally(ready);
-      await checkRedis();
-      redisTimer = setInterval(() => void checkRedis(), REDIS_CHECK_INTERVAL_MS);
-      redisTimer.unref();
+      await sessions.watchRedis();
       idleTimer = setInterval(sweepIdle, Math.max(1000, idleMs / 4));
       idleTimer.unref();
       const s = createServer(onRequest);
@@ -276,7 +243,6 @@ export function createBaselineGateway(deps: BaselineGatewayDeps): Gateway {
     close: once(async () => {
       // As gateway.ts: 503 and upstream_unavailable from here on, in-flight publishes get their
       // ack (up to DRAIN_TIMEOUT_MS), then every socket gets 1001 and the port is released.
-      clearInterval(redisTimer);
       clearInterval(idleTimer);
       await sessions.drainAndClose();
       if (server) await stopListening(server);
