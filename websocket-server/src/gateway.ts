@@ -9,11 +9,11 @@ import {
   type Metrics,
   type PubSub,
 } from '@relay/common';
+import { STATUS_CODES } from 'node:http';
 import type { Logger } from 'pino';
 import type { HttpRequest, HttpResponse, TemplatedApp, WebSocket, us_listen_socket } from 'uWebSockets.js';
 import { clientIp } from './client-ip.js';
 import type { DeliverySettings, GatewaySettings } from './config.js';
-import { STREAM_ID_PATTERN } from './event-id.js';
 import { createSocketSessions } from './socket-sessions.js';
 import type { StaticFile } from './static-files.js';
 import type { TokenService } from './token-service.js';
@@ -97,44 +97,20 @@ export function createGateway(deps: GatewayDeps): Gateway {
     const secKey = req.getHeader('sec-websocket-key');
     const secProtocol = req.getHeader('sec-websocket-protocol');
     const secExtensions = req.getHeader('sec-websocket-extensions');
-    const origin = req.getHeader('origin');
-    const ip = clientIp(res, req, settings.trustProxy);
+    const request = {
+      query,
+      origin: req.getHeader('origin'),
+      ip: clientIp(res, req, settings.trustProxy),
+    };
     let aborted = false;
     res.onAborted(() => (aborted = true));
-
-    if (sessions.draining) return reject(res, '503 Service Unavailable', 'draining');
-    if (origin && settings.allowedOrigins.length > 0 && !settings.allowedOrigins.includes(origin)) {
-      return reject(res, '403 Forbidden', 'origin_not_allowed');
-    }
-    const token = query.get('token') ?? '';
-    const claimedUser = query.get('userid');
-    const flag = (name: string) => ['1', 'true'].includes(query.get(name) ?? '');
-    const stream = flag('stream');
-    const extensions = stream || flag('ack');
-    // An empty value counts as absent (a client that has seen nothing yet); a malformed one is a
-    // client bug that would silently lose frames if ignored, so the upgrade is refused.
-    const resumeFrom = query.get('last_event_id') || null;
-    if (resumeFrom !== null && !STREAM_ID_PATTERN.test(resumeFrom)) {
-      return reject(res, '400 Bad Request', 'invalid_last_event_id');
-    }
-    tokens.verify(token).then(
-      (userid) => {
-        if (aborted) return;
-        // The drain may have begun (and closed every socket) while the token was being checked.
-        if (sessions.draining) return reject(res, '503 Service Unavailable', 'draining');
-        if (!userid || (claimedUser !== null && claimedUser !== userid))
-          return reject(res, '401 Unauthorized', 'invalid_token');
-        if (sockets.count(userid) >= settings.maxConnectionsPerUser) {
-          return reject(res, '429 Too Many Requests', 'too_many_connections');
-        }
-        const data = sessions.newUserData({ userid, stream, extensions, ip, resumeFrom });
-        res.cork(() => res.upgrade(data, secKey, secProtocol, secExtensions, context));
-      },
-      (err: unknown) => {
-        logger.error({ err }, 'token verification failed');
-        if (!aborted) reject(res, '500 Internal Server Error', 'internal_error');
-      },
-    );
+    void sessions.admit(request).then((admission) => {
+      if (aborted) return;
+      if (!admission.ok) {
+        return reject(res, `${admission.status} ${STATUS_CODES[admission.status] ?? ''}`, admission.reason);
+      }
+      res.cork(() => res.upgrade(admission.data, secKey, secProtocol, secExtensions, context));
+    });
   }
 
   function json(

@@ -13,10 +13,12 @@ import {
 } from '@relay/common';
 import type { Logger } from 'pino';
 import { deliveryDefaults, type DeliverySettings, type GatewaySettings } from './config.js';
+import { STREAM_ID_PATTERN } from './event-id.js';
 import { createGatewayMetrics, type GatewayMetrics } from './gateway-metrics.js';
 import { createMessageIntake } from './message-intake.js';
 import { resumeSocket } from './resume.js';
 import { createDelivery, createOutbox, type Delivery, type OutboundSocket } from './socket-delivery.js';
+import type { TokenService } from './token-service.js';
 import { IDLE_QUEUE, type UserData } from './user-data.js';
 import { createUserSockets, type UserSockets } from './user-sockets.js';
 
@@ -34,10 +36,23 @@ export interface SocketSessionsDeps {
   bus: Bus;
   store: KeyValueStore;
   pubsub: PubSub;
+  tokens: TokenService;
 }
 
+/** What an upgrade request carries, read from it while it is valid (uWS' `req` is not after an await). */
+export interface UpgradeRequest {
+  query: URLSearchParams;
+  /** The `Origin` header, '' when absent. */
+  origin: string;
+  ip: string;
+}
+
+/** An upgrade let through with the socket's state, or refused with an HTTP status and a reason. */
+export type Admission =
+  { ok: true; data: UserData } | { ok: false; status: 400 | 401 | 403 | 429 | 500 | 503; reason: string };
+
 /** What a socket is asked for at upgrade time; the rest of its state starts the same for all. */
-export interface NewSession {
+interface NewSession {
   userid: string;
   stream: boolean;
   extensions: boolean;
@@ -49,8 +64,11 @@ export interface SocketSessions<S extends OutboundSocket> {
   readonly metrics: GatewayMetrics;
   readonly sockets: UserSockets<S>;
   readonly outbound: Delivery;
-  /** State for a socket about to be upgraded. */
-  newUserData(session: NewSession): UserData;
+  /**
+   * Every check of an upgrade, the token verified, before the 101 goes out: draining, origin,
+   * `last_event_id`, token and claimed user, connections per user. Never rejects.
+   */
+  admit(request: UpgradeRequest): Promise<Admission>;
   /** The socket is open: subscribe its user's channel, then replay from `last_event_id` if given. */
   open(socket: S): Promise<void>;
   /** A frame from the client: size and type checks, then `message`, `hello` or `cancel`. */
@@ -151,9 +169,56 @@ export function createSocketSessions<S extends OutboundSocket>(deps: SocketSessi
     return { ready: checks.kafka && checks.redis && !draining, checks };
   }
 
+  function newUserData(session: NewSession): UserData {
+    return {
+      ...session,
+      connectionId: ++nextConnectionId,
+      closed: false,
+      queue: IDLE_QUEUE,
+      resyncFrom: null,
+      awaitingResync: false,
+      // Resuming from the start: live frames that arrive before the replay is done wait.
+      outbox: createOutbox(session.resumeFrom),
+    };
+  }
+
   return {
     metrics: m,
     ready,
+
+    async admit({ query, origin, ip }) {
+      if (draining) return { ok: false, status: 503, reason: 'draining' };
+      if (origin && settings.allowedOrigins.length > 0 && !settings.allowedOrigins.includes(origin)) {
+        return { ok: false, status: 403, reason: 'origin_not_allowed' };
+      }
+      const token = query.get('token') ?? '';
+      const claimedUser = query.get('userid');
+      const flag = (name: string) => ['1', 'true'].includes(query.get(name) ?? '');
+      const stream = flag('stream');
+      const extensions = stream || flag('ack');
+      // An empty value counts as absent (a client that has seen nothing yet); a malformed one is a
+      // client bug that would silently lose frames if ignored, so the upgrade is refused.
+      const resumeFrom = query.get('last_event_id') || null;
+      if (resumeFrom !== null && !STREAM_ID_PATTERN.test(resumeFrom)) {
+        return { ok: false, status: 400, reason: 'invalid_last_event_id' };
+      }
+      let userid: string | null;
+      try {
+        userid = await deps.tokens.verify(token);
+      } catch (err) {
+        logger.error({ err }, 'token verification failed');
+        return { ok: false, status: 500, reason: 'internal_error' };
+      }
+      // The drain may have begun (and closed every socket) while the token was being checked.
+      if (draining) return { ok: false, status: 503, reason: 'draining' };
+      if (!userid || (claimedUser !== null && claimedUser !== userid)) {
+        return { ok: false, status: 401, reason: 'invalid_token' };
+      }
+      if (sockets.count(userid) >= settings.maxConnectionsPerUser) {
+        return { ok: false, status: 429, reason: 'too_many_connections' };
+      }
+      return { ok: true, data: newUserData({ userid, stream, extensions, ip, resumeFrom }) };
+    },
     async watchRedis() {
       const check = () =>
         store
@@ -186,19 +251,6 @@ export function createSocketSessions<S extends OutboundSocket>(deps: SocketSessi
       for (const ws of sockets.all()) {
         if (!ws.getUserData().closed) ws.end(1001, 'server_shutdown');
       }
-    },
-
-    newUserData(session) {
-      return {
-        ...session,
-        connectionId: ++nextConnectionId,
-        closed: false,
-        queue: IDLE_QUEUE,
-        resyncFrom: null,
-        awaitingResync: false,
-        // Resuming from the start: live frames that arrive before the replay is done wait.
-        outbox: createOutbox(session.resumeFrom),
-      };
     },
 
     async open(ws) {

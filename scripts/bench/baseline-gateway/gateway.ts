@@ -16,7 +16,6 @@ import type { Duplex } from 'node:stream';
 import { setTimeout as delay } from 'node:timers/promises';
 import { once, redactUrl, renderMetrics } from '@relay/common';
 import { WebSocketServer, type RawData } from 'ws';
-import { STREAM_ID_PATTERN } from '../../../websocket-server/src/event-id.js';
 import type { Gateway, GatewayDeps } from '../../../websocket-server/src/gateway.js';
 import { createSocketSessions } from '../../../websocket-server/src/socket-sessions.js';
 import type { UserData } from '../../../websocket-server/src/user-data.js';
@@ -53,7 +52,7 @@ function toBuffer(raw: RawData): Buffer {
 
 /** Same contract as the uWS gateway's `Gateway`: the benchmark drives both the same way. */
 export function createBaselineGateway(deps: BaselineGatewayDeps): Gateway {
-  const { settings, logger, metrics, tokens } = deps;
+  const { settings, logger, metrics } = deps;
   const idleMs = settings.idleTimeoutSeconds * 1000;
   let server: Server | undefined;
   let idleTimer: NodeJS.Timeout | undefined;
@@ -131,43 +130,18 @@ export function createBaselineGateway(deps: BaselineGatewayDeps): Gateway {
     tcp.on('error', onEarlyError);
     const url = new URL(req.url ?? '/', 'http://gateway');
     if (url.pathname !== '/ws') return respond(tcp, 404, { error: 'not_found', path: url.pathname });
-    const query = url.searchParams;
-    const origin = req.headers.origin;
-    const ip = clientIp(req, settings.trustProxy);
-
-    if (sessions.draining) return reject(tcp, 503, 'draining');
-    if (origin && settings.allowedOrigins.length > 0 && !settings.allowedOrigins.includes(origin)) {
-      return reject(tcp, 403, 'origin_not_allowed');
-    }
-    const token = query.get('token') ?? '';
-    const claimedUser = query.get('userid');
-    const flag = (name: string) => ['1', 'true'].includes(query.get(name) ?? '');
-    const stream = flag('stream');
-    const extensions = stream || flag('ack');
-    const resumeFrom = query.get('last_event_id') || null;
-    if (resumeFrom !== null && !STREAM_ID_PATTERN.test(resumeFrom)) {
-      return reject(tcp, 400, 'invalid_last_event_id');
-    }
-    tokens.verify(token).then(
-      (userid) => {
-        // uWS' onAborted: the client went away while the token was being checked.
-        if (tcp.destroyed) return;
-        if (sessions.draining) return reject(tcp, 503, 'draining');
-        if (!userid || (claimedUser !== null && claimedUser !== userid)) {
-          return reject(tcp, 401, 'invalid_token');
-        }
-        if (sockets.count(userid) >= settings.maxConnectionsPerUser) {
-          return reject(tcp, 429, 'too_many_connections');
-        }
-        const data = sessions.newUserData({ userid, stream, extensions, ip, resumeFrom });
-        tcp.off('error', onEarlyError);
-        wss.handleUpgrade(req, tcp, head, (ws) => onConnection(tcp, data, ws));
-      },
-      (err: unknown) => {
-        logger.error({ err }, 'token verification failed');
-        if (!tcp.destroyed) reject(tcp, 500, 'internal_error');
-      },
-    );
+    const request = {
+      query: url.searchParams,
+      origin: req.headers.origin ?? '',
+      ip: clientIp(req, settings.trustProxy),
+    };
+    void sessions.admit(request).then((admission) => {
+      // uWS' onAborted: the client went away while the token was being checked.
+      if (tcp.destroyed) return;
+      if (!admission.ok) return reject(tcp, admission.status, admission.reason);
+      tcp.off('error', onEarlyError);
+      wss.handleUpgrade(req, tcp, head, (ws) => onConnection(tcp, admission.data, ws));
+    });
   }
 
   function json(res: ServerResponse, status: number, body: unknown): void {
