@@ -3,7 +3,8 @@ import { randomBytes } from 'node:crypto';
 /** Polls `condition` until it returns a truthy value (returned) or the timeout passes (throws). */
 export async function waitFor<T>(
   condition: () => T | Promise<T>,
-  options: { timeoutMs?: number; intervalMs?: number; message?: string } = {},
+  /** `message` may be a function: it is read at the timeout, to describe the state then. */
+  options: { timeoutMs?: number; intervalMs?: number; message?: string | (() => string) } = {},
 ): Promise<NonNullable<T>> {
   const deadline = Date.now() + (options.timeoutMs ?? 10_000);
   let lastError: unknown;
@@ -16,8 +17,9 @@ export async function waitFor<T>(
     }
     if (Date.now() > deadline) {
       const why = lastError instanceof Error ? `: ${lastError.message}` : '';
+      const message = typeof options.message === 'function' ? options.message() : options.message;
       throw new Error(
-        `waitFor timed out after ${options.timeoutMs ?? 10_000} ms${options.message ? ` (${options.message})` : ''}${why}`,
+        `waitFor timed out after ${options.timeoutMs ?? 10_000} ms${message ? ` (${message})` : ''}${why}`,
       );
     }
     await new Promise((r) => setTimeout(r, options.intervalMs ?? 25));
