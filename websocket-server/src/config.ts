@@ -32,8 +32,23 @@ export const gatewayFragment = fragment(
     RATE_LIMIT_MESSAGES: int(1, 1_000_000).default(20),
     /** @default 10000 */
     RATE_LIMIT_WINDOW_MS: int(100, 3_600_000).default(10_000),
+    /**
+     * Client frames of any type (valid or not, hello and cancel included) one socket may send per
+     * RATE_LIMIT_WINDOW_MS; past it frames are answered `rate_limited`, past twice it the socket is
+     * closed with 1008 `rate_limited`. @default twice RATE_LIMIT_MESSAGES, at least 100
+     */
+    RATE_LIMIT_FRAMES: int(1, 10_000_000).optional(),
+    /**
+     * Messages one socket may have waiting for intake (rate-limit check and Kafka ack); one more is
+     * answered `queue_full` without being queued. @default 32
+     */
+    MAX_QUEUED_FRAMES: int(1, 100_000).default(32),
     /** Open sockets per user on one gateway. @default 10 */
     MAX_CONNECTIONS_PER_USER: int(1, 10_000).default(10),
+    /** Open sockets per client IP on one gateway (upgrade refused with 429 beyond). @default 256 */
+    MAX_CONNECTIONS_PER_IP: int(1, 10_000_000).default(256),
+    /** Open sockets on one gateway (upgrade refused with 503 `server_full` beyond). @default 50000 */
+    MAX_CONNECTIONS: int(1, 10_000_000).default(50_000),
     /** Browser Origins allowed to upgrade (comma list); empty allows any. */
     ALLOWED_ORIGINS: list().default([]),
     /** Seconds without traffic before a socket is closed; pings go out before that. Keep below nginx's proxy_read_timeout. @default 60 */
@@ -84,7 +99,11 @@ export const gatewayFragment = fragment(
       maxPayloadBytes: e.MAX_PAYLOAD_BYTES,
       rateLimitMessages: e.RATE_LIMIT_MESSAGES,
       rateLimitWindowMs: e.RATE_LIMIT_WINDOW_MS,
+      rateLimitFrames: e.RATE_LIMIT_FRAMES ?? Math.max(100, 2 * e.RATE_LIMIT_MESSAGES),
+      maxQueuedFrames: e.MAX_QUEUED_FRAMES,
       maxConnectionsPerUser: e.MAX_CONNECTIONS_PER_USER,
+      maxConnectionsPerIp: e.MAX_CONNECTIONS_PER_IP,
+      maxConnections: e.MAX_CONNECTIONS,
       allowedOrigins: e.ALLOWED_ORIGINS,
       idleTimeoutSeconds: e.IDLE_TIMEOUT_SECONDS,
       trustProxy: e.TRUST_PROXY,

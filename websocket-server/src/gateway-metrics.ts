@@ -75,6 +75,19 @@ export function createGatewayMetrics(metrics: Metrics) {
       name: 'gateway_cancels_total',
       help: 'Cancel frames passed on to the consumers',
     }),
+    cancelsRefused: metrics.counter({
+      name: 'gateway_cancels_refused_total',
+      help: 'Cancel frames naming no pending request of the user (answered unknown_request)',
+    }),
+    framesLimited: metrics.counter({
+      name: 'gateway_frames_limited_total',
+      help: 'Client frames over RATE_LIMIT_FRAMES: answered rate_limited (limited) or the socket closed (abusive)',
+      labelNames: ['verdict'],
+    }),
+    resumesClamped: metrics.counter({
+      name: 'gateway_resumes_clamped_total',
+      help: 'Resumes whose last_event_id was ahead of the replay log and was moved back to its end',
+    }),
   };
 }
 

@@ -15,6 +15,7 @@ import type { HttpRequest, HttpResponse, TemplatedApp, WebSocket, us_listen_sock
 import { clientIp } from './client-ip.js';
 import type { DeliverySettings, GatewaySettings } from './config.js';
 import { createSocketSessions } from './socket-sessions.js';
+import { HttpExchange, guardedRoute, type RouteHandler } from './http-exchange.js';
 import type { StaticFile } from './static-files.js';
 import type { TokenService } from './token-service.js';
 import type { UserData } from './user-data.js';
@@ -60,6 +61,7 @@ export interface Gateway {
 }
 
 type Socket = WebSocket<UserData>;
+type UpgradeContext = Parameters<HttpResponse['upgrade']>[4];
 
 /**
  * uWS drops a send (returns 2) when the socket already has more than `maxBackpressure` bytes queued.
@@ -79,51 +81,45 @@ export function createGateway(deps: GatewayDeps): Gateway {
 
   // Everything about the sockets but the transport (shared with the bench's `ws` baseline).
   const sessions = createSocketSessions<Socket>(deps);
-  const { sockets, outbound } = sessions;
+  const { sockets, guard } = sessions;
   const m = sessions.metrics;
+  const route = (name: string, handler: RouteHandler) => guardedRoute(guard, name, handler);
 
-  function reject(res: HttpResponse, status: string, reason: string): void {
-    m.upgradesRejected.inc({ reason });
-    json(res, status, { error: reason });
-  }
-
-  function upgrade(
-    res: HttpResponse,
-    req: HttpRequest,
-    context: Parameters<HttpResponse['upgrade']>[4],
-  ): void {
-    // Everything needed from `req` must be read now: it is not valid after an await.
-    const query = new URLSearchParams(req.getQuery() ?? '');
-    const secKey = req.getHeader('sec-websocket-key');
-    const secProtocol = req.getHeader('sec-websocket-protocol');
-    const secExtensions = req.getHeader('sec-websocket-extensions');
-    const request = {
-      query,
-      origin: req.getHeader('origin'),
-      ip: clientIp(res, req, settings.trustProxy),
-    };
-    let aborted = false;
-    res.onAborted(() => (aborted = true));
-    void sessions.admit(request).then((admission) => {
-      if (aborted) return;
-      if (!admission.ok) {
-        return reject(res, `${admission.status} ${STATUS_CODES[admission.status] ?? ''}`, admission.reason);
-      }
-      res.cork(() => res.upgrade(admission.data, secKey, secProtocol, secExtensions, context));
-    });
-  }
-
-  function json(
-    res: HttpResponse,
-    status: string,
-    body: unknown,
-    extraHeaders: Record<string, string> = {},
-  ): void {
-    res.cork(() => {
-      res.writeStatus(status).writeHeader('content-type', 'application/json');
-      for (const [k, v] of Object.entries(extraHeaders)) res.writeHeader(k, v);
-      res.end(JSON.stringify(body));
-    });
+  function upgrade(res: HttpResponse, req: HttpRequest, context: UpgradeContext): void {
+    const exchange = new HttpExchange(res);
+    let admitted: UserData | undefined;
+    guard.run(
+      'upgrade',
+      async () => {
+        // Everything needed from `req` must be read now: it is not valid after an await.
+        const query = new URLSearchParams(req.getQuery() ?? '');
+        const secKey = req.getHeader('sec-websocket-key');
+        const secProtocol = req.getHeader('sec-websocket-protocol');
+        const secExtensions = req.getHeader('sec-websocket-extensions');
+        const request = {
+          query,
+          origin: req.getHeader('origin'),
+          ip: clientIp(res, req, settings.trustProxy),
+        };
+        const admission = await sessions.admit(request);
+        if (!admission.ok) {
+          m.upgradesRejected.inc({ reason: admission.reason });
+          exchange.json(`${admission.status} ${STATUS_CODES[admission.status] ?? ''}`, {
+            error: admission.reason,
+          });
+          return;
+        }
+        admitted = admission.data;
+        // The client went away while the token was checked: its place under the caps goes back.
+        if (!exchange.take()) return sessions.abandoned(admission.data);
+        res.cork(() => res.upgrade(admission.data, secKey, secProtocol, secExtensions, context));
+      },
+      () => {
+        // Given back only if the socket never opened (closed() gives it back otherwise).
+        if (admitted) sessions.abandoned(admitted);
+        exchange.json('500 Internal Server Error', { error: 'internal_error' });
+      },
+    );
   }
 
   /** CORS for POST /token, so a widget on another site can get a token. */
@@ -134,35 +130,31 @@ export function createGateway(deps: GatewayDeps): Gateway {
       : {};
   }
 
-  function issueToken(res: HttpResponse, req: HttpRequest): void {
+  async function issueToken(exchange: HttpExchange, req: HttpRequest): Promise<void> {
     const query = new URLSearchParams(req.getQuery() ?? '');
-    const ip = clientIp(res, req, settings.trustProxy);
+    const ip = clientIp(exchange.res, req, settings.trustProxy);
     const cors = corsHeaders(req.getHeader('origin'));
-    let aborted = false;
-    res.onAborted(() => (aborted = true));
     const userid = useridSchema.safeParse(query.get('userid'));
     if (!userid.success) {
-      return json(
-        res,
-        '400 Bad Request',
-        { error: 'invalid_userid', message: userid.error.issues[0]?.message },
-        cors,
-      );
+      const message = userid.error.issues[0]?.message;
+      return exchange.json('400 Bad Request', { error: 'invalid_userid', message }, cors);
     }
-    void (async () => {
+    try {
       const window = await store.incrementWindow(REDIS_KEYS.tokenRate(ip), 60_000);
       if (window.count > settings.tokenRateLimitPerMinute) {
-        if (!aborted)
-          json(res, '429 Too Many Requests', { error: 'rate_limited', retry_after_ms: window.resetMs }, cors);
-        return;
+        return exchange.json(
+          '429 Too Many Requests',
+          { error: 'rate_limited', retry_after_ms: window.resetMs },
+          cors,
+        );
       }
       const { token, expiresIn } = await tokens.issue(userid.data);
       m.tokensIssued.inc();
-      if (!aborted) json(res, '200 OK', { token, userid: userid.data, expires_in: expiresIn }, cors);
-    })().catch((err: unknown) => {
+      exchange.json('200 OK', { token, userid: userid.data, expires_in: expiresIn }, cors);
+    } catch (err) {
       logger.warn({ err }, 'token issuance failed');
-      if (!aborted) json(res, '503 Service Unavailable', { error: 'upstream_unavailable' }, cors);
-    });
+      exchange.json('503 Service Unavailable', { error: 'upstream_unavailable' }, cors);
+    }
   }
 
   const ready = sessions.ready;
@@ -181,52 +173,69 @@ export function createGateway(deps: GatewayDeps): Gateway {
         // neither drop frames below that limit nor close on its own.
         maxBackpressure: settings.slowClientHardBytes + BACKPRESSURE_MARGIN_BYTES,
         closeOnBackpressureLimit: 0,
+        // Every callback below runs inside the sessions' guard: nothing a client sends can throw
+        // out of uWS and stop the process.
         upgrade,
-        open: (ws) => void sessions.open(ws),
+        open: (ws) => sessions.open(ws),
         message: (ws, message, isBinary) => sessions.message(ws, message, isBinary),
-        drain: outbound.drain,
+        drain: (ws) => sessions.drain(ws),
         close: (ws) => sessions.closed(ws),
       })
-      .post('/token', issueToken)
-      .options('/token', (res, req) => {
-        const cors = corsHeaders(req.getHeader('origin'));
-        res.cork(() => {
-          res.writeStatus('204 No Content');
-          for (const [k, v] of Object.entries(cors)) res.writeHeader(k, v);
-          res.writeHeader('access-control-allow-methods', 'POST, OPTIONS').end();
-        });
-      })
-      .get('/health', (res) =>
-        json(res, '200 OK', {
-          status: 'ok',
-          service: 'websocket-server',
-          server_id: deps.serverId,
-          active_users: sockets.users,
-          total_connections: sockets.connections,
-          draining: sessions.draining,
-          model: settings.modelLabel,
+      .post('/token', route('token', issueToken))
+      .options(
+        '/token',
+        route('token', (exchange, req) => {
+          const cors = corsHeaders(req.getHeader('origin'));
+          exchange.end('204 No Content', 'text/plain', '', {
+            ...cors,
+            'access-control-allow-methods': 'POST, OPTIONS',
+          });
         }),
       )
-      .get('/ready', (res) => {
-        const r = ready();
-        json(res, r.ready ? '200 OK' : '503 Service Unavailable', {
-          status: r.ready ? 'ready' : 'not_ready',
-          checks: r.checks,
-        });
-      })
-      .get('/metrics', (res) => {
-        let aborted = false;
-        res.onAborted(() => (aborted = true));
-        void renderMetrics(metrics.registry).then(({ contentType, body }) => {
-          if (!aborted) res.cork(() => res.writeHeader('content-type', contentType).end(body));
-        });
-      })
-      .get('/*', (res, req) => {
-        const file = deps.staticFiles?.get(req.getUrl());
-        if (!file) return json(res, '404 Not Found', { error: 'not_found', path: redactUrl(req.getUrl()) });
-        res.cork(() => res.writeHeader('content-type', file.contentType).end(file.body));
-      })
-      .any('/*', (res) => json(res, '404 Not Found', { error: 'not_found' }));
+      .get(
+        '/health',
+        route('health', (exchange) =>
+          exchange.json('200 OK', {
+            status: 'ok',
+            service: 'websocket-server',
+            server_id: deps.serverId,
+            active_users: sockets.users,
+            total_connections: sockets.connections,
+            draining: sessions.draining,
+            model: settings.modelLabel,
+          }),
+        ),
+      )
+      .get(
+        '/ready',
+        route('ready', (exchange) => {
+          const r = ready();
+          exchange.json(r.ready ? '200 OK' : '503 Service Unavailable', {
+            status: r.ready ? 'ready' : 'not_ready',
+            checks: r.checks,
+          });
+        }),
+      )
+      .get(
+        '/metrics',
+        route('metrics', async (exchange) => {
+          const { contentType, body } = await renderMetrics(metrics.registry);
+          exchange.end('200 OK', contentType, body);
+        }),
+      )
+      .get(
+        '/*',
+        route('static', (exchange, req) => {
+          const file = deps.staticFiles?.get(req.getUrl());
+          if (!file)
+            return exchange.json('404 Not Found', { error: 'not_found', path: redactUrl(req.getUrl()) });
+          exchange.end('200 OK', file.contentType, file.body);
+        }),
+      )
+      .any(
+        '/*',
+        route('any', (exchange) => exchange.json('404 Not Found', { error: 'not_found' })),
+      );
   }
 
   let app: TemplatedApp | undefined;

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { SignJWT } from 'jose';
 import { createTokenService } from './token-service.js';
 
 const secret = 'a'.repeat(32);
@@ -24,9 +25,49 @@ describe('token service', () => {
     ).toString('base64url');
     expect(await tokens.verify(`${h}.${forgedPayload}.${s}`)).toBeNull();
 
-    const expired = createTokenService({ secret, ttlSeconds: -1 as number });
+    // Past the clock tolerance (CLOCK_TOLERANCE_SECONDS) it is expired for every gateway.
+    const expired = createTokenService({ secret, ttlSeconds: -10 as number });
     expect(await tokens.verify((await expired.issue('alice')).token)).toBeNull();
     expect(await tokens.verify('not.a.jwt')).toBeNull();
     expect(await tokens.verify('')).toBeNull();
+  });
+});
+
+describe('token hygiene', () => {
+  const key = new TextEncoder().encode(secret);
+  const sign = (claims: Record<string, unknown>, alg = 'HS256') =>
+    new SignJWT(claims)
+      .setProtectedHeader({ alg })
+      .setIssuer('ai-relay')
+      .setAudience('ai-relay-ws')
+      .sign(key);
+  const now = () => Math.floor(Date.now() / 1000);
+  const tokens = createTokenService({ secret, ttlSeconds: 60 });
+
+  it('requires sub, iat and exp', async () => {
+    expect(await tokens.verify(await sign({ sub: 'alice', iat: now() }))).toBeNull();
+    expect(await tokens.verify(await sign({ sub: 'alice', exp: now() + 30 }))).toBeNull();
+    expect(await tokens.verify(await sign({ iat: now(), exp: now() + 30 }))).toBeNull();
+    expect(await tokens.verify(await sign({ sub: 'alice', iat: now(), exp: now() + 30 }))).toBe('alice');
+  });
+
+  it('refuses a sub the userid schema does not allow', async () => {
+    for (const sub of ['', 'has space', 'x'.repeat(129), 'a/b'])
+      expect(await tokens.verify(await sign({ sub, iat: now(), exp: now() + 30 }))).toBeNull();
+  });
+
+  it('refuses a well-signed token that lives longer than the TTL, or is older than it', async () => {
+    expect(await tokens.verify(await sign({ sub: 'alice', iat: now(), exp: now() + 86_400 }))).toBeNull();
+    expect(await tokens.verify(await sign({ sub: 'alice', iat: now() - 3600, exp: now() + 30 }))).toBeNull();
+  });
+
+  it('pins the algorithm', async () => {
+    expect(
+      await tokens.verify(await sign({ sub: 'alice', iat: now(), exp: now() + 30 }, 'HS512')),
+    ).toBeNull();
+    const none = `${Buffer.from('{"alg":"none"}').toString('base64url')}.${Buffer.from(
+      JSON.stringify({ sub: 'alice', iat: now(), exp: now() + 30, iss: 'ai-relay', aud: 'ai-relay-ws' }),
+    ).toString('base64url')}.`;
+    expect(await tokens.verify(none)).toBeNull();
   });
 });

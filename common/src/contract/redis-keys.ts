@@ -34,6 +34,9 @@ export const REDIS_KEYS = {
   cancelChannel: 'control:cancel',
 } as const;
 
+/** The values of {@link REDIS_KEYS.request}: written by the ai-consumer, read by gateways for cancels. */
+export const REQUEST_STATES = { running: 'running', done: 'done' } as const;
+
 /** A message on {@link REDIS_KEYS.cancelChannel}: the consumer holding this request aborts it. */
 export const cancelControlSchema = z.looseObject({
   userid: z.string().min(1),

@@ -312,7 +312,16 @@ export function createRedisPubSub(
   });
   subscriber.on('message', (channel: string, message: string) => {
     const set = listeners.get(channel);
-    if (set) for (const l of set) l(message, channel);
+    if (!set) return;
+    for (const l of set) {
+      // A listener's bug must not reach ioredis' parser (it would stop the process) nor skip the
+      // other listeners of the channel; listeners guard themselves, this is the last line.
+      try {
+        l(message, channel);
+      } catch (err) {
+        options.logger.error({ err, channel }, 'pub/sub listener threw');
+      }
+    }
   });
 
   const subscriberReady = firstConnect(subscriber);
