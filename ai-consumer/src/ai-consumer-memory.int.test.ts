@@ -43,6 +43,8 @@ async function setup(
     maxWorkers?: number;
     /** @default 10000 */
     shutdownTimeoutMs?: number;
+    /** Around the model the consumer calls (fault injection). */
+    wrapModel?: (model: ModelClient) => ModelClient;
   } = {},
 ) {
   const mock = createMockOpenAI({ port: 0, ttftMs: 0, tokenMs: 2, ...options.mock });
@@ -78,7 +80,7 @@ async function setup(
   });
   // Records what the model was asked, to check the history that went with each prompt.
   const calls: ChatMessage[][] = [];
-  const model: ModelClient = {
+  const recording: ModelClient = {
     get breakerState() {
       return real.breakerState;
     },
@@ -87,6 +89,7 @@ async function setup(
       return real.streamChat(messages, o);
     },
   };
+  const model = options.wrapModel ? options.wrapModel(recording) : recording;
 
   const config: AiConsumerConfig = {
     kafka: { partitions: 4 },
@@ -284,6 +287,37 @@ describe('ai-consumer (memory bus + memory store + mock model via the openai cli
     expect(t.responses).toHaveLength(1);
     const ok = await t.send('carol', 'still there?');
     expect(await t.finalOf(ok)).toMatchObject({ type: 'final' });
+  });
+
+  it('a bug met on one prompt ends it with internal_error and a DLQ record; the consumer goes on', async () => {
+    const fatal = vi.fn();
+    const t = await setup({
+      onFatal: fatal,
+      // A result that throws where the consumer reads it, outside every try of the answer path.
+      wrapModel: (inner) => ({
+        get breakerState() {
+          return inner.breakerState;
+        },
+        async streamChat(messages, o) {
+          const result = await inner.streamChat(messages, o);
+          if (messages.at(-1)?.content !== 'poison') return result;
+          return Object.defineProperty({ ...result }, 'content', {
+            get: () => {
+              throw new TypeError('adapter bug');
+            },
+          });
+        },
+      }),
+    });
+    const bad = await t.send('dave', 'poison');
+    expect(await t.finalOf(bad)).toMatchObject({ type: 'error', code: 'internal_error', userid: 'dave' });
+    await waitFor(() => t.dlq.length === 1);
+    expect(t.dlq[0]).toMatchObject({ error: { code: 'internal_error' } });
+    expect(t.dlq[0]?.error.message).toMatch(/adapter bug/);
+    const ok = await t.send('dave', 'and now?');
+    expect(await t.finalOf(ok)).toMatchObject({ type: 'final' });
+    expect(fatal).not.toHaveBeenCalled();
+    expect(t.consumer.ready()).toBe(true);
   });
 
   it('a 400 from the model ends in an upstream_error event, not retried', async () => {

@@ -1,5 +1,6 @@
 import {
   ERROR_CODES,
+  createGuard,
   HEADERS,
   REDIS_KEYS,
   RelayError,
@@ -145,6 +146,7 @@ export function createAiConsumer(options: AiConsumerOptions): AiConsumer {
   const topics = options.topics ?? TOPICS;
   const now = options.now ?? Date.now;
   const m = consumerMetrics(options.metrics);
+  const guard = createGuard({ logger, metrics: options.metrics });
   const scheduler = createWorkScheduler({ maxWorkers: config.openai.maxWorkers });
   const history = createHistory({
     store,
@@ -415,13 +417,43 @@ export function createAiConsumer(options: AiConsumerOptions): AiConsumer {
     const parsed = parseEvent(promptEventSchema, message.value);
     if (!parsed.ok) return handleInvalid(message, parsed.error);
     const prompt = parsed.event;
-    const work = scheduler.forUser(prompt.userid, () => answer(prompt, message, startedAt));
+    const work = scheduler.forUser(prompt.userid, () =>
+      answer(prompt, message, startedAt).catch((err: unknown) => afterBug(prompt, message, err)),
+    );
     inHand.add(work);
     try {
       await work;
     } finally {
       inHand.delete(work);
     }
+  }
+
+  /**
+   * `answer` throws only once the drain gave the message up (publishes stop retrying then): it stays
+   * uncommitted and is redelivered. Anything else is a bug met on this one prompt: its user gets
+   * `internal_error` (the relay drops it if a final went out already), the prompt goes to the DLQ,
+   * and every other prompt goes on, instead of the consumer exiting and meeting it again.
+   */
+  async function afterBug(prompt: PromptEvent, message: BusMessage, err: unknown): Promise<void> {
+    if (abandoning) throw err;
+    guard.fail('prompt', err, undefined, () => ({ request_id: prompt.request_id, userid: prompt.userid }));
+    m.requests.inc({ outcome: 'internal_error' });
+    const event: ResponseEvent = {
+      v: 1,
+      type: 'error',
+      request_id: prompt.request_id,
+      userid: prompt.userid,
+      code: 'internal_error',
+      message: ERROR_CODES.internal_error.message,
+    };
+    await send(topics.responses, [
+      { key: prompt.userid, value: JSON.stringify(event), headers: responseHeaders(message, prompt) },
+    ]);
+    await sendToDlq(message, { code: 'internal_error', message: describeError(err) });
+    await requestState.markDone(prompt.userid, prompt.request_id).catch((stateErr: unknown) => {
+      m.stateErrors.inc({ operation: 'done' });
+      logger.error({ err: stateErr, request_id: prompt.request_id }, 'could not mark the request done');
+    });
   }
 
   return {
