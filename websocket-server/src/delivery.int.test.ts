@@ -383,7 +383,8 @@ describe('delivery guarantees at the gateway (real uWS, in-process transports)',
     await store.set(REDIS_KEYS.request('alice', 'answered'), 'done');
     await store.set(REDIS_KEYS.request('bob', 'bobs'), 'running');
     const c = await h.open('alice');
-    for (const id of ['never-sent', 'answered', 'bobs', 'elsewhere']) c.send({ type: 'cancel', request_id: id });
+    for (const id of ['never-sent', 'answered', 'bobs', 'elsewhere'])
+      c.send({ type: 'cancel', request_id: id });
     await waitFor(() => controls.length === 1 && c.frames.length === 3);
     expect(c.frames.map((f) => [f.code, f.request_id])).toEqual([
       ['unknown_request', 'never-sent'],
