@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { waitFor } from '../testing/wait-for.js';
+import { waitFor } from '@relay/common/testing';
 import { fullJitter } from './backoff.js';
 import {
   createResilientClient,
