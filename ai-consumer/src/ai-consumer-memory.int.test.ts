@@ -234,6 +234,16 @@ describe('ai-consumer (memory bus + memory store + mock model via the openai cli
     expect(metrics).not.toMatch(/alice/);
   });
 
+  it('publishes no delta events for a prompt no streaming socket asked for, only the whole final', async () => {
+    const t = await setup();
+    const plain = await t.send('erin', 'no streaming please', { stream: false });
+    const streamed = await t.send('erin', 'no streaming please');
+    const [a, b] = [await t.finalOf(plain), await t.finalOf(streamed)];
+    expect(t.eventsOf(plain).map((e) => e.type)).toEqual(['final']);
+    expect(t.eventsOf(streamed).filter((e) => e.type === 'delta').length).toBeGreaterThan(0);
+    expect(a.type === 'final' && b.type === 'final' && a.content === b.content).toBe(true);
+  });
+
   it('uses the conversation history on the next turn, in order, per conversation', async () => {
     const t = await setup();
     // Sent back to back: the second must wait for the first answer to be in the history.

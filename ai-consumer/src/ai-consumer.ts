@@ -277,11 +277,13 @@ export function createAiConsumer(options: AiConsumerOptions): AiConsumer {
       log.info('redelivered prompt was answered already; skipping it');
       return;
     }
+    // No socket of the user asked for deltas when the prompt was taken: publish the final only.
+    const streaming = prompt.stream !== false;
     if (claim === 'rerun') {
       m.redelivered.inc({ state: 'running' });
       log.warn('redelivered prompt did not finish before; generating it again from the start');
       // Whatever the earlier attempt streamed is void; the new deltas start again at seq 0.
-      await publish({ ...base, type: 'reset' });
+      if (streaming) await publish({ ...base, type: 'reset' });
     }
 
     // The gateway checked the budgets; a prompt that waited in Kafka meanwhile is checked again.
@@ -366,7 +368,7 @@ export function createAiConsumer(options: AiConsumerOptions): AiConsumer {
                   firstToken = false;
                   m.timeToFirstToken.observe((now() - callStarted) / 1000);
                 }
-                batcher.push(text);
+                if (streaming) batcher.push(text);
               },
             });
           } finally {

@@ -163,8 +163,15 @@ describe('gateway (real uWS, in-process transports)', () => {
       userid: 'user123',
       content: 'Hello, how are you?',
       request_id: ack.request_id,
+      // No socket of this user streams: the consumer publishes the final only.
+      stream: false,
+      site: 'dev',
     });
     expect(event.conversation_id).toBe('default');
+    const streaming = await open('user123', '&stream=1');
+    streaming.send({ type: 'message', content: 'and now?' });
+    await streaming.next((f) => f.type === 'ack');
+    expect(promptEventSchema.parse(JSON.parse((prompts[1] as BusMessage).value)).stream).toBe(true);
   });
 
   it('echoes a client id as request_id and passes conversation_id', async () => {

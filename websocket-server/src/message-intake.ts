@@ -199,6 +199,8 @@ export function createMessageIntake<S extends SessionSocket>(deps: MessageIntake
       received_at: new Date().toISOString(),
       site: siteId,
       budget: scope.limits,
+      // Deltas only where someone reads them: a socket of this user here that opted in to streaming.
+      stream: deps.connectionsOf(userid).some((c) => c.stream),
     };
     try {
       await bus.publish(deps.incomingTopic, [
