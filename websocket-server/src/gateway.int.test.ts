@@ -223,9 +223,12 @@ describe('gateway (real uWS, in-process transports)', () => {
     const c = await open('chatty');
     for (let i = 0; i < 7; i++) c.send({ type: 'message', content: `m${i}`, id: `r${i}` });
     await waitFor(() => c.frames.length === 7);
-    expect(c.frames.filter((f) => f.type === 'ack')).toHaveLength(5);
-    const limited = c.frames.filter((f) => f.type === 'error');
-    expect(limited.map((f) => f.code)).toEqual(['rate_limited', 'rate_limited']);
+    // In order, with the codes in the diff should it fail.
+    expect(c.frames.map((f) => f.code ?? f.type)).toEqual([
+      ...Array(5).fill('ack'),
+      'rate_limited',
+      'rate_limited',
+    ]);
     expect(prompts).toHaveLength(5);
   });
 
@@ -298,6 +301,26 @@ describe('gateway (real uWS, in-process transports)', () => {
     expect(metrics).toMatch(/gateway_tokens_issued_total\{mode="dev"[^}]*\} 1/);
     expect(await (await fetch(`${base}/`)).text()).toBe('<h1>chat</h1>');
     expect((await fetch(`${base}/nope`)).status).toBe(404);
+  });
+
+  it('refuses to share its port: a second gateway on it fails to start instead of splitting the traffic', async () => {
+    const port = Number(new URL(base).port);
+    const second = createGateway({
+      uws: loadUws().uws,
+      sites: sitesFor(settings, '127.0.0.1'),
+      settings,
+      host: '127.0.0.1',
+      port,
+      serverId: 'gw-second',
+      logger: silentLogger,
+      metrics: createMetrics({ service: 'websocket-server', instance: 'gw-second', defaultMetrics: false }),
+      bus,
+      store: createMemoryStore(),
+      pubsub: hub.client(),
+      tokens: createTokenService({ secret: settings.jwtSecret, ttlSeconds: 60 }),
+    });
+    await expect(second.start()).rejects.toThrow(/could not listen/);
+    await second.close();
   });
 
   it('on close, refuses new work and closes sockets with 1001', async () => {

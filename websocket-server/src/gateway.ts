@@ -21,7 +21,7 @@ import type { Sites } from './sites/sites.js';
 import type { StaticFile } from './static-files.js';
 import type { TokenService } from './token-service.js';
 import type { UserData } from './user-data.js';
-import type { Uws } from './uws.js';
+import { listenExclusive, type Uws } from './uws.js';
 
 export interface GatewayDeps {
   uws: Uws;
@@ -274,9 +274,9 @@ export function createGateway(deps: GatewayDeps): Gateway {
       app = buildApp();
       const a = app;
       listenSocket = await new Promise<us_listen_socket | false>((resolve) =>
-        a.listen(deps.host, deps.port, resolve),
+        listenExclusive(a, deps.host, deps.port, resolve),
       );
-      if (!listenSocket) throw new Error(`could not listen on ${deps.host}:${deps.port}`);
+      if (!listenSocket) throw new Error(`could not listen on ${deps.host}:${deps.port} (in use?)`);
       return { port: deps.uws.us_socket_local_port(listenSocket) };
     },
     close: once(async () => {
