@@ -71,6 +71,7 @@ async function setup(
     apiKey: 'test',
     baseUrl: `${url}/v1`,
     model: 'mock-gpt',
+    maxTokens: 256,
     timeoutMs: 5000,
     retry: { maxRetries: 2, baseDelayMs: 1, maxDelayMs: 5, maxRetryAfterMs: 5000 },
     breaker: { failureThreshold: 5, cooldownMs: 60_000 },
@@ -233,6 +234,16 @@ describe('ai-consumer (memory bus + memory store + mock model via the openai cli
     expect(metrics).not.toMatch(/alice/);
   });
 
+  it('publishes no delta events for a prompt no streaming socket asked for, only the whole final', async () => {
+    const t = await setup();
+    const plain = await t.send('erin', 'no streaming please', { stream: false });
+    const streamed = await t.send('erin', 'no streaming please');
+    const [a, b] = [await t.finalOf(plain), await t.finalOf(streamed)];
+    expect(t.eventsOf(plain).map((e) => e.type)).toEqual(['final']);
+    expect(t.eventsOf(streamed).filter((e) => e.type === 'delta').length).toBeGreaterThan(0);
+    expect(a.type === 'final' && b.type === 'final' && a.content === b.content).toBe(true);
+  });
+
   it('uses the conversation history on the next turn, in order, per conversation', async () => {
     const t = await setup();
     // Sent back to back: the second must wait for the first answer to be in the history.
@@ -251,11 +262,25 @@ describe('ai-consumer (memory bus + memory store + mock model via the openai cli
       { role: 'user', content: 'second question' },
     ]);
     expect(t.calls.find((c) => c.at(-1)?.content === 'elsewhere')).toHaveLength(2);
-    expect(await t.store.listRange('history:bob:default', 0, -1)).toEqual([
-      JSON.stringify({ role: 'user', content: 'first question' }),
-      JSON.stringify({ role: 'assistant', content: f1.content }),
-      JSON.stringify({ role: 'user', content: 'second question' }),
-      JSON.stringify({ role: 'assistant', content: f2.content }),
+    // Each turn says which request it came from and when (the history API shows both).
+    const [firstTurn] = (await t.store.listRange('history:bob:default', 0, 0)).map(
+      (e) => JSON.parse(e) as unknown,
+    );
+    expect(firstTurn).toMatchObject({
+      request_id: expect.any(String),
+      time: expect.stringMatching(/^\d{4}-/),
+    });
+    const index = await t.store.listRange('conversations:bob', 0, -1);
+    expect(index.map((e) => (JSON.parse(e) as { conversation_id: string }).conversation_id)).toEqual(
+      expect.arrayContaining(['default']),
+    );
+    expect(
+      (await t.store.listRange('history:bob:default', 0, -1)).map((e) => JSON.parse(e) as unknown),
+    ).toEqual([
+      expect.objectContaining({ role: 'user', content: 'first question' }),
+      expect.objectContaining({ role: 'assistant', content: f1.content }),
+      expect.objectContaining({ role: 'user', content: 'second question' }),
+      expect.objectContaining({ role: 'assistant', content: f2.content }),
     ]);
   });
 
@@ -384,9 +409,11 @@ describe('ai-consumer (memory bus + memory store + mock model via the openai cli
       answerTokens('a prompt with a long enough answer please').join('').length,
     );
     expect(t.consumer.cancel({ userid: 'heidi', request_id: id })).toBe(false);
-    expect(await t.store.listRange('history:heidi:default', 0, -1)).toEqual([
-      JSON.stringify({ role: 'user', content: 'a prompt with a long enough answer please' }),
-      JSON.stringify({ role: 'assistant', content: final.content }),
+    expect(
+      (await t.store.listRange('history:heidi:default', 0, -1)).map((e) => JSON.parse(e) as unknown),
+    ).toEqual([
+      expect.objectContaining({ role: 'user', content: 'a prompt with a long enough answer please' }),
+      expect.objectContaining({ role: 'assistant', content: final.content }),
     ]);
   });
 
@@ -548,9 +575,11 @@ describe('ai-consumer delivery guarantees (docs/delivery.md)', () => {
     expect(final.content.length).toBeLessThan(answerTokens(prompt).join('').length);
     const deltas = t.eventsOf(id).flatMap((e) => (e.type === 'delta' ? [e.delta] : []));
     expect(deltas.join('')).toBe(final.content);
-    expect(await t.store.listRange('history:paul:default', 0, -1)).toEqual([
-      JSON.stringify({ role: 'user', content: prompt }),
-      JSON.stringify({ role: 'assistant', content: final.content }),
+    expect(
+      (await t.store.listRange('history:paul:default', 0, -1)).map((e) => JSON.parse(e) as unknown),
+    ).toEqual([
+      expect.objectContaining({ role: 'user', content: prompt }),
+      expect.objectContaining({ role: 'assistant', content: final.content }),
     ]);
     expect(await t.metrics.registry.metrics()).toMatch(
       /ai_consumer_requests_total\{outcome="cancelled"[^}]*\} 1/,

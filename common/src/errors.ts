@@ -16,6 +16,7 @@ export const ERROR_CODES = {
     retryable: true,
     message: 'Too many messages waiting on this connection; wait for their acks',
   },
+  budget_exceeded: { retryable: false, message: 'The daily usage limit is reached; try again tomorrow' },
   unknown_request: { retryable: false, message: 'No pending request with this request_id' },
   invalid_last_event_id: { retryable: false, message: 'last_event_id is not a position of this stream' },
   upstream_unavailable: { retryable: true, message: 'Service temporarily unavailable' },

@@ -1,9 +1,7 @@
 import {
-  REDIS_KEYS,
   once,
   redactUrl,
   renderMetrics,
-  useridSchema,
   type Bus,
   type KeyValueStore,
   type Metrics,
@@ -16,10 +14,14 @@ import { clientIp } from './client-ip.js';
 import type { DeliverySettings, GatewaySettings } from './config.js';
 import { createSocketSessions } from './socket-sessions.js';
 import { HttpExchange, guardedRoute, type RouteHandler } from './http-exchange.js';
+import { createHistoryApi, type HistoryAnswer, type HistoryRequest } from './history-api.js';
+import { createCaptchaVerifier, type CaptchaVerifier } from './identity/captcha.js';
+import { TOKEN_BODY_LIMIT_BYTES, createTokenIssuer } from './identity/token-issuer.js';
+import type { Sites } from './sites/sites.js';
 import type { StaticFile } from './static-files.js';
 import type { TokenService } from './token-service.js';
 import type { UserData } from './user-data.js';
-import type { Uws } from './uws.js';
+import { listenExclusive, type Uws } from './uws.js';
 
 export interface GatewayDeps {
   uws: Uws;
@@ -36,6 +38,10 @@ export interface GatewayDeps {
   store: KeyValueStore;
   pubsub: PubSub;
   tokens: TokenService;
+  /** The sites tokens are issued for and checked against (`sitesFor`). */
+  sites: Sites;
+  /** @default a fetch-based Turnstile-compatible verifier */
+  captcha?: CaptchaVerifier;
   /** @default TOPICS.incoming */
   incomingTopic?: string;
   staticFiles?: Map<string, StaticFile>;
@@ -122,40 +128,54 @@ export function createGateway(deps: GatewayDeps): Gateway {
     );
   }
 
-  /** CORS for POST /token, so a widget on another site can get a token. */
-  function corsHeaders(origin: string): Record<string, string> {
-    if (settings.allowedOrigins.length === 0) return { 'access-control-allow-origin': '*' };
-    return settings.allowedOrigins.includes(origin)
-      ? { 'access-control-allow-origin': origin, vary: 'Origin' }
-      : {};
-  }
+  const issuer = createTokenIssuer({
+    sites: deps.sites,
+    tokens,
+    store,
+    captcha: deps.captcha ?? createCaptchaVerifier(),
+    metrics: m,
+    logger,
+    renewWindowSeconds: settings.anonRenewWindowSeconds,
+  });
+  const history = createHistoryApi({ store, tokens, sites: deps.sites });
+  const statusLine = (status: number) => `${status} ${STATUS_CODES[status] ?? ''}`;
 
   async function issueToken(exchange: HttpExchange, req: HttpRequest): Promise<void> {
+    // Everything needed from `req` is read before the first await.
     const query = new URLSearchParams(req.getQuery() ?? '');
+    const origin = req.getHeader('origin');
     const ip = clientIp(exchange.res, req, settings.trustProxy);
-    const cors = corsHeaders(req.getHeader('origin'));
-    const userid = useridSchema.safeParse(query.get('userid'));
-    if (!userid.success) {
-      const message = userid.error.issues[0]?.message;
-      return exchange.json('400 Bad Request', { error: 'invalid_userid', message }, cors);
+    const body = await exchange.readBody(TOKEN_BODY_LIMIT_BYTES);
+    if (body === null) {
+      return exchange.json('413 Payload Too Large', { error: 'invalid_request', message: 'Body too large' });
     }
-    try {
-      const window = await store.incrementWindow(REDIS_KEYS.tokenRate(ip), 60_000);
-      if (window.count > settings.tokenRateLimitPerMinute) {
-        return exchange.json(
-          '429 Too Many Requests',
-          { error: 'rate_limited', retry_after_ms: window.resetMs },
-          cors,
-        );
-      }
-      const { token, expiresIn } = await tokens.issue(userid.data);
-      m.tokensIssued.inc();
-      exchange.json('200 OK', { token, userid: userid.data, expires_in: expiresIn }, cors);
-    } catch (err) {
-      logger.warn({ err }, 'token issuance failed');
-      exchange.json('503 Service Unavailable', { error: 'upstream_unavailable' }, cors);
-    }
+    const answer = await issuer.issue({ query, origin, ip, body: body.toString('utf8') });
+    exchange.json(statusLine(answer.status), answer.body, answer.headers);
   }
+
+  function historyRoute(
+    read: (request: HistoryRequest, req: HttpRequest) => Promise<HistoryAnswer>,
+  ): RouteHandler {
+    return async (exchange, req) => {
+      const request = {
+        authorization: req.getHeader('authorization'),
+        query: new URLSearchParams(req.getQuery() ?? ''),
+        origin: req.getHeader('origin'),
+      };
+      // `read` takes what it needs from `req` (the path parameter) before its first await.
+      const answer = await read(request, req);
+      const site = answer.site ? deps.sites.get(answer.site) : undefined;
+      exchange.json(statusLine(answer.status), answer.body, {
+        ...issuer.cors(site, request.origin),
+        'cache-control': 'no-store',
+      });
+    };
+  }
+
+  const preflight: RouteHandler = (exchange, req) => {
+    const answer = issuer.preflight(req.getHeader('origin'));
+    exchange.end(statusLine(answer.status), 'text/plain', '', answer.headers);
+  };
 
   const ready = sessions.ready;
 
@@ -182,15 +202,23 @@ export function createGateway(deps: GatewayDeps): Gateway {
         close: (ws) => sessions.closed(ws),
       })
       .post('/token', route('token', issueToken))
-      .options(
-        '/token',
-        route('token', (exchange, req) => {
-          const cors = corsHeaders(req.getHeader('origin'));
-          exchange.end('204 No Content', 'text/plain', '', {
-            ...cors,
-            'access-control-allow-methods': 'POST, OPTIONS',
-          });
-        }),
+      .options('/token', route('token', preflight))
+      .options('/api/*', route('history', preflight))
+      .get(
+        '/api/v1/conversations',
+        route(
+          'history',
+          historyRoute((request) => history.list(request)),
+        ),
+      )
+      .get(
+        '/api/v1/conversations/:id',
+        route(
+          'history',
+          historyRoute((request, req) =>
+            history.conversation(request, decodeURIComponent(req.getParameter(0) ?? '')),
+          ),
+        ),
       )
       .get(
         '/health',
@@ -246,9 +274,9 @@ export function createGateway(deps: GatewayDeps): Gateway {
       app = buildApp();
       const a = app;
       listenSocket = await new Promise<us_listen_socket | false>((resolve) =>
-        a.listen(deps.host, deps.port, resolve),
+        listenExclusive(a, deps.host, deps.port, resolve),
       );
-      if (!listenSocket) throw new Error(`could not listen on ${deps.host}:${deps.port}`);
+      if (!listenSocket) throw new Error(`could not listen on ${deps.host}:${deps.port} (in use?)`);
       return { port: deps.uws.us_socket_local_port(listenSocket) };
     },
     close: once(async () => {

@@ -46,6 +46,31 @@ export class HttpExchange {
     });
   }
 
+  /**
+   * Reads the request body, which uWS hands over in chunks (copied: each chunk is only valid during
+   * its callback). Resolves null once it grows past `limit` bytes, or when the client went away.
+   * Must be called before the handler first awaits anything.
+   */
+  readBody(limit: number): Promise<Buffer | null> {
+    return new Promise((resolve) => {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      let over = false;
+      this.res.onData((chunk, isLast) => {
+        if (!over) {
+          size += chunk.byteLength;
+          if (size > limit) over = true;
+          else chunks.push(Buffer.from(chunk.slice(0)));
+        }
+        if (isLast) resolve(over || this.abortedFlag ? null : Buffer.concat(chunks));
+      });
+      this.res.onAborted(() => {
+        this.abortedFlag = true;
+        resolve(null);
+      });
+    });
+  }
+
   /** Marks the response used by something else (the WebSocket upgrade). False when it cannot be. */
   take(): boolean {
     if (this.done) return false;

@@ -4,6 +4,8 @@ import {
   HEADERS,
   REDIS_KEYS,
   REQUEST_STATES,
+  createDailyBudgets,
+  type BudgetScope,
   withContext,
   type Bus,
   type CancelControl,
@@ -20,6 +22,7 @@ import type { Logger } from 'pino';
 import type { DeliverySettings, GatewaySettings } from './config.js';
 import type { GatewayMetrics } from './gateway-metrics.js';
 import type { Connection } from './connection/connection.js';
+import type { Sites } from './sites/sites.js';
 import type { SessionSocket } from './user-data.js';
 
 /**
@@ -47,6 +50,10 @@ export interface MessageIntakeDeps<S extends SessionSocket> {
   draining: () => boolean;
   /** The user's connections on this gateway: a cancel may name a request acked on any of them. */
   connectionsOf: (userid: string) => Connection[];
+  /** Where each connection's daily budgets come from. */
+  sites: Sites;
+  /** @default Date.now */
+  now?: () => number;
 }
 
 export interface MessageIntake<S extends SessionSocket> {
@@ -76,6 +83,8 @@ const traceparent = () => `00-${randomBytes(16).toString('hex')}-${randomBytes(8
 export function createMessageIntake<S extends SessionSocket>(deps: MessageIntakeDeps<S>): MessageIntake<S> {
   const { settings, logger, bus, store, pubsub } = deps;
   const m = deps.metrics;
+  const now = deps.now ?? Date.now;
+  const budgets = createDailyBudgets(store);
 
   function error(socket: S, code: ErrorCode, message: string, requestId?: string): void {
     const frame: ErrorFrame = {
@@ -118,7 +127,13 @@ export function createMessageIntake<S extends SessionSocket>(deps: MessageIntake
 
   async function message(socket: S, frame: ClientMessageFrame): Promise<void> {
     const started = performance.now();
-    const { userid } = socket.getUserData().connection;
+    const { userid, site: siteId } = socket.getUserData().connection;
+    const site = deps.sites.get(siteId);
+    const scope: BudgetScope = {
+      userid,
+      site: siteId,
+      limits: { user: site?.dailyTokensPerUser ?? 0, site: site?.dailyTokens ?? 0 },
+    };
     const requestId = frame.id ?? randomUUID();
     const log = withContext(logger, { request_id: requestId, userid, correlation_id: requestId });
     if (deps.draining()) {
@@ -141,6 +156,16 @@ export function createMessageIntake<S extends SessionSocket>(deps: MessageIntake
       const retry = `(retry in ${window.value.resetMs} ms)`;
       error(socket, 'rate_limited', `${ERROR_CODES.rate_limited.message} ${retry}`, requestId);
       return;
+    }
+
+    if (scope.limits.user > 0 || scope.limits.site > 0) {
+      const over = await redis(socket, 'budget', log, requestId, () => budgets.exceeded(scope, now()));
+      if (!over) return;
+      if (over.value !== null) {
+        m.budgetRefusals.inc({ budget: over.value });
+        error(socket, 'budget_exceeded', ERROR_CODES.budget_exceeded.message, requestId);
+        return;
+      }
     }
 
     const marker = frame.id === undefined ? undefined : REDIS_KEYS.accepted(userid, frame.id);
@@ -172,6 +197,10 @@ export function createMessageIntake<S extends SessionSocket>(deps: MessageIntake
       conversation_id: frame.conversation_id ?? 'default',
       gateway_id: deps.serverId,
       received_at: new Date().toISOString(),
+      site: siteId,
+      budget: scope.limits,
+      // Deltas only where someone reads them: a socket of this user here that opted in to streaming.
+      stream: deps.connectionsOf(userid).some((c) => c.stream),
     };
     try {
       await bus.publish(deps.incomingTopic, [

@@ -8,7 +8,7 @@ import {
 } from '@relay/common';
 import { silentLogger, waitFor } from '@relay/common/testing';
 import { describe, expect, it } from 'vitest';
-import { configFragments } from './config.js';
+import { configFragments, sitesFor } from './config.js';
 import { createSocketSessions, validResumePoint, type GatewaySocket } from './socket-sessions.js';
 import { createTokenService } from './token-service.js';
 import type { UserData } from './user-data.js';
@@ -22,6 +22,7 @@ function setup(env: Record<string, string> = {}) {
   const config = loadConfig(configFragments, {
     JWT_SECRET: 'x'.repeat(32),
     MAX_CONNECTIONS_PER_USER: '1',
+    DEV_TOKENS: 'true',
     ...env,
   });
   const tokens = createTokenService({ secret: config.gateway.jwtSecret, ttlSeconds: 60 });
@@ -37,6 +38,7 @@ function setup(env: Record<string, string> = {}) {
     store: createMemoryStore(),
     pubsub: hub.client(),
     tokens,
+    sites: sitesFor(config.gateway, '127.0.0.1'),
     now: () => clock,
   });
   const admit = async (query: string, origin = '', ip = '127.0.0.1') =>

@@ -22,7 +22,8 @@ import { streamIdMs } from './event-id.js';
 import { createGatewayMetrics, type GatewayMetrics } from './gateway-metrics.js';
 import { createMessageIntake } from './message-intake.js';
 import { FrameRate, IntakeQueue } from './socket-intake.js';
-import type { TokenService } from './token-service.js';
+import { originAllowed, type Sites } from './sites/sites.js';
+import type { SessionIdentity, TokenService } from './token-service.js';
 import type { SessionSocket, UserData } from './user-data.js';
 import { createUserSockets, type UserSockets } from './user-sockets.js';
 
@@ -44,6 +45,8 @@ export interface SocketSessionsDeps {
   store: KeyValueStore;
   pubsub: PubSub;
   tokens: TokenService;
+  /** The sites tokens may name (`sitesFor`). */
+  sites: Sites;
   /** @default Date.now */
   now?: () => number;
 }
@@ -186,6 +189,8 @@ export function createSocketSessions<S extends GatewaySocket>(deps: SocketSessio
     reply: (ws, frame: ServerFrame) => connectionOf(ws).control(serializeFrame(frame)),
     draining: () => draining,
     connectionsOf: (userid) => sockets.connectionsOf(userid),
+    sites: deps.sites,
+    now,
   });
 
   /** A bug in handling one client frame: that client gets `internal_error`, the socket stays. */
@@ -220,9 +225,6 @@ export function createSocketSessions<S extends GatewaySocket>(deps: SocketSessio
 
   async function admit({ query, origin, ip }: UpgradeRequest): Promise<Admission> {
     if (draining) return { ok: false, status: 503, reason: 'draining' };
-    if (origin && settings.allowedOrigins.length > 0 && !settings.allowedOrigins.includes(origin)) {
-      return { ok: false, status: 403, reason: 'origin_not_allowed' };
-    }
     const token = query.get('token') ?? '';
     const claimedUser = query.get('userid');
     const flag = (name: string) => ['1', 'true'].includes(query.get(name) ?? '');
@@ -234,23 +236,28 @@ export function createSocketSessions<S extends GatewaySocket>(deps: SocketSessio
     if (resumeFrom !== null && !validResumePoint(resumeFrom, now())) {
       return { ok: false, status: 400, reason: 'invalid_last_event_id' };
     }
-    let userid: string | null;
+    let identity: SessionIdentity | null;
     try {
-      userid = await deps.tokens.verify(token);
+      identity = await deps.tokens.verify(token);
     } catch (err) {
       logger.error({ err }, 'token verification failed');
       return { ok: false, status: 500, reason: 'internal_error' };
     }
     // The drain may have begun (and closed every socket) while the token was being checked.
     if (draining) return { ok: false, status: 503, reason: 'draining' };
-    if (!userid || (claimedUser !== null && claimedUser !== userid)) {
+    // A token of a site this gateway no longer has (dev tokens turned off, a site removed) is void.
+    const site = identity ? deps.sites.get(identity.site) : undefined;
+    if (!identity || !site || (claimedUser !== null && claimedUser !== identity.userid)) {
       return { ok: false, status: 401, reason: 'invalid_token' };
     }
+    // A token works only on its own site's pages.
+    if (!originAllowed(site, origin)) return { ok: false, status: 403, reason: 'origin_not_allowed' };
+    const { userid } = identity;
     const over = counts.check(userid, ip);
     if (over) return { ok: false, ...over };
     counts.add(userid, ip);
     const connection = new Connection(
-      { id: ++nextConnectionId, userid, ip, stream, extensions, resumeFrom },
+      { id: ++nextConnectionId, userid, site: site.id, ip, stream, extensions, resumeFrom },
       policy,
     );
     return {

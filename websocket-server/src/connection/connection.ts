@@ -53,6 +53,8 @@ export type ConnectionState = 'opening' | 'live' | 'resuming' | 'suspended' | 'c
 export interface ConnectionInit {
   id: number;
   userid: string;
+  /** The site the session token names. */
+  site: string;
   ip: string;
   /** Opted in to `response.delta` frames (`?stream=1`, or later a `hello`). */
   stream: boolean;
@@ -87,6 +89,7 @@ export interface ConnectionSnapshot {
 export class Connection {
   readonly id: number;
   readonly userid: string;
+  readonly site: string;
   readonly ip: string;
   private readonly policy: DeliveryPolicy;
   private readonly resumeFrom: string | null;
@@ -112,6 +115,7 @@ export class Connection {
   constructor(init: ConnectionInit, policy: DeliveryPolicy) {
     this.id = init.id;
     this.userid = init.userid;
+    this.site = init.site;
     this.ip = init.ip;
     this.streaming = init.stream;
     this.extended = init.extensions;

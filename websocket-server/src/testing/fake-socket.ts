@@ -38,6 +38,7 @@ export function fakeSocket(
     {
       id: 1,
       userid: options.userid ?? 'alice',
+      site: 'dev',
       ip: '127.0.0.1',
       stream: options.stream ?? true,
       extensions: true,
