@@ -10,7 +10,8 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
-import { build, type Metafile } from 'esbuild';
+import { readFile } from 'node:fs/promises';
+import { build, type Metafile, type Plugin } from 'esbuild';
 
 const here = dirname(fileURLToPath(import.meta.url));
 export const PUBLIC_DIR = join(here, '..', 'websocket-server', 'public');
@@ -28,6 +29,25 @@ export const ENTRIES = {
 } as const;
 
 export type WebFile = keyof typeof ENTRIES;
+
+/**
+ * zod keeps one config object on `globalThis.__zod_globalConfig` so that copies of zod in one
+ * realm share it. The widget must add no global to a host page but `RelayChat` (and needs no
+ * sharing: nothing else sees its copy), so zod's core module gets a scope of its own instead.
+ * If a zod upgrade moves this, the browser test of the window's keys says so.
+ */
+const zodWithoutGlobals: Plugin = {
+  name: 'zod-without-globals',
+  setup(b) {
+    b.onLoad({ filter: /[\\/]zod[\\/]v4[\\/]core[\\/]core\.js$/ }, async (args) => {
+      const source = await readFile(args.path, 'utf8');
+      return {
+        contents: `const __zodScope = {};\n${source.replaceAll('globalThis', '__zodScope')}`,
+        loader: 'js',
+      };
+    });
+  },
+};
 
 export interface BuiltFile {
   name: WebFile;
@@ -60,6 +80,7 @@ export async function buildWeb(
       logLevel: 'silent',
       banner: { js: `/* ${name}: built by web/build.ts from web/src; do not edit */` },
       absWorkingDir: join(here, '..'),
+      plugins: [zodWithoutGlobals],
     });
     const file = result.outputFiles[0];
     if (!file) throw new Error(`esbuild wrote nothing for ${name}`);

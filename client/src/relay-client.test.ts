@@ -147,6 +147,10 @@ describe('relay client', () => {
     ]);
     expect((await client.history('c1')).messages.map((m) => m.content)).toEqual(['Hi', 'Hello']);
     expect(await client.history('c2')).toEqual({ conversation_id: 'c2', messages: [] });
+    // A conversation this client just started is not asked for.
+    const asked = calls.length;
+    expect(await client.history(client.newConversation())).toMatchObject({ messages: [] });
+    expect(calls).toHaveLength(asked);
     const history = calls.filter((c) => c.url.includes('/api/'));
     expect(history.every((c) => c.headers.Authorization === 'Bearer T1')).toBe(true);
     await client.close();

@@ -90,6 +90,7 @@ export interface RelayClient {
 }
 
 const EVENT_ID = /^\d{1,20}-\d{1,20}$/;
+const CONVERSATION_ID = /^[\w.:-]{1,64}$/;
 /** Un-answered messages kept across page loads at most. */
 const PENDING_KEPT = 50;
 
@@ -151,12 +152,20 @@ export function createRelayClient(options: RelayClientOptions): RelayClient {
     token: async (refresh) => (await tokens.get({ refresh })).token,
   });
 
-  const keptConversation = stored.get('conversation');
-  let conversationId =
-    typeof keptConversation === 'string' && /^[\w.:-]{1,64}$/.test(keptConversation)
-      ? keptConversation
-      : newId();
-  stored.set('conversation', conversationId);
+  /** Conversations this client started and sent nothing in yet: their history is empty, no need to ask. */
+  const unused = new Set<string>();
+  const kept = stored.get('conversation') as { id?: unknown; used?: unknown } | undefined;
+  let conversationId: string;
+  if (typeof kept?.id === 'string' && CONVERSATION_ID.test(kept.id)) {
+    conversationId = kept.id;
+    if (kept.used === false) unused.add(conversationId);
+  } else {
+    conversationId = newId();
+    unused.add(conversationId);
+  }
+  const keepConversation = () =>
+    stored.set('conversation', { id: conversationId, used: !unused.has(conversationId) });
+  keepConversation();
 
   const keptPending = stored.get('pending');
   const pending = new Map<string, PendingMessage>(
@@ -253,6 +262,7 @@ export function createRelayClient(options: RelayClientOptions): RelayClient {
     send(content, sendOptions = {}) {
       const conversation = sendOptions.conversation_id ?? conversationId;
       const id = client.send(content, { conversation_id: conversation });
+      if (unused.delete(conversation)) keepConversation();
       pending.set(id, { id, content, conversation_id: conversation, sent_at: new Date(now()).toISOString() });
       savePending();
       return id;
@@ -268,16 +278,18 @@ export function createRelayClient(options: RelayClientOptions): RelayClient {
     },
     newConversation() {
       conversationId = newId();
-      stored.set('conversation', conversationId);
+      unused.add(conversationId);
+      keepConversation();
       return conversationId;
     },
     switchConversation(id) {
-      if (!/^[\w.:-]{1,64}$/.test(id)) throw new TypeError('not a conversation id');
+      if (!CONVERSATION_ID.test(id)) throw new TypeError('not a conversation id');
       conversationId = id;
-      stored.set('conversation', conversationId);
+      keepConversation();
     },
     conversations: () => history.list(),
-    history: (id = conversationId) => history.get(id),
+    history: async (id = conversationId) =>
+      unused.has(id) ? { conversation_id: id, messages: [] } : history.get(id),
     get state() {
       return client.state;
     },

@@ -104,7 +104,15 @@ export function createChatController(options: ChatControllerOptions): ChatContro
 
   client.onState((state, detail) => {
     options.onState?.(state);
-    if (state === 'closed' && detail.error) {
+    if (state === 'reconnecting' && detail.error) {
+      // No token (the relay unreachable, or a CORS refusal, which a page cannot tell apart).
+      const code = (detail.error as { code?: unknown }).code;
+      const text = errorText(typeof code === 'string' ? code : undefined, "Can't reach the chat service.");
+      options.onNotice?.({
+        code: typeof code === 'string' ? code : 'network_error',
+        message: text.endsWith('…') ? text : `${text} Retrying…`,
+      });
+    } else if (state === 'closed' && detail.error) {
       const code = (detail.error as { code?: unknown }).code;
       options.onNotice?.({
         code: typeof code === 'string' ? code : 'closed',

@@ -64,11 +64,7 @@ const api: RelayChatApi = {
 };
 
 const queued: unknown = (window as { RelayChat?: unknown }).RelayChat;
-Object.defineProperty(window, 'RelayChat', {
-  value: Object.freeze(api),
-  configurable: true,
-  writable: false,
-});
+(window as { RelayChat?: unknown }).RelayChat = Object.freeze(api);
 
 function replay(call: unknown): void {
   if (!Array.isArray(call) || typeof call[0] !== 'string') return;
