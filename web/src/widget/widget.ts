@@ -281,6 +281,7 @@ export function createWidget(options: WidgetOptions & { relay: string }): Widget
     root.dataset.open = String(next);
     launcher.setAttribute('aria-expanded', String(next));
     launcher.setAttribute('aria-label', next ? 'Close chat' : 'Open chat');
+    launcher.innerHTML = next ? ICONS.close : ICONS.chat;
     try {
       if (next) session.setItem(openKey, '1');
       else session.removeItem(openKey);
