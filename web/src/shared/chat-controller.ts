@@ -45,6 +45,12 @@ export function createChatController(options: ChatControllerOptions): ChatContro
   const inFlight = new Map<string, string>();
   let shown = client.conversationId;
   let loading = 0;
+  /** The notice on screen, if any: a retry notice ends with the request it was about. */
+  let noticeCode: string | undefined;
+  function notice(next: ChatNotice | undefined): void {
+    noticeCode = next?.code;
+    options.onNotice?.(next);
+  }
 
   for (const p of client.pending()) inFlight.set(p.id, p.conversation_id);
 
@@ -60,12 +66,12 @@ export function createChatController(options: ChatControllerOptions): ChatContro
       return;
     }
     if (frame.type === 'ack') {
-      options.onNotice?.(undefined);
+      notice(undefined);
       return;
     }
     if (frame.type === 'error' && frame.event_id === undefined && frame.code === 'rate_limited') {
       // Not final: the client sends it again after a backoff.
-      options.onNotice?.({ code: frame.code, message: errorText(frame.code, frame.message) });
+      notice({ code: frame.code, message: errorText(frame.code, frame.message) });
     }
   });
 
@@ -73,6 +79,7 @@ export function createChatController(options: ChatControllerOptions): ChatContro
     const conversation = inFlight.get(requestId) ?? frame.conversation_id ?? shown;
     inFlight.delete(requestId);
     notifyBusy();
+    if (noticeCode === 'rate_limited') notice(undefined);
     if (frame.type === 'response') {
       const finishReason = frame.finish_reason;
       if (conversation === shown || list.has(requestId)) {
@@ -108,18 +115,18 @@ export function createChatController(options: ChatControllerOptions): ChatContro
       // No token (the relay unreachable, or a CORS refusal, which a page cannot tell apart).
       const code = (detail.error as { code?: unknown }).code;
       const text = errorText(typeof code === 'string' ? code : undefined, "Can't reach the chat service.");
-      options.onNotice?.({
+      notice({
         code: typeof code === 'string' ? code : 'network_error',
         message: text.endsWith('…') ? text : `${text} Retrying…`,
       });
     } else if (state === 'closed' && detail.error) {
       const code = (detail.error as { code?: unknown }).code;
-      options.onNotice?.({
+      notice({
         code: typeof code === 'string' ? code : 'closed',
         message: errorText(typeof code === 'string' ? code : undefined, "Can't reach the chat service."),
       });
     } else if (state === 'open') {
-      options.onNotice?.(undefined);
+      notice(undefined);
     }
   });
 
@@ -149,7 +156,7 @@ export function createChatController(options: ChatControllerOptions): ChatContro
       } catch (err) {
         if (ticket !== loading) return;
         const code = (err as { code?: unknown }).code;
-        options.onNotice?.({
+        notice({
           code: typeof code === 'string' ? code : 'history_failed',
           message: errorText(typeof code === 'string' ? code : undefined, "Couldn't load this conversation."),
         });

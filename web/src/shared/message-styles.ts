@@ -40,7 +40,12 @@ export const MESSAGE_CSS = `
 .msg .body th, .msg .body td { border: 1px solid var(--rc-border); padding: 4px 8px; }
 .msg .body hr { border: 0; border-top: 1px solid var(--rc-border); }
 .msg .note { font-size: 0.8em; color: var(--rc-muted); margin: 4px 6px 0; }
-.msg.error .note { color: var(--rc-danger); }
+.msg.error .note {
+  color: var(--rc-fg); font-size: 0.9em; margin: 6px 0 0; padding: 8px 12px; border-radius: 12px;
+  background: color-mix(in srgb, var(--rc-danger) 9%, transparent);
+  border: 1px solid color-mix(in srgb, var(--rc-danger) 30%, transparent);
+}
+.msg.error .body:empty + .note { margin-top: 0; }
 .typing { display: inline-flex; gap: 4px; padding: 4px 0; }
 .typing i {
   width: 6px; height: 6px; border-radius: 50%; background: var(--rc-muted);
