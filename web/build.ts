@@ -74,7 +74,9 @@ export async function buildWeb(
       target: ['es2020', 'chrome100', 'firefox100', 'safari15'],
       // The workspaces' TypeScript sources, as the rest of the repository runs them.
       conditions: ['source'],
-      charset: 'utf8',
+      // ASCII output (esbuild's default, non-ASCII escaped): a host page's charset, or a server that
+      // sends no charset for .js, cannot garble the widget's text.
+      charset: 'ascii',
       write: false,
       metafile: true,
       logLevel: 'silent',

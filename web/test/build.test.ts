@@ -20,6 +20,14 @@ describe('browser bundles (web/build.ts)', () => {
     expect(markdown.inputs.some((p) => p.includes('node_modules/dompurify/'))).toBe(true);
   });
 
+  it('every bundle is ASCII: a host page of another charset (or a .js without one) cannot garble it', async () => {
+    const built = await buildWeb({ write: false });
+    for (const file of Object.values(built)) {
+      // eslint-disable-next-line no-control-regex
+      expect(/[^\x00-\x7f]/.test(new TextDecoder().decode(file.contents)), file.name).toBe(false);
+    }
+  });
+
   it('the browser bundles take only the pure contract from common (no transports, config, logging)', async () => {
     const built = await buildWeb({ write: false });
     for (const file of Object.values(built)) {
