@@ -81,6 +81,10 @@ describe('the widget embedded on another origin', () => {
            RelayChat.push(['init', { site: 'acme', theme: { title: 'Acme support', accent: '#0f766e' },
              identity: () => fetch('/identity', { method: 'POST' }).then((r) => r.text()) }]);
            RelayChat.push(['open']);
+           // The host listens to the widget: what it said, and when it opened.
+           window.seen = [];
+           RelayChat.push(['on', 'open', () => seen.push('open')]);
+           RelayChat.push(['on', 'message', (m) => seen.push(m.role + ':' + m.content.slice(0, 20))]);
          </script>
          <script src="${relay.url}/widget.js" async></script>`,
       ),
@@ -271,6 +275,11 @@ describe('the widget embedded on another origin', () => {
       await w.finals.first().waitFor({ timeout: 20_000 });
       expect(await w.finals.first().textContent()).toMatch(/^Echo: hello from bob/);
       expect(net.frames.find((f) => f.type === 'response')).toMatchObject({ userid: 'acme:bob' });
+      expect(await page.evaluate(() => (window as unknown as { seen: string[] }).seen)).toEqual([
+        'open',
+        'user:hello from bob',
+        'assistant:Echo: hello from bob',
+      ]);
       await page.screenshot({ path: await screenshotPath('widget-signed') });
     } finally {
       await browser.close();

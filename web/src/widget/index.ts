@@ -77,8 +77,12 @@ const queue = Array.isArray(queued) ? (queued as unknown[]) : [];
 const queuedInit = queue.some((call) => Array.isArray(call) && call[0] === 'init');
 const site = script?.dataset.site;
 const start = () => {
+  // Listeners first, wherever they were queued: a page that queued `open` before `on('open')`
+  // still hears it.
+  const listens = (call: unknown) => Array.isArray(call) && (call[0] === 'on' || call[0] === 'off');
+  for (const call of queue.filter(listens)) replay(call);
   if (site && !queuedInit) api.init({ site });
-  for (const call of queue) replay(call);
+  for (const call of queue.filter((c) => !listens(c))) replay(call);
 };
 // The panel goes into <body>: wait for it when the script runs in <head> without async.
 if (document.body) start();
