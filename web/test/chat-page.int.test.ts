@@ -119,6 +119,13 @@ describe('the chat page', () => {
       expect(await c.finals.first().textContent()).toMatch(/^Echo: hello from a phone/);
       expect(await page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(360);
       await page.screenshot({ path: await screenshotPath('chat-page-phone') });
+      // The conversation list is a drawer on a phone: opened from the menu, closed with Escape.
+      await page.getByRole('button', { name: 'Show conversations' }).click();
+      await expect.poll(() => c.newChat.evaluate((el) => el.matches(':focus'))).toBe(true);
+      await page.waitForTimeout(300); // the drawer's 0.2 s slide, for the screenshot
+      await page.screenshot({ path: await screenshotPath('chat-page-phone-drawer') });
+      await page.keyboard.press('Escape');
+      await expect.poll(() => c.newChat.isVisible()).toBe(false);
     } finally {
       await browser.close();
     }

@@ -136,8 +136,13 @@ async function refreshConversations(): Promise<void> {
   renderConversations();
 }
 
+function setDrawer(open: boolean): void {
+  ui.app.dataset.drawer = open ? 'open' : 'closed';
+  ui.menu.setAttribute('aria-expanded', String(open));
+}
+
 async function open(conversationId: string): Promise<void> {
-  ui.app.dataset.drawer = 'closed';
+  setDrawer(false);
   await controller.show(conversationId);
   renderConversations();
   ui.input.focus();
@@ -241,10 +246,19 @@ ui.stop.addEventListener('click', () => {
 });
 ui.newChat.addEventListener('click', () => void open(client.newConversation()));
 ui.menu.addEventListener('click', () => {
-  ui.app.dataset.drawer = ui.app.dataset.drawer === 'open' ? 'closed' : 'open';
+  const opening = ui.app.dataset.drawer !== 'open';
+  setDrawer(opening);
+  if (opening) ui.newChat.focus();
+});
+// A tap on the dimmed page beside the drawer (the app's ::after) closes it.
+ui.app.addEventListener('click', (event) => {
+  if (event.target === ui.app && ui.app.dataset.drawer === 'open') setDrawer(false);
 });
 document.addEventListener('keydown', (event) => {
-  if (event.key === 'Escape' && ui.app.dataset.drawer === 'open') ui.app.dataset.drawer = 'closed';
+  if (event.key === 'Escape' && ui.app.dataset.drawer === 'open') {
+    setDrawer(false);
+    ui.menu.focus();
+  }
 });
 
 boot(devUserid ? 'dev' : 'anonymous');
