@@ -204,6 +204,10 @@ describe('the widget embedded on another origin', () => {
         encodeURIComponent((net.tokens[0]?.body as { userid: string }).userid),
       );
       await page.screenshot({ path: await screenshotPath('widget-reloaded') });
+      // theme 'auto' follows the visitor's colour scheme.
+      await page.emulateMedia({ colorScheme: 'dark' });
+      expect(await w.panel.evaluate((el) => getComputedStyle(el).backgroundColor)).toBe('rgb(24, 24, 27)');
+      await page.screenshot({ path: await screenshotPath('widget-dark') });
     } finally {
       await browser.close();
     }

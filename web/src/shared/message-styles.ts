@@ -1,7 +1,7 @@
 /**
  * Message list styles shared by the widget (inside its shadow root) and the chat page. Colours come
  * from custom properties each of them sets: --rc-fg, --rc-muted, --rc-bubble, --rc-user-bg,
- * --rc-user-fg, --rc-code-bg, --rc-border, --rc-accent, --rc-danger.
+ * --rc-user-fg, --rc-code-bg, --rc-border, --rc-accent, --rc-danger, and --rc-link (@default the accent).
  */
 export const MESSAGE_CSS = `
 .msg { display: flex; flex-direction: column; max-width: 100%; margin: 0 0 14px; }
@@ -25,7 +25,7 @@ export const MESSAGE_CSS = `
 .msg .body ul, .msg .body ol { padding-left: 1.3em; }
 .msg .body li + li { margin-top: 0.2em; }
 .msg .body h1, .msg .body h2, .msg .body h3, .msg .body h4 { font-size: 1.02em; margin: 0.8em 0 0.4em; }
-.msg .body a { color: var(--rc-accent); text-decoration: underline; text-underline-offset: 2px; }
+.msg .body a { color: var(--rc-link, var(--rc-accent)); text-decoration: underline; text-underline-offset: 2px; }
 .msg .body code {
   font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: 0.88em;
   background: var(--rc-code-bg); padding: 0.1em 0.35em; border-radius: 5px;

@@ -14,11 +14,13 @@ export const WIDGET_CSS = `
 }
 .rc[data-theme="dark"] {
   --rc-bg: #18181b; --rc-fg: #f4f4f5; --rc-muted: #a1a1aa; --rc-border: #3f3f46; --rc-bubble: #27272a;
+  --rc-link: color-mix(in srgb, var(--rc-accent) 50%, #fff);
   --rc-shadow: 0 12px 40px rgba(0, 0, 0, 0.5);
 }
 @media (prefers-color-scheme: dark) {
   .rc[data-theme="auto"] {
     --rc-bg: #18181b; --rc-fg: #f4f4f5; --rc-muted: #a1a1aa; --rc-border: #3f3f46; --rc-bubble: #27272a;
+    --rc-link: color-mix(in srgb, var(--rc-accent) 50%, #fff);
     --rc-shadow: 0 12px 40px rgba(0, 0, 0, 0.5);
   }
 }
