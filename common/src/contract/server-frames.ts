@@ -3,6 +3,7 @@
 // `.safeParse()` and `z.infer`, so the server side uses them unchanged.
 import * as z from 'zod/mini';
 import { ERROR_CODE_LIST } from '../errors.js';
+import { presenceRecordSchema } from './presence.js';
 
 /**
  * Frames the gateway sends. The original `response` and `error` shapes are kept field for field;
@@ -58,6 +59,9 @@ export const resumeGapFrameSchema = z.object({
   message: z.string(),
 });
 
+/** The answer to a client's `presence` frame: the user's presence as others now read it. */
+export const presenceFrameSchema = z.extend(presenceRecordSchema, { type: z.literal('presence') });
+
 export const serverFrameSchema = z.discriminatedUnion('type', [
   responseFrameSchema,
   errorFrameSchema,
@@ -65,6 +69,7 @@ export const serverFrameSchema = z.discriminatedUnion('type', [
   deltaFrameSchema,
   resetFrameSchema,
   resumeGapFrameSchema,
+  presenceFrameSchema,
 ]);
 
 export type ResponseFrame = z.infer<typeof responseFrameSchema>;
@@ -73,4 +78,5 @@ export type AckFrame = z.infer<typeof ackFrameSchema>;
 export type DeltaFrame = z.infer<typeof deltaFrameSchema>;
 export type ResetFrame = z.infer<typeof resetFrameSchema>;
 export type ResumeGapFrame = z.infer<typeof resumeGapFrameSchema>;
+export type PresenceFrame = z.infer<typeof presenceFrameSchema>;
 export type ServerFrame = z.infer<typeof serverFrameSchema>;
