@@ -18,8 +18,8 @@ export const PRESENCE_MESSAGE_MAX_LENGTH_DEFAULT = 140;
 // eslint-disable-next-line no-control-regex -- matching control characters is the point
 export const PRESENCE_MESSAGE_PATTERN = /^[^\u0000-\u001f\u007f]*$/;
 
-/** One user's presence as the API and the `presence` frame give it. Loose: fields may be added. */
-export const presenceRecordSchema = z.looseObject({
+/** The fields of one user's presence, as the API and the `presence` frame give them. */
+export const presenceRecordShape = {
   user_id: z.string(),
   status: z.enum(PRESENCE_STATUSES),
   /** '' when none. */
@@ -32,7 +32,10 @@ export const presenceRecordSchema = z.looseObject({
   node_id: z.string(),
   /** Seconds the current status stands without a heartbeat (the lease left); null when offline. */
   ttl_seconds: z.nullable(z.number()),
-});
+};
+
+/** One user's presence from the API. Loose: fields may be added. */
+export const presenceRecordSchema = z.looseObject(presenceRecordShape);
 export type PresenceRecord = z.infer<typeof presenceRecordSchema>;
 
 /** `GET /api/v2/presence?users=…` and `POST /api/v2/presence/batch`. */

@@ -3,7 +3,7 @@
 // `.safeParse()` and `z.infer`, so the server side uses them unchanged.
 import * as z from 'zod/mini';
 import { ERROR_CODE_LIST } from '../errors.js';
-import { presenceRecordSchema } from './presence.js';
+import { presenceRecordShape } from './presence.js';
 
 /**
  * Frames the gateway sends. The original `response` and `error` shapes are kept field for field;
@@ -60,7 +60,7 @@ export const resumeGapFrameSchema = z.object({
 });
 
 /** The answer to a client's `presence` frame: the user's presence as others now read it. */
-export const presenceFrameSchema = z.extend(presenceRecordSchema, { type: z.literal('presence') });
+export const presenceFrameSchema = z.object({ type: z.literal('presence'), ...presenceRecordShape });
 
 export const serverFrameSchema = z.discriminatedUnion('type', [
   responseFrameSchema,
