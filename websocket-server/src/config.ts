@@ -13,6 +13,7 @@ import {
 } from '@relay/common';
 import type { Logger } from 'pino';
 import { z } from 'zod';
+import { presenceFragment } from './presence/options.js';
 import { loadSites, type Sites } from './sites/sites.js';
 
 export const SERVICE = 'websocket-server';
@@ -222,6 +223,7 @@ export const configFragments = {
   log: logFragment,
   gateway: gatewayFragment,
   delivery: deliveryFragment,
+  presence: presenceFragment,
 };
 
 /** The delivery windows with every variable unset, for callers that do not pass their own. */

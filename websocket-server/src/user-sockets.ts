@@ -34,6 +34,10 @@ export function createUserSockets<S extends SessionSocket>(deps: {
   pubsub: PubSub;
   logger: Logger;
   deliver: (socket: S, payload: string) => void;
+  /** The user's first socket here was added (presence takes its lease). Must not throw. */
+  onFirst?: (socket: S) => void;
+  /** The user's last socket here is gone, or their first one's subscribe failed. Must not throw. */
+  onLast?: (socket: S) => void;
 }): UserSockets<S> {
   const byUser = new Map<string, { sockets: Set<S>; listener: MessageListener; subscribed: Promise<void> }>();
   let connections = 0;
@@ -59,6 +63,7 @@ export function createUserSockets<S extends SessionSocket>(deps: {
       const subscribed = deps.pubsub.subscribe(REDIS_KEYS.userChannel(userid), listener);
       const entry = { sockets: new Set([socket]), listener, subscribed };
       byUser.set(userid, entry);
+      deps.onFirst?.(socket);
       try {
         await subscribed;
         entry.subscribed = SUBSCRIBED;
@@ -70,6 +75,7 @@ export function createUserSockets<S extends SessionSocket>(deps: {
         if (byUser.get(userid) === entry) {
           byUser.delete(userid);
           connections -= entry.sockets.size;
+          deps.onLast?.(socket);
           await deps.pubsub
             .unsubscribe(REDIS_KEYS.userChannel(userid), listener)
             .catch((unsubErr: unknown) => {
@@ -86,6 +92,7 @@ export function createUserSockets<S extends SessionSocket>(deps: {
       connections--;
       if (entry.sockets.size > 0) return;
       byUser.delete(userid);
+      deps.onLast?.(socket);
       await deps.pubsub.unsubscribe(REDIS_KEYS.userChannel(userid), entry.listener);
     },
     count: (userid) => byUser.get(userid)?.sockets.size ?? 0,

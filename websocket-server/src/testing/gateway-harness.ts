@@ -12,6 +12,7 @@ import {
 import { silentLogger } from '@relay/common/testing';
 import { deliveryFragment } from '@relay/common';
 import { gatewayFragment, sitesFor } from '../config.js';
+import { presenceFragment } from '../presence/options.js';
 import { createGateway, type Gateway } from '../gateway.js';
 import { createTokenService } from '../token-service.js';
 import { loadUws } from '../uws.js';
@@ -58,7 +59,10 @@ export interface Harness {
 /** A gateway on real uWS (port 0) with in-process transports unless given others. */
 export async function startGateway(options: HarnessOptions = {}): Promise<Harness> {
   const env = { ...TEST_ENV, ...options.env };
-  const config = loadConfig({ gateway: gatewayFragment, delivery: deliveryFragment }, env);
+  const config = loadConfig(
+    { gateway: gatewayFragment, delivery: deliveryFragment, presence: presenceFragment },
+    env,
+  );
   const store = options.store ?? createMemoryStore();
   const ownBus = options.bus === undefined;
   const bus = options.bus ?? createMemoryBus({ defaultPartitions: 2 });
@@ -70,6 +74,7 @@ export async function startGateway(options: HarnessOptions = {}): Promise<Harnes
     sites: sitesFor(config.gateway, '127.0.0.1'),
     settings: config.gateway,
     delivery: config.delivery,
+    presence: config.presence,
     host: '127.0.0.1',
     port: 0,
     serverId,
