@@ -38,6 +38,8 @@ export interface HarnessOptions {
   /** Extra gateway variables (over {@link TEST_ENV}). */
   env?: Record<string, string>;
   serverId?: string;
+  /** @default 0 (a free port) */
+  port?: number;
 }
 
 export interface Harness {
@@ -76,7 +78,7 @@ export async function startGateway(options: HarnessOptions = {}): Promise<Harnes
     delivery: config.delivery,
     presence: config.presence,
     host: '127.0.0.1',
-    port: 0,
+    port: options.port ?? 0,
     serverId,
     logger: silentLogger,
     metrics,
