@@ -1,6 +1,6 @@
 /**
  * npm run bench:presence -- [--runs 3] [--duration 20] [--rate 10000] [--users 1000] [--readers 2]
- *   [--probes 150] [--json scripts/bench/results/presence-latest.json] [--quick]
+ *   [--probes 150] [--json scripts/bench/results/presence-latest.json] [--quick] [--steady]
  *
  * The presence read path and invalidation delay on two gateway processes sharing real Redis
  * (docs/presence.md, BENCHMARKS.md "Presence"). Per run, for `--duration` seconds at once:
@@ -10,6 +10,7 @@
  *   (open loop, random users of that set);
  * - a prober PUTs a new status message on gateway A (after gateway B has cached the user) and
  *   polls gateway B until it reads it: the invalidation delay a reader sees.
+ * `--steady`: the users connect once and stay (no churn), for the read path's own cost.
  * Redis is started when not running (REDIS_PORT) and stopped again; gateway ports from
  * GATEWAY_1_PORT / GATEWAY_2_PORT (0: free ones). Prints a line a second, a summary per run and
  * the medians; writes every figure to `--json`. Bounded: runs × duration, then it stops what it
@@ -39,6 +40,7 @@ const { values } = parseArgs({
     probes: { type: 'string', default: '150' },
     json: { type: 'string', default: 'scripts/bench/results/presence-latest.json' },
     quick: { type: 'boolean', default: false },
+    steady: { type: 'boolean', default: false },
   },
 });
 
@@ -81,7 +83,20 @@ interface GatewayProcess {
 async function startGateway(name: string, port: number, redisUrl: string): Promise<GatewayProcess> {
   const child = spawn(
     process.execPath,
-    ['--import', 'tsx', '--conditions=source', join(repoRoot, 'scripts/bench/presence/gateway.ts')],
+    [
+      '--import',
+      'tsx',
+      '--conditions=source',
+      // PRESENCE_BENCH_PROFILE=<dir>: V8 CPU profiles of both gateways (npm run bench:profile -- <dir>).
+      ...(process.env.PRESENCE_BENCH_PROFILE
+        ? [
+            '--cpu-prof',
+            `--cpu-prof-dir=${process.env.PRESENCE_BENCH_PROFILE}`,
+            `--cpu-prof-name=${name}.cpuprofile`,
+          ]
+        : []),
+      join(repoRoot, 'scripts/bench/presence/gateway.ts'),
+    ],
     {
       cwd: repoRoot,
       env: { ...process.env, ...GATEWAY_ENV, REDIS_URL: redisUrl, PORT: String(port), SERVER_ID: name },
@@ -113,32 +128,43 @@ async function stopGateway(g: GatewayProcess): Promise<void> {
   if (g.child.exitCode === null) g.child.kill('SIGKILL');
 }
 
-/** Prometheus text → samples of one metric name (labels as text), for run-to-run differences. */
-async function scrape(g: GatewayProcess): Promise<Map<string, number>> {
+/** Prometheus text lines of the presence series: `name{labels} value`. */
+type Samples = Array<{ name: string; labels: string; value: number }>;
+
+async function scrape(g: GatewayProcess): Promise<Samples> {
   const text = await (await fetch(`${g.base}/metrics`)).text();
-  const out = new Map<string, number>();
+  const out: Samples = [];
   for (const line of text.split('\n')) {
-    if (!line.startsWith('presence_')) continue;
-    const space = line.lastIndexOf(' ');
-    out.set(line.slice(0, space), Number(line.slice(space + 1)));
+    const m = /^(presence_[a-z_]+)(\{[^}]*\})? (\S+)$/.exec(line);
+    if (m) out.push({ name: m[1] as string, labels: m[2] ?? '', value: Number(m[3]) });
   }
   return out;
 }
-const delta = (after: Map<string, number>, before: Map<string, number>, key: string) =>
-  (after.get(key) ?? 0) - (before.get(key) ?? 0);
 
-/** A quantile from histogram buckets (upper bound of the bucket it falls in), in ms. */
-function bucketQuantile(after: Map<string, number>, before: Map<string, number>, name: string, q: number) {
-  const buckets: Array<[number, number]> = [];
-  for (const key of after.keys()) {
-    const m = new RegExp(`^${name}_bucket\\{le="([^"]+)"`).exec(key);
-    if (m) buckets.push([m[1] === '+Inf' ? Infinity : Number(m[1]), delta(after, before, key)]);
+/** Sum of a series over the label sets that contain `label` (e.g. `result="hit"`), after − before. */
+function delta(after: Samples, before: Samples, name: string, label = ''): number {
+  const sum = (xs: Samples) =>
+    xs.filter((x) => x.name === name && x.labels.includes(label)).reduce((s, x) => s + x.value, 0);
+  return sum(after) - sum(before);
+}
+
+/** A quantile from histogram buckets (the upper bound of the bucket it falls in), in ms. */
+function bucketQuantile(after: Samples, before: Samples, name: string, q: number): number | null {
+  const bounds = new Set<string>();
+  for (const x of after) {
+    const le = /le="([^"]+)"/.exec(x.labels)?.[1];
+    if (x.name === `${name}_bucket` && le) bounds.add(le);
   }
-  buckets.sort((x, y) => x[0] - y[0]);
+  const buckets = [...bounds]
+    .map((le): [number, number] => [
+      le === '+Inf' ? Infinity : Number(le),
+      delta(after, before, `${name}_bucket`, `le="${le}"`),
+    ])
+    .sort((x, y) => x[0] - y[0]);
   const total = buckets.at(-1)?.[1] ?? 0;
   if (total === 0) return null;
   const hit = buckets.find(([, count]) => count >= q * total);
-  return hit ? (hit[0] === Infinity ? null : hit[0] * 1000) : null;
+  return hit && hit[0] !== Infinity ? hit[0] * 1000 : null;
 }
 
 /** Users connecting and disconnecting until `until`, alternating gateways. */
@@ -167,7 +193,7 @@ async function churn(
       }
       counts.connects++;
       open.add(ws);
-      await sleep(1000 + Math.random() * 2000);
+      await sleep(values.steady ? Math.max(0, until - Date.now()) : 1000 + Math.random() * 2000);
       const closed = new Promise((r) => ws.once('close', r));
       ws.close();
       await Promise.race([closed, sleep(2000)]);
@@ -241,6 +267,9 @@ interface RunResult {
   readsPerSecond: number;
   errors: number;
   late: number;
+  statuses: Record<string, number>;
+  /** Gateway A's CPU time over the run divided by the reads it answered (churn included). */
+  gatewayACpuMicrosPerRead: number;
   latencyFromSend: LatencySummary;
   latencyFromSchedule: LatencySummary;
   l1: { hits: number; misses: number; coalesced: number; hitRatio: number };
@@ -273,11 +302,7 @@ async function oneRun(run: number, a: GatewayProcess, b: GatewayProcess): Promis
     'gateway-a': [a.child.pid ?? -1],
     'gateway-b': [b.child.pid ?? -1],
   });
-  const until = Date.now() + durationMs + 1500;
-  const churning = await churn([a, b], users, until);
-  // The churn's first second connects everyone; the reads and probes start once they are online.
-  await sleep(1500);
-  const started = performance.now();
+  // Readers first (each is a process that needs a few seconds to start on a loaded machine).
   const readers = Array.from({ length: readerCount }, () =>
     fork(join(repoRoot, 'scripts/bench/presence/reader.ts'), [], {
       execArgv: ['--import', 'tsx', '--conditions=source'],
@@ -286,16 +311,18 @@ async function oneRun(run: number, a: GatewayProcess, b: GatewayProcess): Promis
   );
   const ticks = new Map<ChildProcess, number>();
   const finals: Array<Extract<ReaderMessage, { type: 'done' }>> = [];
+  let ready = 0;
   const readersDone = Promise.all(
     readers.map(
       (child) =>
         new Promise<void>((resolveReader, reject) => {
           child.on('message', (m: ReaderMessage) => {
-            if (m.type === 'tick') ticks.set(child, m.answered);
+            if (m.type === 'ready') ready++;
+            else if (m.type === 'tick') ticks.set(child, m.answered);
             else finals.push(m);
           });
           child.once('exit', (code) =>
-            code === 0 ? resolveReader() : reject(new Error(`reader exited ${code}`)),
+            code === 0 ? resolveReader() : reject(new Error(`reader exited ${String(code)}`)),
           );
           const config: ReaderConfig = {
             port: a.port,
@@ -303,14 +330,31 @@ async function oneRun(run: number, a: GatewayProcess, b: GatewayProcess): Promis
             users: users.map((u) => u.userid),
             rate: rate / readerCount,
             durationMs,
-            connections: 16,
-            maxInFlight: 64,
+            // One request at a time per connection (as wrk does without a script): uWS answers a
+            // pipelined request whose answer comes from a promise by dropping the connection.
+            connections: 64,
+            maxInFlight: 1,
           };
           child.send(config);
         }),
     ),
   );
+  const startDeadline = Date.now() + 60_000;
+  while (ready < readers.length && Date.now() < startDeadline) await sleep(50);
+  if (ready < readers.length) throw new Error('readers did not start in 60 s');
+  const until = Date.now() + durationMs + 1500;
+  const churning = await churn([a, b], users, until);
+  // The churn's first second connects everyone; the reads and probes start once they are online.
+  await sleep(1500);
+  const started = performance.now();
+  for (const child of readers) child.send('go');
   const probing = probe(a, b, Date.now() + durationMs);
+  // A failure anywhere ends the readers too (they exit when their channel closes, or are killed).
+  const stopReaders = () => {
+    for (const child of readers) if (child.exitCode === null) child.kill('SIGTERM');
+  };
+  probing.catch(stopReaders);
+  readersDone.catch(stopReaders);
   let last = 0;
   const progress = setInterval(() => {
     const answered = [...ticks.values()].reduce((s, n) => s + n, 0);
@@ -336,9 +380,9 @@ async function oneRun(run: number, a: GatewayProcess, b: GatewayProcess): Promis
     fromSchedule.add(hdr.decodeFromCompressedBase64(f.fromSchedule));
   }
   const reads = finals.reduce((s, f) => s + f.answered, 0);
-  const hits = delta(aAfter, aBefore, 'presence_reads_total{result="hit"}');
-  const misses = delta(aAfter, aBefore, 'presence_reads_total{result="miss"}');
-  const coalesced = delta(aAfter, aBefore, 'presence_reads_total{result="coalesced"}');
+  const hits = delta(aAfter, aBefore, 'presence_reads_total', 'result="hit"');
+  const misses = delta(aAfter, aBefore, 'presence_reads_total', 'result="miss"');
+  const coalesced = delta(aAfter, aBefore, 'presence_reads_total', 'result="coalesced"');
   const name = 'presence_invalidation_delay_seconds';
   return {
     run,
@@ -349,6 +393,13 @@ async function oneRun(run: number, a: GatewayProcess, b: GatewayProcess): Promis
     readsPerSecond: Math.round(reads / (durationMs / 1000)),
     errors: finals.reduce((s, f) => s + f.errors, 0),
     late: finals.reduce((s, f) => s + f.late, 0),
+    statuses: finals.reduce<Record<string, number>>((acc, f) => {
+      for (const [k, v] of Object.entries(f.statuses)) acc[k] = (acc[k] ?? 0) + v;
+      return acc;
+    }, {}),
+    gatewayACpuMicrosPerRead: Math.round(
+      (((cpuAfter['gateway-a'] ?? 0) - (cpuBefore['gateway-a'] ?? 0)) * 1e6) / Math.max(1, reads),
+    ),
     latencyFromSend: summarize(fromSend),
     latencyFromSchedule: summarize(fromSchedule),
     l1: { hits, misses, coalesced, hitRatio: hits / Math.max(1, hits + misses + coalesced) },
@@ -396,7 +447,7 @@ async function main(): Promise<void> {
       const r = await oneRun(run, a, b);
       results.push(r);
       log(
-        `run ${run}: ${r.readsPerSecond.toLocaleString('en-US')} reads/s (late ${r.late}, errors ${r.errors}), p50 ${r.latencyFromSend.p50} ms p99 ${r.latencyFromSend.p99} ms (from schedule p99 ${r.latencyFromSchedule.p99} ms), L1 hit ${(r.l1.hitRatio * 100).toFixed(1)} %; churn ${r.churn.connectsPerSecond} connects/s; invalidation p50 ${r.invalidation.afterPutAnswer.p50} ms p99 ${r.invalidation.afterPutAnswer.p99} ms over ${r.invalidation.probes} probes; load ${r.loadavgBefore[0]?.toFixed(1)} → ${r.loadavgAfter[0]?.toFixed(1)}`,
+        `run ${run}: ${r.readsPerSecond.toLocaleString('en-US')} reads/s (late ${r.late}, errors ${r.errors}), p50 ${r.latencyFromSend.p50} ms p99 ${r.latencyFromSend.p99} ms (from schedule p99 ${r.latencyFromSchedule.p99} ms), L1 hit ${(r.l1.hitRatio * 100).toFixed(1)} %, gateway A ${r.gatewayACpuMicrosPerRead} µs CPU/read; churn ${r.churn.connectsPerSecond} connects/s; invalidation p50 ${r.invalidation.afterPutAnswer.p50} ms p99 ${r.invalidation.afterPutAnswer.p99} ms over ${r.invalidation.probes} probes; load ${r.loadavgBefore[0]?.toFixed(1)} → ${r.loadavgAfter[0]?.toFixed(1)}`,
       );
     }
   } finally {
@@ -408,6 +459,7 @@ async function main(): Promise<void> {
     p50Ms: median(results.map((r) => r.latencyFromSend.p50)),
     p99Ms: median(results.map((r) => r.latencyFromSend.p99)),
     p99FromScheduleMs: median(results.map((r) => r.latencyFromSchedule.p99)),
+    gatewayACpuMicrosPerRead: median(results.map((r) => r.gatewayACpuMicrosPerRead)),
     l1HitRatio: median(results.map((r) => r.l1.hitRatio)),
     churnConnectsPerSecond: median(results.map((r) => r.churn.connectsPerSecond)),
     invalidationP50Ms: median(results.map((r) => r.invalidation.afterPutAnswer.p50)),
@@ -418,7 +470,15 @@ async function main(): Promise<void> {
   const out = {
     date: new Date().toISOString(),
     machine: await machineDescription(),
-    options: { runs, durationMs, rate, users: userCount, readers: readerCount, probes: probeLimit },
+    options: {
+      runs,
+      durationMs,
+      rate,
+      users: userCount,
+      readers: readerCount,
+      probes: probeLimit,
+      churn: !values.steady,
+    },
     medians,
     runs: results,
   };

@@ -4,9 +4,10 @@ import { connect, type Socket } from 'node:net';
 export type OnAnswer = (status: number, body: Buffer, sentAt: number) => void;
 
 /**
- * A keep-alive HTTP/1.1 connection that pipelines requests and parses answers by Content-Length
- * (uWS always sends it). Far cheaper per request than node:http, so a load generator on the same
- * small machine as the gateway spends its CPU on sending, not on its own client.
+ * A keep-alive HTTP/1.1 connection that parses answers by Content-Length (uWS always sends it).
+ * Far cheaper per request than node:http, so a load generator on the same small machine as the
+ * gateway spends its CPU on sending, not on its own client. It can pipeline; the benchmark keeps
+ * one request in flight per connection.
  */
 export class PipelinedConnection {
   private readonly socket: Socket;

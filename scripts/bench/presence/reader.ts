@@ -21,6 +21,7 @@ export interface ReaderConfig {
 }
 
 export type ReaderMessage =
+  | { type: 'ready' }
   | { type: 'tick'; answered: number; errors: number }
   | {
       type: 'done';
@@ -32,7 +33,11 @@ export type ReaderMessage =
       fromSend: string;
     };
 
-const send = (m: ReaderMessage) => process.send?.(m);
+const send = (m: ReaderMessage) => {
+  if (process.connected) process.send?.(m);
+};
+// The benchmark went away (it failed or was stopped): so does its load.
+process.once('disconnect', () => process.exit(0));
 
 async function run(config: ReaderConfig): Promise<void> {
   const fromSchedule = latencyHistogram();
@@ -60,6 +65,9 @@ async function run(config: ReaderConfig): Promise<void> {
     );
   });
   await Promise.all(conns.map((c) => c.ready));
+  // Every reader starts at the same moment, once all of them are connected.
+  send({ type: 'ready' });
+  await new Promise<void>((go) => process.once('message', () => go()));
   const paths = config.users.map(
     (u) =>
       `GET /api/v2/presence/${encodeURIComponent(u)} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${config.token}\r\n\r\n`,

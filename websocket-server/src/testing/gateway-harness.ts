@@ -85,7 +85,10 @@ export async function startGateway(options: HarnessOptions = {}): Promise<Harnes
     bus,
     store,
     pubsub: options.pubsub ?? createMemoryPubSubHub().client(),
-    tokens: createTokenService({ secret: config.gateway.jwtSecret, ttlSeconds: 60 }),
+    tokens: createTokenService({
+      secret: config.gateway.jwtSecret,
+      ttlSeconds: config.gateway.tokenTtlSeconds,
+    }),
   });
   const { port } = await gateway.start();
   const base = `http://127.0.0.1:${port}`;
