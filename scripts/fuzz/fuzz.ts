@@ -1,0 +1,540 @@
+import { randomBytes } from 'node:crypto';
+import fc from 'fast-check';
+import { runHttpCase, runRawHttpCase } from './http-cases.js';
+import { FUZZ_USERS, fuzzCase, type FuzzCase } from './generators.js';
+import { NormalUser } from './probe.js';
+import { newLedger, type UserLedger } from './socket-oracle.js';
+import { attachTarget, startChildTarget, type Target, type TargetLimits } from './target.js';
+import {
+  runFramesCase,
+  runProtocolCase,
+  runUpgradeCase,
+  type CaseContext,
+  type CaseResult,
+} from './ws-cases.js';
+
+/**
+ * The gateway fuzz run shared by `npm run fuzz` and the integration test: fast-check generates
+ * cases, each runs against the real server over real sockets, the oracle judges every answer, and
+ * after every case the server must be alive and (every `probeEvery` cases) a normal user on
+ * another socket must still get a full answer. A failing case is shrunk to a small one and kept;
+ * the run then goes on with a new seed, counting further cases with the same fault under it.
+ */
+
+export interface FuzzOptions {
+  cases: number;
+  seed: number;
+  /** Fuzz a server that is already running (liveness = /health answering); else a child is started. */
+  url?: string;
+  /** Repository root (for the child). */
+  cwd: string;
+  /** Environment the child inherits (transport variables are dropped). */
+  env: Record<string, string | undefined>;
+  logFile: string;
+  /** Stop starting new cases after this long. */
+  timeLimitMs: number;
+  /** A normal user's message every this many cases (and at the end). @default 1 */
+  probeEvery?: number;
+  /** Progress line every this many cases; 0 = none. */
+  progressEvery?: number;
+  log?: (line: string) => void;
+  limits?: Partial<TargetLimits>;
+  /** Runs tried while shrinking one failure (a crash restarts the server each time). @default 60 */
+  maxShrinkRuns?: number;
+  /** Time spent shrinking one failure. @default 60000 */
+  maxShrinkMs?: number;
+  /** Aborting stops the run after the current case (the server is still stopped). */
+  signal?: AbortSignal;
+  /** Told the PID of every server child started, so a caller can kill it if it must exit at once. */
+  onServer?: (pid: number | undefined) => void;
+  /** Replay one counterexample: fast-check's path for `seed`. */
+  path?: string;
+  /** Extra environment for the child server. */
+  serverEnv?: Record<string, string>;
+}
+
+export interface Finding {
+  kind: 'crash' | 'violation' | 'contained';
+  signature: string;
+  /** The first message in full (input, what broke). */
+  message: string;
+  /** The minimal input, as JSON. */
+  input: string;
+  /** Replay: `--seed S --path P`. */
+  seed?: number;
+  path?: string;
+  /** How many generated cases hit it (after the first). */
+  count: number;
+  /** Server log around it (stack trace of a crash). */
+  log: string;
+  transcript: string[];
+}
+
+export interface FuzzSummary {
+  seed: number;
+  casesRun: number;
+  shrinkRuns: number;
+  durationMs: number;
+  casesPerSecond: number;
+  crashes: Finding[];
+  violations: Finding[];
+  contained: Finding[];
+  outcomes: Record<string, number>;
+  probes: { count: number; p50Ms: number; maxMs: number; failures: number };
+  restarts: number;
+  stoppedBy: 'cases' | 'time' | 'fatal';
+  fatal?: string;
+}
+
+/** What the run knows of its server: started once, and again after each crash. */
+class Server {
+  target!: Target;
+  tokens = new Map<string, string>();
+  ledgers = new Map<string, UserLedger>();
+  probe!: NormalUser;
+  restarts = 0;
+
+  constructor(
+    private readonly options: FuzzOptions,
+    private readonly runTag: string,
+  ) {}
+
+  async start(): Promise<void> {
+    const o = this.options;
+    this.target = o.url
+      ? attachTarget(o.url, o.limits)
+      : await startChildTarget({
+          cwd: o.cwd,
+          baseEnv: o.env,
+          logFile: o.logFile,
+          limits: o.limits,
+          env: o.serverEnv,
+        });
+    o.onServer?.(this.target.pid);
+    this.tokens.clear();
+    this.ledgers.clear();
+    for (const user of FUZZ_USERS) {
+      const res = await fetch(`${this.target.url}/token?userid=${encodeURIComponent(user)}`, {
+        method: 'POST',
+      });
+      const body = (await res.json()) as { token?: string };
+      if (res.status !== 200 || !body.token)
+        throw new Error(`POST /token for ${user} answered ${res.status}`);
+      this.tokens.set(user, body.token);
+    }
+    this.probe = new NormalUser(this.target, this.runTag);
+    await this.probe.connect();
+  }
+
+  async restart(): Promise<void> {
+    this.probe.close();
+    await this.target.stop();
+    this.options.onServer?.(undefined);
+    this.restarts++;
+    await this.start();
+  }
+
+  ledger(user: string): UserLedger {
+    let l = this.ledgers.get(user);
+    if (!l) this.ledgers.set(user, (l = newLedger()));
+    return l;
+  }
+
+  async stop(): Promise<void> {
+    this.probe?.close();
+    await this.target?.stop();
+    this.options.onServer?.(undefined);
+  }
+}
+
+const RULES: Array<[RegExp, (m: RegExpMatchArray) => string]> = [
+  [/expected error (\S+), got (\S+)/, (m) => `wrong error code: expected ${m[1]}, got ${m[2]}`],
+  [/no error frame for .*: expected (\S+)/, (m) => `no error frame where ${m[1]} was due`],
+  [
+    /expected (close [\d|]+|a close)( or a TCP drop)?, got (close \d+|close null|TCP \w+)/,
+    (m) => `expected ${m[1]}${m[2] ?? ''}, got ${m[3]}`,
+  ],
+  [/the server closed the socket \((close \d+|close null|TCP \w+)/, (m) => `unexpected ${m[1]}`],
+  [/silently dead socket/, () => 'silently dead socket'],
+  [/got no final frame/, () => 'accepted message got no final frame'],
+  [/got no ack/, () => 'accepted message got no ack'],
+  [/frame for user .* on a socket of/, () => 'frame for another user'],
+  [/expected HTTP ([\d|]+) \((.*?)\), got (\d+)/, (m) => `upgrade: expected ${m[1]} (${m[2]}), got ${m[3]}`],
+  [/expected ([\d|]+) \((.*?)\), got (\d+)/, (m) => `http: expected ${m[1]} (${m[2]}), got ${m[3]}`],
+  [/upgrade with a valid token refused: HTTP (\d+)/, (m) => `valid upgrade refused with ${m[1]}`],
+];
+
+export function signatureOf(violation: string): string {
+  for (const [re, name] of RULES) {
+    const m = violation.match(re);
+    if (m) return name(m);
+  }
+  return violation
+    .replace(/\[after .*$/, '')
+    .replace(/"(?:[^"\\]|\\.)*"/g, '""')
+    .replace(/\{.*\}/g, '{}')
+    .replace(/\d+/g, 'N')
+    .slice(0, 90)
+    .trim();
+}
+
+/** The error of a crash as the server printed it: its first line and the first frame in our code. */
+export function crashSignature(log: string): string {
+  const lines = log.split('\n');
+  const errorAt = lines.findIndex(
+    (l) => /^\s*(\w*Error|Uncaught|FATAL|Error:)/.test(l) || /"level":60/.test(l),
+  );
+  if (errorAt < 0) return 'process died (no error in its log)';
+  const first = lines[errorAt]?.trim().slice(0, 160) ?? '';
+  const frame = lines
+    .slice(errorAt)
+    .find((l) => /\/(common|websocket-server|ai-consumer|message-relay|app)\/.*\.ts:\d+/.test(l));
+  const where = frame?.match(/([\w-]+\/src\/[\w/.-]+\.ts:\d+|app\/[\w.-]+\.ts:\d+)/)?.[1];
+  return `${first}${where ? ` at ${where}` : ''}`;
+}
+
+function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return 0;
+  return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] ?? 0;
+}
+
+async function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} took longer than ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([p, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function runCase(ctx: CaseContext, c: FuzzCase): Promise<CaseResult> {
+  switch (c.kind) {
+    case 'frames':
+      return runFramesCase(ctx, c);
+    case 'protocol':
+      return runProtocolCase(ctx, c);
+    case 'http':
+      return runHttpCase(ctx, c);
+    case 'raw-http':
+      return runRawHttpCase(ctx, c);
+    case 'upgrade':
+      return runUpgradeCase(ctx, c);
+  }
+}
+
+/** JSON of a case with the generated placeholders and long runs readable. */
+export function showCase(c: FuzzCase): string {
+  const text = JSON.stringify(c, (_k, v: unknown) => {
+    if (typeof v === 'string' && v.length > 200)
+      return `${v.slice(0, 80)}…(${v.length} chars)…${v.slice(-40)}`;
+    if (Array.isArray(v) && v.length > 64 && v.every((x) => typeof x === 'number'))
+      return `<${v.length} bytes: ${Buffer.from(v as number[])
+        .toString('hex')
+        .slice(0, 64)}…>`;
+    return v;
+  });
+  return text.length > 4000 ? `${text.slice(0, 4000)}…` : text;
+}
+
+export async function runFuzz(options: FuzzOptions): Promise<FuzzSummary> {
+  const log = options.log ?? (() => {});
+  const runTag = `fz${randomBytes(3).toString('hex')}`;
+  const probeEvery = Math.max(1, options.probeEvery ?? 1);
+  const maxShrinkRuns = options.maxShrinkRuns ?? 60;
+  const started = Date.now();
+  const deadline = started + options.timeLimitMs;
+  const server = new Server(options, runTag);
+  const outcomes: Record<string, number> = {};
+  const findings = new Map<string, Finding>();
+  let casesRun = 0;
+  let shrinkRuns = 0;
+  let caseNo = 0;
+  let stoppedBy: FuzzSummary['stoppedBy'] = 'cases';
+  let fatal: string | undefined;
+
+  const count = (label: string) => (outcomes[label] = (outcomes[label] ?? 0) + 1);
+  const remember = (f: Omit<Finding, 'count'>) => {
+    const key = `${f.kind}:${f.signature}`;
+    const known = findings.get(key);
+    if (known) known.count++;
+    else findings.set(key, { ...f, count: 0 });
+  };
+
+  /** One case, judged: undefined when it passed, else what failed (kind and signature). */
+  async function judge(
+    c: FuzzCase,
+  ): Promise<
+    | { kind: 'crash' | 'violation'; signature: string; message: string; log: string; transcript: string[] }
+    | { kind: 'ok'; result: CaseResult }
+  > {
+    const target = server.target;
+    const mark = target.mark();
+    const ctx: CaseContext = {
+      target,
+      limits: target.limits,
+      tokens: server.tokens,
+      ledger: (u) => server.ledger(u),
+      caseTag: `${runTag}.${++caseNo}`,
+      answerTimeoutMs: 5000,
+      finalTimeoutMs: 15_000,
+    };
+    let result: CaseResult;
+    try {
+      result = await withTimeout(runCase(ctx, c), 60_000, 'the case');
+    } catch (err) {
+      result = {
+        outcomes: ['case-error'],
+        violations: [`the case could not run: ${(err as Error).message}`],
+        contained: [],
+        transcript: [],
+      };
+    }
+    const alive = await target.alive();
+    if (!alive.alive) {
+      // Let the dying process finish writing its stack trace.
+      for (let i = 0; i < 40 && target.pid !== undefined && !target.exit(); i++)
+        await new Promise((r) => setTimeout(r, 50));
+      const serverLog = target.logSince(mark) || target.logTail(40);
+      return {
+        kind: 'crash',
+        signature: crashSignature(serverLog),
+        message: `the server died (${alive.why})${result.violations.length ? `; the socket saw: ${result.violations[0]}` : ''}`,
+        log: serverLog.slice(-6000),
+        transcript: result.transcript,
+      };
+    }
+    if (casesRun % probeEvery === 0 || result.violations.length > 0 || result.contained.length > 0) {
+      const problem = await server.probe.check(15_000);
+      const extra = server.probe.problems.splice(0);
+      if (problem || extra.length) {
+        result.violations.push(
+          `normal user not served after this case: ${[problem, ...extra].filter(Boolean).join('; ')}`,
+        );
+        // A broken probe socket would fail every later case: connect it again.
+        server.probe.close();
+        await server.probe.connect().catch(() => {});
+      }
+    }
+    if (result.violations.length > 0) {
+      // A server that is dying drops its sockets before /health stops answering: look again.
+      await new Promise((r) => setTimeout(r, 500));
+      const still = await target.alive();
+      if (!still.alive) {
+        const serverLog = target.logSince(mark) || target.logTail(40);
+        return {
+          kind: 'crash',
+          signature: crashSignature(serverLog),
+          message: `the server died (${still.why}); the socket saw: ${result.violations[0]}`,
+          log: serverLog.slice(-6000),
+          transcript: result.transcript,
+        };
+      }
+      return {
+        kind: 'violation',
+        signature: signatureOf(result.violations[0] ?? ''),
+        message: result.violations.join('\n'),
+        log: target.logSince(mark).slice(-4000),
+        transcript: result.transcript,
+      };
+    }
+    return { kind: 'ok', result };
+  }
+
+  await server.start();
+  log(
+    `[fuzz] seed ${options.seed}, ${options.cases} cases, server ${server.target.url}${server.target.pid ? ` (pid ${server.target.pid}, log ${options.logFile})` : ''}`,
+  );
+  try {
+    let seed = options.seed;
+    let round = 0;
+    while (casesRun < options.cases && Date.now() < deadline) {
+      let failure: { kind: 'crash' | 'violation'; signature: string } | undefined;
+      let shrinkBudget = maxShrinkRuns;
+      let shrinkUntil = 0;
+      const roundSeed = seed;
+      const property = fc.asyncProperty(fuzzCase, async (c) => {
+        if (failure) {
+          // Shrinking: the property holds unless the same fault shows, and only within the budget.
+          if (shrinkBudget-- <= 0 || Date.now() > shrinkUntil || options.signal?.aborted) return true;
+          shrinkRuns++;
+          const r = await judge(c);
+          if (r.kind === 'crash') await server.restart();
+          return !(r.kind !== 'ok' && r.kind === failure.kind && r.signature === failure.signature);
+        }
+        if (options.signal?.aborted) return true;
+        casesRun++;
+        const r = await judge(c);
+        if (options.progressEvery && casesRun % options.progressEvery === 0) {
+          const s = (Date.now() - started) / 1000;
+          log(
+            `[fuzz] ${casesRun}/${options.cases} cases, ${(casesRun / s).toFixed(0)}/s, ${[...findings.values()].filter((f) => f.kind === 'crash').length} crash kinds, ${[...findings.values()].filter((f) => f.kind === 'violation').length} violation kinds, ${server.restarts} restarts`,
+          );
+        }
+        if (r.kind === 'ok') {
+          for (const o of r.result.outcomes) count(o);
+          for (const text of r.result.contained) {
+            remember({
+              kind: 'contained',
+              signature: signatureOf(text),
+              message: text,
+              input: showCase(c),
+              log: '',
+              transcript: r.result.transcript,
+            });
+          }
+          return true;
+        }
+        count(`${r.kind}`);
+        if (r.kind === 'crash') await server.restart();
+        const key = `${r.kind}:${r.signature}`;
+        const known = findings.get(key);
+        if (known) {
+          known.count++;
+          return true;
+        }
+        log(`[fuzz] ${r.kind}: ${r.signature} — shrinking`);
+        failure = { kind: r.kind, signature: r.signature };
+        shrinkUntil = Date.now() + (options.maxShrinkMs ?? 60_000);
+        findings.set(key, {
+          kind: r.kind,
+          signature: r.signature,
+          message: r.message,
+          input: showCase(c),
+          count: 0,
+          log: r.log,
+          transcript: r.transcript,
+          seed: roundSeed,
+        });
+        return false;
+      });
+      const details = await fc.check(property, {
+        seed: roundSeed,
+        numRuns: options.cases - casesRun,
+        path: round === 0 ? options.path : undefined,
+        plugins: [fc.interruptAfterTimeLimit(Math.max(1, deadline - Date.now()))],
+      });
+      if (details.failed && failure) {
+        const key = `${failure.kind}:${failure.signature}`;
+        const f = findings.get(key);
+        const minimal = (details.counterexample as [FuzzCase] | null)?.[0];
+        if (f && minimal) {
+          // Run the minimal case once more for its own message, log and transcript.
+          const again = await judge(minimal);
+          if (again.kind === 'crash') await server.restart();
+          f.input = showCase(minimal);
+          f.path = details.counterexamplePath ?? undefined;
+          if (again.kind !== 'ok' && again.signature === failure.signature) {
+            f.message = again.message;
+            f.log = again.log;
+            f.transcript = again.transcript;
+          }
+          log(
+            `[fuzz] ${failure.kind} kept (minimal after ${details.numShrinks} shrinks): ${failure.signature}`,
+          );
+        }
+      } else if (details.failed && details.errorInstance) {
+        throw details.errorInstance;
+      }
+      if (options.signal?.aborted) {
+        stoppedBy = 'fatal';
+        fatal = 'interrupted';
+        break;
+      }
+      if (!details.failed) {
+        stoppedBy = casesRun >= options.cases ? 'cases' : 'time';
+        break;
+      }
+      if (options.url && failure?.kind === 'crash') {
+        stoppedBy = 'fatal';
+        fatal = 'the server under --url crashed; it cannot be restarted from here';
+        break;
+      }
+      seed = (seed * 1_103_515_245 + 12_345 + ++round) >>> 0;
+    }
+    if (Date.now() >= deadline && casesRun < options.cases) stoppedBy = 'time';
+    const last = await server.probe.check(15_000);
+    if (last)
+      remember({
+        kind: 'violation',
+        signature: 'normal user not served at the end',
+        message: last,
+        input: '(end of run)',
+        log: server.target.logTail(20),
+        transcript: [],
+      });
+  } catch (err) {
+    stoppedBy = 'fatal';
+    fatal = (err as Error).stack ?? String(err);
+  } finally {
+    await server.stop();
+  }
+  const durationMs = Date.now() - started;
+  const all = [...findings.values()];
+  const latencies = [...server.probe.latenciesMs].sort((a, b) => a - b);
+  return {
+    seed: options.seed,
+    casesRun,
+    shrinkRuns,
+    durationMs,
+    casesPerSecond: casesRun / (durationMs / 1000),
+    crashes: all.filter((f) => f.kind === 'crash'),
+    violations: all.filter((f) => f.kind === 'violation'),
+    contained: all.filter((f) => f.kind === 'contained'),
+    outcomes,
+    probes: {
+      count: latencies.length,
+      p50Ms: percentile(latencies, 0.5),
+      maxMs: latencies.at(-1) ?? 0,
+      failures: 0,
+    },
+    restarts: server.restarts,
+    stoppedBy,
+    fatal,
+  };
+}
+
+function findingText(f: Finding): string {
+  return [
+    `  ${f.kind.toUpperCase()} ${f.signature}${f.count ? ` (+${f.count} more cases)` : ''}`,
+    `    input: ${f.input}`,
+    f.seed !== undefined
+      ? `    replay: npm run fuzz -- --seed ${f.seed}${f.path ? ` --path ${f.path}` : ''}`
+      : '',
+    `    what: ${f.message.split('\n').slice(0, 4).join('\n          ')}`,
+    f.transcript.length
+      ? `    transcript:\n${f.transcript
+          .slice(-12)
+          .map((l) => `      ${l.slice(0, 300)}`)
+          .join('\n')}`
+      : '',
+    f.log.trim()
+      ? `    server log:\n${f.log
+          .trim()
+          .split('\n')
+          .slice(-25)
+          .map((l) => `      ${l.slice(0, 400)}`)
+          .join('\n')}`
+      : '',
+  ]
+    .filter(Boolean)
+    .join('\n');
+}
+
+export function formatSummary(s: FuzzSummary): string {
+  const top = Object.entries(s.outcomes).sort((a, b) => b[1] - a[1]);
+  return [
+    `fuzz summary (seed ${s.seed})`,
+    `  cases run: ${s.casesRun} in ${(s.durationMs / 1000).toFixed(1)} s (${s.casesPerSecond.toFixed(1)} cases/s), ${s.shrinkRuns} shrink runs, ${s.restarts} server restarts, stopped by ${s.stoppedBy}`,
+    `  crashes: ${s.crashes.length}${s.crashes.length ? ` (${s.crashes.reduce((n, f) => n + 1 + f.count, 0)} cases)` : ''}`,
+    `  violations: ${s.violations.length}${s.violations.length ? ` (${s.violations.reduce((n, f) => n + 1 + f.count, 0)} cases)` : ''}`,
+    `  contained (internal_error / 1011, allowed by SPEC §2 but bugs): ${s.contained.length}`,
+    `  normal user: ${s.probes.count} full answers checked, p50 ${s.probes.p50Ms.toFixed(1)} ms, max ${s.probes.maxMs.toFixed(1)} ms`,
+    ...(s.fatal ? [`  FATAL: ${s.fatal}`] : []),
+    `  outcomes:`,
+    ...top.map(([k, v]) => `    ${String(v).padStart(8)}  ${k}`),
+    ...[...s.crashes, ...s.violations, ...s.contained].map(findingText),
+  ].join('\n');
+}
