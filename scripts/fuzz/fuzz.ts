@@ -116,6 +116,7 @@ class Server {
     for (const user of FUZZ_USERS) {
       const res = await fetch(`${this.target.url}/token?userid=${encodeURIComponent(user)}`, {
         method: 'POST',
+        signal: AbortSignal.timeout(10_000),
       });
       const body = (await res.json()) as { token?: string };
       if (res.status !== 200 || !body.token)
@@ -126,13 +127,29 @@ class Server {
     await this.probe.connect();
   }
 
+  /** After a crash: a new server (a start that fails is tried twice more, then the run stops). */
   async restart(): Promise<void> {
     this.probe.close();
     await this.target.stop();
     this.options.onServer?.(undefined);
     this.restarts++;
-    await this.start();
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.start();
+        return;
+      } catch (err) {
+        await this.target?.stop();
+        this.options.onServer?.(undefined);
+        if (attempt >= 3) {
+          this.broken = `the server could not be started again: ${(err as Error).message}`;
+          return;
+        }
+      }
+    }
   }
+
+  /** Set when the server cannot be brought back: every further case is skipped. */
+  broken: string | undefined;
 
   ledger(user: string): UserLedger {
     let l = this.ledgers.get(user);
@@ -356,6 +373,7 @@ export async function runFuzz(options: FuzzOptions): Promise<FuzzSummary> {
       let shrinkUntil = 0;
       const roundSeed = seed;
       const property = fc.asyncProperty(fuzzCase, async (c) => {
+        if (server.broken) return true;
         if (failure) {
           // Shrinking: the property holds unless the same fault shows, and only within the budget.
           if (shrinkBudget-- <= 0 || Date.now() > shrinkUntil || options.signal?.aborted) return true;
@@ -422,7 +440,8 @@ export async function runFuzz(options: FuzzOptions): Promise<FuzzSummary> {
         const minimal = (details.counterexample as [FuzzCase] | null)?.[0];
         if (f && minimal) {
           // Run the minimal case once more for its own message, log and transcript.
-          const again = await judge(minimal);
+          log(`[fuzz] ${failure.kind} shrunk in ${details.numShrinks} steps; running the minimal case again`);
+          const again = server.broken ? { kind: 'ok' as const } : await judge(minimal);
           if (again.kind === 'crash') await server.restart();
           f.input = showCase(minimal);
           f.path = details.counterexamplePath ?? undefined;
@@ -443,6 +462,11 @@ export async function runFuzz(options: FuzzOptions): Promise<FuzzSummary> {
         fatal = 'interrupted';
         break;
       }
+      if (server.broken) {
+        stoppedBy = 'fatal';
+        fatal = server.broken;
+        break;
+      }
       if (!details.failed) {
         stoppedBy = casesRun >= options.cases ? 'cases' : 'time';
         break;
@@ -454,8 +478,8 @@ export async function runFuzz(options: FuzzOptions): Promise<FuzzSummary> {
       }
       seed = (seed * 1_103_515_245 + 12_345 + ++round) >>> 0;
     }
-    if (Date.now() >= deadline && casesRun < options.cases) stoppedBy = 'time';
-    const last = await server.probe.check(15_000);
+    if (Date.now() >= deadline && casesRun < options.cases && stoppedBy !== 'fatal') stoppedBy = 'time';
+    const last = server.broken ? undefined : await server.probe.check(15_000);
     if (last)
       remember({
         kind: 'violation',
@@ -469,6 +493,7 @@ export async function runFuzz(options: FuzzOptions): Promise<FuzzSummary> {
     stoppedBy = 'fatal';
     fatal = (err as Error).stack ?? String(err);
   } finally {
+    log('[fuzz] stopping the server');
     await server.stop();
   }
   const durationMs = Date.now() - started;

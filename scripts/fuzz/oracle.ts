@@ -29,7 +29,8 @@ export interface Limits {
   maxContentLength: number;
 }
 
-const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
+// ignoreBOM keeps a leading U+FEFF, as the gateway's Buffer.toString does: JSON.parse rejects it.
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 /** Decodes UTF-8 strictly; undefined when the bytes are not valid UTF-8. */
 export function decodeUtf8(bytes: Uint8Array): string | undefined {
@@ -299,7 +300,9 @@ export function expectedHttp(
     }
     if (method === 'OPTIONS') return { statuses: [204], why: 'CORS preflight' };
   }
-  if (method === 'GET' || method === 'HEAD') {
+  // HEAD is no route of its own: uWS answers it like any other unrouted method.
+  if (method === 'HEAD') return { statuses: [200, 404, 405], why: 'HEAD' };
+  if (method === 'GET') {
     if (path === '/health') return { statuses: [200], why: 'liveness' };
     if (path === '/ready') return { statuses: [200, 503], why: 'readiness' };
     if (path === '/metrics') return { statuses: [200], why: 'metrics' };

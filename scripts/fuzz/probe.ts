@@ -23,7 +23,10 @@ export class NormalUser {
   ) {}
 
   async connect(): Promise<void> {
-    const res = await fetch(`${this.target.url}/token?userid=${PROBE_USER}`, { method: 'POST' });
+    const res = await fetch(`${this.target.url}/token?userid=${PROBE_USER}`, {
+      method: 'POST',
+      signal: AbortSignal.timeout(10_000),
+    });
     if (res.status !== 200) throw new Error(`normal user: POST /token answered ${res.status}`);
     const { token } = (await res.json()) as { token: string };
     const socket = new WebSocket(
@@ -47,7 +50,14 @@ export class NormalUser {
     socket.on('close', (code, reason) => (this.closed = { code, reason: reason.toString() }));
     socket.on('error', () => {});
     await new Promise<void>((resolve, reject) => {
-      socket.once('open', () => resolve());
+      const timer = setTimeout(() => {
+        socket.terminate();
+        reject(new Error('normal user: the upgrade got no answer within 10 s'));
+      }, 10_000);
+      socket.once('open', () => {
+        clearTimeout(timer);
+        resolve();
+      });
       socket.once('error', reject);
       socket.once('unexpected-response', (_req, r) =>
         reject(new Error(`normal user: upgrade answered HTTP ${r.statusCode}`)),

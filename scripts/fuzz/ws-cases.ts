@@ -584,7 +584,9 @@ export async function runUpgradeCase(ctx: CaseContext, c: UpgradeCase): Promise<
   const headerBytes = c.headers.reduce((n, [k, v]) => n + k.length + v.length, 0);
   const requestTooLarge = query.length + headerBytes > 4000;
   const omitted = new Set(c.omit.map((h) => h.toLowerCase()));
-  const overridden = new Map(c.headers.map(([k, v]) => [k.toLowerCase(), v]));
+  // A repeated header: the WebSocket layer reads the first one.
+  const overridden = new Map<string, string>();
+  for (const [k, v] of c.headers) if (!overridden.has(k.toLowerCase())) overridden.set(k.toLowerCase(), v);
   const headerOk = (name: string, ok: (v: string) => boolean) =>
     !omitted.has(name) && (!overridden.has(name) || ok(overridden.get(name) ?? ''));
   const headersOk =
