@@ -4,7 +4,7 @@
  * docker-compose.yml only sets variables our config fragments read, with values they accept.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { closeSync, existsSync, openSync } from 'node:fs';
 import { chmod, copyFile, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import { createServer as createNetServer } from 'node:net';
@@ -138,6 +138,7 @@ describe('nginx/nginx.conf', () => {
     let prefix = '';
     let base = '';
     let nginxLog = '';
+    let accessLog = '';
     const seen: Array<{ url: string; headers: IncomingMessage['headers'] }> = [];
 
     beforeAll(async () => {
@@ -160,7 +161,11 @@ describe('nginx/nginx.conf', () => {
       );
       prefix = laidOut.prefix;
       await writeFile(join(prefix, 'html', 'index.html'), '<!doctype html><title>relay test ui</title>');
-      nginx = spawn('nginx', nginxArgs(prefix, laidOut.conf), { stdio: ['ignore', 'ignore', 'pipe'] });
+      // stdout is the access log (nginx.conf: access_log /dev/stdout), a file here so a test reads it.
+      accessLog = join(prefix, 'access.log');
+      const logFd = openSync(accessLog, 'w');
+      nginx = spawn('nginx', nginxArgs(prefix, laidOut.conf), { stdio: ['ignore', logFd, 'pipe'] });
+      closeSync(logFd);
       // Read stderr (nginx's error log) as it comes: an unread pipe fills and blocks the workers.
       nginx.stderr?.setEncoding('utf8').on('data', (d: string) => (nginxLog = (nginxLog + d).slice(-4000)));
       base = `http://127.0.0.1:${port}`;
@@ -216,6 +221,26 @@ describe('nginx/nginx.conf', () => {
       expect(upgrade?.headers.upgrade).toBe('websocket');
       expect(upgrade?.headers['x-real-ip']).toBe('127.0.0.1');
       expect(upgrade?.headers['x-forwarded-for']).toBe('127.0.0.1');
+    });
+
+    it('never writes a token (or any query string) to the access log', async () => {
+      const secret = `secret-${Date.now().toString(36)}`;
+      const ws = new WebSocket(`${base.replace('http', 'ws')}/ws?token=${secret}&userid=u1`);
+      await new Promise<void>((done, fail) => {
+        ws.once('open', () => done());
+        ws.once('error', fail);
+      });
+      ws.close();
+      await fetch(`${base}/token?userid=u1&token=${secret}`, { method: 'POST' });
+      // nginx writes the line when the connection ends.
+      await waitFor(async () => (await readFile(accessLog, 'utf8')).includes('"POST /token'), {
+        message: 'access log lines for /ws and /token',
+      });
+      await waitFor(async () => (await readFile(accessLog, 'utf8')).includes('"GET /ws'));
+      const log = await readFile(accessLog, 'utf8');
+      expect(log).not.toContain(secret);
+      expect(log).not.toContain('?');
+      expect(log).toMatch(/"GET \/ws HTTP\/1\.1" 101 .* upstream=127\.0\.0\.1:\d+/);
     });
 
     it('does not expose /ready or /metrics publicly', async () => {

@@ -83,6 +83,7 @@ describe('ai-consumer on real Kafka and Redis', () => {
         apiKey: 'test',
         baseUrl: `${baseUrl}/v1`,
         model: 'mock-gpt',
+        maxTokens: 256,
         timeoutMs: 10_000,
         retry: { maxRetries: 2, baseDelayMs: 10, maxDelayMs: 100, maxRetryAfterMs: 2000 },
         breaker: { failureThreshold: 5, cooldownMs: 30_000 },

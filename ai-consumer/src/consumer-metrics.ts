@@ -68,8 +68,12 @@ export function consumerMetrics(metrics: Metrics) {
     }),
     stateErrors: metrics.counter<'operation'>({
       name: 'ai_consumer_request_state_errors_total',
-      help: 'Request state or cancel key reads and writes that failed (claim, done, cancel_check)',
+      help: 'Request state, cancel key or budget reads and writes that failed (claim, done, cancel_check, budget)',
       labelNames: ['operation'],
+    }),
+    tokensUsed: metrics.counter({
+      name: 'ai_consumer_model_tokens_total',
+      help: 'Model tokens answers used (prompt + completion; the provider count, else estimated), as counted against the daily budgets',
     }),
     historyErrors: metrics.counter<'operation'>({
       name: 'ai_consumer_history_errors_total',

@@ -24,6 +24,7 @@ function client(baseUrl: string, overrides: Partial<ModelClientOptions> = {}) {
     apiKey: 'test',
     baseUrl,
     model: 'mock-gpt',
+    maxTokens: 256,
     timeoutMs: 5000,
     retry: { maxRetries: 2, baseDelayMs: 1, maxDelayMs: 5, maxRetryAfterMs: 2000 },
     breaker: { failureThreshold: 100, cooldownMs: 60_000 },

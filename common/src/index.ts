@@ -1,4 +1,5 @@
 export * from './errors.js';
+export * from './budget.js';
 export * from './config/index.js';
 export * from './logging/index.js';
 export * from './metrics/index.js';

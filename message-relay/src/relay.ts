@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
   attachEventId,
+  createGuard,
   dlqRecord,
   publishWithRetry,
   HEADERS,
@@ -135,6 +136,7 @@ export function createRelay(deps: RelayDeps): Relay {
     help: 'From the response record entering Kafka to its frame being published on Redis',
   });
 
+  const guard = createGuard({ logger, metrics });
   // Aborts backoff pauses on close, so a relay waiting for Redis does not hold up shutdown.
   const closing = new AbortController();
   let subscription: Subscription | undefined;
@@ -257,6 +259,25 @@ export function createRelay(deps: RelayDeps): Relay {
     }
   }
 
+  /**
+   * `handle` inside the guard: it throws only while closing (the record stays uncommitted and is
+   * redelivered). Anything else is a bug met on this one record: it goes to the DLQ with the error
+   * and the relay goes on with everyone else's frames, instead of exiting and meeting it again.
+   */
+  async function handleGuarded(message: BusMessage): Promise<void> {
+    try {
+      await handle(message);
+    } catch (err) {
+      if (closing.signal.aborted || err instanceof RelayClosingError) throw err;
+      guard.fail('response', err, undefined, () => ({
+        topic: message.topic,
+        partition: message.partition,
+        offset: message.offset,
+      }));
+      await deadLetter(message, 'internal_error', err instanceof Error ? err.message : 'unknown', logger);
+    }
+  }
+
   return {
     async start() {
       const partitions = config.kafka.partitions;
@@ -274,7 +295,7 @@ export function createRelay(deps: RelayDeps): Relay {
         // on the same partition do not wait for each other.
         concurrency: settings.concurrency,
         ordering: 'key',
-        handler: handle,
+        handler: handleGuarded,
       });
       logger.info({ topic: topics.responses, group: settings.groupId }, 'relay subscribed');
     },

@@ -172,7 +172,14 @@ function gateway(name: 'gateway-1' | 'gateway-2'): ServiceDefinition {
     readyPath: '/ready',
     async env(context) {
       // nginx in front sets X-Real-IP; per-IP token limits need the client's address, not nginx's.
-      return { JWT_SECRET: await jwtSecret(context.env), TRUST_PROXY: 'true' };
+      // The production profile (docs/identity.md): the demo site on, dev tokens only when the
+      // environment asks for them (DEV_TOKENS=true, as the tests and the bench do).
+      return {
+        JWT_SECRET: await jwtSecret(context.env),
+        TRUST_PROXY: 'true',
+        DEMO_SITE: context.env.DEMO_SITE ?? 'true',
+        DEV_TOKENS: context.env.DEV_TOKENS ?? 'false',
+      };
     },
   });
 }

@@ -32,6 +32,8 @@ export const TEST_STACK_ENV: Readonly<Record<string, string>> = {
   PROMETHEUS_PORT: '19290',
   // Every test client gets its token through nginx, so all of them share one client IP.
   TOKEN_RATE_LIMIT_PER_MINUTE: '100000',
+  // The tests' clients use the original `POST /token?userid=` (the stack's default is off).
+  DEV_TOKENS: 'true',
 };
 
 let current: Env = TEST_STACK_ENV;

@@ -29,7 +29,13 @@ export function createGatewayMetrics(metrics: Metrics) {
     }),
     tokensIssued: metrics.counter({
       name: 'gateway_tokens_issued_total',
-      help: 'Tokens issued by POST /token',
+      help: 'Session tokens issued by POST /token, by identity mode (anonymous, signed, dev)',
+      labelNames: ['mode'],
+    }),
+    tokensRefused: metrics.counter({
+      name: 'gateway_tokens_refused_total',
+      help: 'POST /token requests refused, by error code',
+      labelNames: ['reason'],
     }),
     publishFailures: metrics.counter({
       name: 'gateway_kafka_publish_failures_total',
@@ -74,6 +80,24 @@ export function createGatewayMetrics(metrics: Metrics) {
     cancels: metrics.counter({
       name: 'gateway_cancels_total',
       help: 'Cancel frames passed on to the consumers',
+    }),
+    budgetRefusals: metrics.counter({
+      name: 'gateway_budget_refusals_total',
+      help: 'Messages refused with budget_exceeded, by which daily budget was used up (user, site)',
+      labelNames: ['budget'],
+    }),
+    cancelsRefused: metrics.counter({
+      name: 'gateway_cancels_refused_total',
+      help: 'Cancel frames naming no pending request of the user (answered unknown_request)',
+    }),
+    framesLimited: metrics.counter({
+      name: 'gateway_frames_limited_total',
+      help: 'Client frames over RATE_LIMIT_FRAMES: answered rate_limited (limited) or the socket closed (abusive)',
+      labelNames: ['verdict'],
+    }),
+    resumesClamped: metrics.counter({
+      name: 'gateway_resumes_clamped_total',
+      help: 'Resumes whose last_event_id was ahead of the replay log and was moved back to its end',
     }),
   };
 }

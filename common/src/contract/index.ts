@@ -3,3 +3,4 @@ export * from './server-frames.js';
 export * from './kafka-events.js';
 export * from './frames.js';
 export * from './redis-keys.js';
+export * from './history.js';

@@ -51,6 +51,14 @@ export function storeContract(name: string, fixture: StoreFixture): void {
       await waitFor(async () => (await s.incrementWindow(key, 200)).count === 1, { timeoutMs: 2000 });
     });
 
+    it('incrementWindow adds a given amount, readable with get', async () => {
+      const s = await store();
+      const key = uniqueName('budget');
+      expect((await s.incrementWindow(key, 10_000, 120)).count).toBe(120);
+      expect((await s.incrementWindow(key, 10_000, 30)).count).toBe(150);
+      expect(await s.get(key)).toBe('150');
+    });
+
     it('concurrent increments are atomic', async () => {
       const s = await store();
       const key = uniqueName('rate-par');

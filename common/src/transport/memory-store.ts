@@ -75,13 +75,13 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): KeyValueSto
       data.delete(key);
       return had ? 1 : 0;
     },
-    async incrementWindow(key, windowMs) {
+    async incrementWindow(key, windowMs, by = 1) {
       const e = live(key);
       if (!e) {
-        data.set(key, { value: '1', expiresAt: now() + windowMs });
-        return { count: 1, resetMs: windowMs };
+        data.set(key, { value: String(by), expiresAt: now() + windowMs });
+        return { count: by, resetMs: windowMs };
       }
-      const count = Number(e.value) + 1;
+      const count = Number(e.value) + by;
       e.value = String(count);
       return { count, resetMs: e.expiresAt === null ? windowMs : e.expiresAt - now() };
     },

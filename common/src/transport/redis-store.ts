@@ -83,8 +83,7 @@ async function runScript(
 
 // INCR and PEXPIRE in one step so a crash between them can never leave a counter without a TTL.
 const INCREMENT_WINDOW = lua(`
-local c = redis.call('INCR', KEYS[1])
-if c == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+local c = redis.call('INCRBY', KEYS[1], ARGV[2])
 local ttl = redis.call('PTTL', KEYS[1])
 if ttl < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]); ttl = tonumber(ARGV[1]) end
 return {c, ttl}`);
@@ -179,9 +178,9 @@ export function createRedisStore(options: RedisOptions): KeyValueStore & { reado
         return reply === 'OK';
       }),
     del: (key) => withClient((c) => c.del(key)),
-    incrementWindow: (key, windowMs) =>
+    incrementWindow: (key, windowMs, by = 1) =>
       withClient(async (c) => {
-        const [count, resetMs] = (await runScript(c, INCREMENT_WINDOW, [key], [windowMs])) as [
+        const [count, resetMs] = (await runScript(c, INCREMENT_WINDOW, [key], [windowMs, by])) as [
           number,
           number,
         ];
@@ -312,7 +311,16 @@ export function createRedisPubSub(
   });
   subscriber.on('message', (channel: string, message: string) => {
     const set = listeners.get(channel);
-    if (set) for (const l of set) l(message, channel);
+    if (!set) return;
+    for (const l of set) {
+      // A listener's bug must not reach ioredis' parser (it would stop the process) nor skip the
+      // other listeners of the channel; listeners guard themselves, this is the last line.
+      try {
+        l(message, channel);
+      } catch (err) {
+        options.logger.error({ err, channel }, 'pub/sub listener threw');
+      }
+    }
   });
 
   const subscriberReady = firstConnect(subscriber);

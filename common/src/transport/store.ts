@@ -45,8 +45,11 @@ export interface KeyValueStore {
   /** SET with optional TTL; with `onlyIfAbsent` returns false when the key already existed. */
   set(key: string, value: string, options?: { ttlMs?: number; onlyIfAbsent?: boolean }): Promise<boolean>;
   del(key: string): Promise<number>;
-  /** Fixed-window counter: increments and starts the window's TTL on the first hit. */
-  incrementWindow(key: string, windowMs: number): Promise<{ count: number; resetMs: number }>;
+  /**
+   * Fixed-window counter: adds `by` (a positive integer, @default 1) and starts the window's TTL
+   * on the first hit. `get` reads it without counting.
+   */
+  incrementWindow(key: string, windowMs: number, by?: number): Promise<{ count: number; resetMs: number }>;
   /** Appends to a list, keeps only the newest `maxLength` items and refreshes its TTL. Returns the length. */
   listAppend(key: string, values: string[], options: { maxLength: number; ttlMs?: number }): Promise<number>;
   /** LRANGE semantics (inclusive, negative indexes from the end). */

@@ -59,7 +59,7 @@ export function createBaselineGateway(deps: BaselineGatewayDeps): Gateway {
 
   // The uWS gateway's own socket handling: only the transport below differs.
   const sessions = createSocketSessions<WsSocket>(deps);
-  const { sockets, outbound } = sessions;
+  const { sockets } = sessions;
   const m = sessions.metrics;
 
   // The server keeps no fields on `ws` objects: the socket's state is its UserData, as in uWS.
@@ -86,7 +86,7 @@ export function createBaselineGateway(deps: BaselineGatewayDeps): Gateway {
   function sweepIdle(): void {
     const now = Date.now();
     for (const ws of sockets.all()) {
-      if (ws.getUserData().closed) continue;
+      if (!ws.getUserData().connection.open) continue;
       const silent = now - ws.lastSeenMs;
       if (silent >= idleMs) ws.terminate();
       else if (silent >= idleMs / 2) ws.ws.ping();
@@ -99,10 +99,10 @@ export function createBaselineGateway(deps: BaselineGatewayDeps): Gateway {
     ws.on('pong', () => (socket.lastSeenMs = Date.now()));
     ws.on('close', () => sessions.closed(socket));
     // Protocol errors (a frame past maxPayload, bad UTF-8): `ws` closes the socket itself.
-    ws.on('error', (err) => logger.debug({ err, userid: data.userid }, 'websocket error'));
+    ws.on('error', (err) => logger.debug({ err, ...data.connection.logContext }, 'websocket error'));
     // uWS' `drain`: the TCP socket emits it once a write that filled its buffer has gone out.
-    tcp.on('drain', () => outbound.drain(socket));
-    void sessions.open(socket);
+    tcp.on('drain', () => sessions.drain(socket));
+    sessions.open(socket);
   }
 
   /** An HTTP answer on a socket that asked to upgrade (there is no ServerResponse for it). */
@@ -136,9 +136,9 @@ export function createBaselineGateway(deps: BaselineGatewayDeps): Gateway {
       ip: clientIp(req, settings.trustProxy),
     };
     void sessions.admit(request).then((admission) => {
+      if (!admission.ok) return tcp.destroyed ? undefined : reject(tcp, admission.status, admission.reason);
       // uWS' onAborted: the client went away while the token was being checked.
-      if (tcp.destroyed) return;
-      if (!admission.ok) return reject(tcp, admission.status, admission.reason);
+      if (tcp.destroyed) return sessions.abandoned(admission.data);
       tcp.off('error', onEarlyError);
       wss.handleUpgrade(req, tcp, head, (ws) => onConnection(tcp, admission.data, ws));
     });
