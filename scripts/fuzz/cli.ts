@@ -1,5 +1,5 @@
 /**
- * npm run fuzz -- [--cases 100000] [--seed S] [--path P] [--url http://127.0.0.1:8080]
+ * npm run fuzz -- [--cases 100000] [--seed S] [--index I] [--workers 4] [--url http://127.0.0.1:8080]
  *   [--time-limit-s 3600] [--probe-every 1] [--progress-every 1000] [--log .work/fuzz/server.log]
  *   [--max-payload-bytes 65536] [--max-content-length 4000] [--json summary.json]
  *
@@ -18,7 +18,8 @@ const { values } = parseArgs({
   options: {
     cases: { type: 'string', default: '100000' },
     seed: { type: 'string' },
-    path: { type: 'string' },
+    index: { type: 'string' },
+    workers: { type: 'string', default: '4' },
     url: { type: 'string' },
     'time-limit-s': { type: 'string', default: '3600' },
     'probe-every': { type: 'string', default: '1' },
@@ -77,7 +78,8 @@ const summary = await runFuzz({
   onServer: (pid) => (serverPid = pid),
   cases: positive('cases', values.cases) ?? 100_000,
   seed,
-  path: values.path,
+  index: positive('index', values.index),
+  workers: positive('workers', values.workers),
   url: values.url,
   cwd: root,
   env: process.env,

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { setTimeout as delay } from 'node:timers/promises';
 import fc from 'fast-check';
 import { runHttpCase, runRawHttpCase } from './http-cases.js';
 import { FUZZ_USERS, fuzzCase, type FuzzCase } from './generators.js';
@@ -47,8 +48,10 @@ export interface FuzzOptions {
   signal?: AbortSignal;
   /** Told the PID of every server child started, so a caller can kill it if it must exit at once. */
   onServer?: (pid: number | undefined) => void;
-  /** Replay one counterexample: fast-check's path for `seed`. */
-  path?: string;
+  /** Replay one case: the `index`-th of the batch whose seed is `seed` (as a finding prints it). */
+  index?: number;
+  /** Cases run side by side, each worker with users of its own. @default 1 */
+  workers?: number;
   /** Extra environment for the child server. */
   serverEnv?: Record<string, string>;
 }
@@ -60,9 +63,9 @@ export interface Finding {
   message: string;
   /** The minimal input, as JSON. */
   input: string;
-  /** Replay: `--seed S --path P`. */
+  /** Replay: `--seed S --index I`. */
   seed?: number;
-  path?: string;
+  index?: number;
   /** How many generated cases hit it (after the first). */
   count: number;
   /** Server log around it (stack trace of a crash). */
@@ -76,12 +79,15 @@ export interface FuzzSummary {
   shrinkRuns: number;
   durationMs: number;
   casesPerSecond: number;
+  workers: number;
   crashes: Finding[];
   violations: Finding[];
   contained: Finding[];
   outcomes: Record<string, number>;
   probes: { count: number; p50Ms: number; maxMs: number; failures: number };
   restarts: number;
+  /** Cases and time spent per kind of case. */
+  timing: Record<string, { n: number; ms: number }>;
   stoppedBy: 'cases' | 'time' | 'fatal';
   fatal?: string;
 }
@@ -97,6 +103,7 @@ class Server {
   constructor(
     private readonly options: FuzzOptions,
     private readonly runTag: string,
+    private readonly workers: number,
   ) {}
 
   async start(): Promise<void> {
@@ -113,7 +120,7 @@ class Server {
     o.onServer?.(this.target.pid);
     this.tokens.clear();
     this.ledgers.clear();
-    for (const user of FUZZ_USERS) {
+    for (const user of Array.from({ length: this.workers }, (_, w) => usersOf(w)).flat()) {
       const res = await fetch(`${this.target.url}/token?userid=${encodeURIComponent(user)}`, {
         method: 'POST',
         signal: AbortSignal.timeout(10_000),
@@ -165,6 +172,9 @@ class Server {
 }
 
 const RULES: Array<[RegExp, (m: RegExpMatchArray) => string]> = [
+  [/^HTTP 500 internal_error on (\S+) (\S+)/, (m) => `HTTP 500 internal_error on ${m[1]} ${m[2]}`],
+  [/^internal_error for /, () => 'internal_error frame for a client frame'],
+  [/^close 1011 \(([^)]*)\)/, (m) => `close 1011 (${m[1]})`],
   [/expected error (\S+), got (\S+)/, (m) => `wrong error code: expected ${m[1]}, got ${m[2]}`],
   [/no error frame for .*: expected (\S+)/, (m) => `no error frame where ${m[1]} was due`],
   [
@@ -256,15 +266,40 @@ export function showCase(c: FuzzCase): string {
   return text.length > 4000 ? `${text.slice(0, 4000)}…` : text;
 }
 
+/** The users of worker `w`: worker 0 has the names as they are (prototype names included). */
+export function usersOf(worker: number): string[] {
+  return FUZZ_USERS.map((u) => (worker === 0 ? u : `${u.slice(0, 120)}.w${worker}`));
+}
+
+/** The seed of batch `b` of a run with `seed`: every batch of cases can be generated alone again. */
+export function batchSeed(seed: number, b: number): number {
+  return (Math.imul(seed ^ 0x5bd1e995, 0x01000193) + Math.imul(b + 1, 0x9e3779b1)) >>> 0;
+}
+
+const BATCH = 200;
+
+type Judged =
+  | { kind: 'crash' | 'violation'; signature: string; message: string; log: string; transcript: string[] }
+  | { kind: 'ok'; result: CaseResult };
+
+/** A case and where it came from, so it can be generated again: `--seed <batch seed> --index i`. */
+interface Item {
+  c: FuzzCase;
+  seed: number;
+  index: number;
+}
+
 export async function runFuzz(options: FuzzOptions): Promise<FuzzSummary> {
   const log = options.log ?? (() => {});
   const runTag = `fz${randomBytes(3).toString('hex')}`;
   const probeEvery = Math.max(1, options.probeEvery ?? 1);
+  const workers = Math.max(1, options.workers ?? 1);
   const maxShrinkRuns = options.maxShrinkRuns ?? 60;
   const started = Date.now();
   const deadline = started + options.timeLimitMs;
-  const server = new Server(options, runTag);
+  const server = new Server(options, runTag, workers);
   const outcomes: Record<string, number> = {};
+  const timing: Record<string, { n: number; ms: number }> = {};
   const findings = new Map<string, Finding>();
   let casesRun = 0;
   let shrinkRuns = 0;
@@ -280,19 +315,15 @@ export async function runFuzz(options: FuzzOptions): Promise<FuzzSummary> {
     else findings.set(key, { ...f, count: 0 });
   };
 
-  /** One case, judged: undefined when it passed, else what failed (kind and signature). */
-  async function judge(
-    c: FuzzCase,
-  ): Promise<
-    | { kind: 'crash' | 'violation'; signature: string; message: string; log: string; transcript: string[] }
-    | { kind: 'ok'; result: CaseResult }
-  > {
+  /** One case, judged by the oracle and then by the server's liveness. */
+  async function judge(c: FuzzCase, worker: number): Promise<Judged> {
     const target = server.target;
     const mark = target.mark();
     const ctx: CaseContext = {
       target,
       limits: target.limits,
       tokens: server.tokens,
+      users: usersOf(worker),
       ledger: (u) => server.ledger(u),
       caseTag: `${runTag}.${++caseNo}`,
       answerTimeoutMs: 5000,
@@ -300,7 +331,11 @@ export async function runFuzz(options: FuzzOptions): Promise<FuzzSummary> {
     };
     let result: CaseResult;
     try {
+      const t0 = performance.now();
       result = await withTimeout(runCase(ctx, c), 60_000, 'the case');
+      const t = (timing[c.kind] ??= { n: 0, ms: 0 });
+      t.n++;
+      t.ms += performance.now() - t0;
     } catch (err) {
       result = {
         outcomes: ['case-error'],
@@ -309,46 +344,25 @@ export async function runFuzz(options: FuzzOptions): Promise<FuzzSummary> {
         transcript: [],
       };
     }
-    const alive = await target.alive();
-    if (!alive.alive) {
+    const dead = async (why: string | undefined): Promise<Judged> => {
       // Let the dying process finish writing its stack trace.
-      for (let i = 0; i < 40 && target.pid !== undefined && !target.exit(); i++)
-        await new Promise((r) => setTimeout(r, 50));
+      for (let i = 0; i < 40 && target.pid !== undefined && !target.exit(); i++) await delay(50);
       const serverLog = target.logSince(mark) || target.logTail(40);
       return {
         kind: 'crash',
         signature: crashSignature(serverLog),
-        message: `the server died (${alive.why})${result.violations.length ? `; the socket saw: ${result.violations[0]}` : ''}`,
+        message: `the server died (${why})${result.violations.length ? `; the socket saw: ${result.violations[0]}` : ''}`,
         log: serverLog.slice(-6000),
         transcript: result.transcript,
       };
-    }
-    if (casesRun % probeEvery === 0 || result.violations.length > 0 || result.contained.length > 0) {
-      const problem = await server.probe.check(15_000);
-      const extra = server.probe.problems.splice(0);
-      if (problem || extra.length) {
-        result.violations.push(
-          `normal user not served after this case: ${[problem, ...extra].filter(Boolean).join('; ')}`,
-        );
-        // A broken probe socket would fail every later case: connect it again.
-        server.probe.close();
-        await server.probe.connect().catch(() => {});
-      }
-    }
+    };
+    const alive = await target.alive();
+    if (!alive.alive) return dead(alive.why);
     if (result.violations.length > 0) {
       // A server that is dying drops its sockets before /health stops answering: look again.
-      await new Promise((r) => setTimeout(r, 500));
+      await delay(500);
       const still = await target.alive();
-      if (!still.alive) {
-        const serverLog = target.logSince(mark) || target.logTail(40);
-        return {
-          kind: 'crash',
-          signature: crashSignature(serverLog),
-          message: `the server died (${still.why}); the socket saw: ${result.violations[0]}`,
-          log: serverLog.slice(-6000),
-          transcript: result.transcript,
-        };
-      }
+      if (!still.alive) return dead(still.why);
       return {
         kind: 'violation',
         signature: signatureOf(result.violations[0] ?? ''),
@@ -360,127 +374,192 @@ export async function runFuzz(options: FuzzOptions): Promise<FuzzSummary> {
     return { kind: 'ok', result };
   }
 
+  /**
+   * A failure seen while cases ran side by side, handled with the server to itself: the suspect
+   * cases are run again one at a time (a crash ends every case in flight, only one caused it); the
+   * one that fails is shrunk by fast-check, starting from it, and kept with its minimal form.
+   */
+  async function investigate(suspects: Item[]): Promise<void> {
+    for (const item of suspects) {
+      if (server.broken) return;
+      const first = await judge(item.c, 0);
+      if (first.kind === 'crash') await server.restart();
+      if (first.kind === 'ok') {
+        for (const o of first.result.outcomes) count(o);
+        continue;
+      }
+      count(first.kind);
+      const key = `${first.kind}:${first.signature}`;
+      const known = findings.get(key);
+      if (known) {
+        known.count++;
+        continue;
+      }
+      log(
+        `[fuzz] ${first.kind}: ${first.signature} — ${first.message.split('\n')[0]?.slice(0, 300)} — shrinking`,
+      );
+      const finding: Finding = {
+        kind: first.kind,
+        signature: first.signature,
+        message: first.message,
+        input: showCase(item.c),
+        seed: item.seed,
+        index: item.index,
+        count: 0,
+        log: first.log,
+        transcript: first.transcript,
+      };
+      findings.set(key, finding);
+      let budget = maxShrinkRuns;
+      const until = Date.now() + (options.maxShrinkMs ?? 60_000);
+      let minimal = item.c;
+      const details = await fc.check(
+        fc.asyncProperty(fuzzCase, async (c) => {
+          if (budget-- <= 0 || Date.now() > until || options.signal?.aborted || server.broken) return true;
+          shrinkRuns++;
+          const r = await judge(c, 0);
+          if (r.kind === 'crash') await server.restart();
+          const same = r.kind === first.kind && r.signature === first.signature;
+          if (same) {
+            minimal = c;
+            finding.message = r.message;
+            finding.log = r.log;
+            finding.transcript = r.transcript;
+          }
+          return !same;
+        }),
+        { examples: [[item.c]], numRuns: 1 },
+      );
+      finding.input = showCase(minimal);
+      log(`[fuzz] ${first.kind} kept (minimal after ${details.numShrinks} shrinks): ${first.signature}`);
+    }
+  }
+
+  function record(r: Judged & { kind: 'ok' }): void {
+    for (const o of r.result.outcomes) count(o);
+    for (const text of r.result.contained) {
+      remember({
+        kind: 'contained',
+        signature: signatureOf(text),
+        message: text,
+        input: '',
+        log: '',
+        transcript: r.result.transcript,
+      });
+    }
+  }
+
   await server.start();
   log(
-    `[fuzz] seed ${options.seed}, ${options.cases} cases, server ${server.target.url}${server.target.pid ? ` (pid ${server.target.pid}, log ${options.logFile})` : ''}`,
+    `[fuzz] seed ${options.seed}, ${options.cases} cases, ${workers} workers, server ${server.target.url}${server.target.pid ? ` (pid ${server.target.pid}, log ${options.logFile})` : ''}`,
   );
   try {
-    let seed = options.seed;
-    let round = 0;
-    while (casesRun < options.cases && Date.now() < deadline) {
-      let failure: { kind: 'crash' | 'violation'; signature: string } | undefined;
-      let shrinkBudget = maxShrinkRuns;
-      let shrinkUntil = 0;
-      const roundSeed = seed;
-      const property = fc.asyncProperty(fuzzCase, async (c) => {
-        if (server.broken) return true;
-        if (failure) {
-          // Shrinking: the property holds unless the same fault shows, and only within the budget.
-          if (shrinkBudget-- <= 0 || Date.now() > shrinkUntil || options.signal?.aborted) return true;
-          shrinkRuns++;
-          const r = await judge(c);
-          if (r.kind === 'crash') await server.restart();
-          return !(r.kind !== 'ok' && r.kind === failure.kind && r.signature === failure.signature);
+    if (options.index !== undefined) {
+      // Replay of one case: `--seed <batch seed> --index i`, run alone and shrunk if it fails.
+      const cases = fc.sample(fuzzCase, { seed: options.seed, numRuns: options.index + 1 });
+      const c = cases[options.index];
+      if (c) {
+        casesRun = 1;
+        await investigate([{ c, seed: options.seed, index: options.index }]);
+      }
+    } else {
+      let batch = 0;
+      let queue: Item[] = [];
+      const take = (): Item | undefined => {
+        if (casesRun >= options.cases || Date.now() >= deadline || options.signal?.aborted || server.broken) {
+          return undefined;
         }
-        if (options.signal?.aborted) return true;
+        if (queue.length === 0) {
+          const seed = batchSeed(options.seed, batch++);
+          queue = fc.sample(fuzzCase, { seed, numRuns: BATCH }).map((c, index) => ({ c, seed, index }));
+        }
         casesRun++;
-        const r = await judge(c);
-        if (options.progressEvery && casesRun % options.progressEvery === 0) {
-          const s = (Date.now() - started) / 1000;
-          log(
-            `[fuzz] ${casesRun}/${options.cases} cases, ${(casesRun / s).toFixed(0)}/s, ${[...findings.values()].filter((f) => f.kind === 'crash').length} crash kinds, ${[...findings.values()].filter((f) => f.kind === 'violation').length} violation kinds, ${server.restarts} restarts`,
-          );
-        }
-        if (r.kind === 'ok') {
-          for (const o of r.result.outcomes) count(o);
-          for (const text of r.result.contained) {
-            remember({
-              kind: 'contained',
-              signature: signatureOf(text),
-              message: text,
-              input: showCase(c),
-              log: '',
-              transcript: r.result.transcript,
-            });
+        return queue.shift();
+      };
+      // Failures stop every worker at the gate; the server is then investigated alone.
+      let gate: Promise<void> | undefined;
+      let suspects: Item[] = [];
+      let sinceProbe = 0;
+      let probing = false;
+      const running = new Set<number>();
+      let openGate: (() => void) | undefined;
+      const closeGate = () => {
+        gate ??= new Promise<void>((resolve) => (openGate = resolve));
+      };
+      const arrive = async (w: number) => {
+        running.delete(w);
+        if (running.size > 0) return gate;
+        // The last one in: investigate, then let everyone go on.
+        const list = suspects;
+        suspects = [];
+        await investigate(list);
+        const open = openGate;
+        gate = undefined;
+        openGate = undefined;
+        open?.();
+      };
+      const work = async (w: number) => {
+        for (;;) {
+          if (gate) await arrive(w);
+          const item = take();
+          if (!item) break;
+          running.add(w);
+          const r = await judge(item.c, w);
+          running.delete(w);
+          if (r.kind !== 'ok' || gate) {
+            // Failed, or in flight while another case failed: suspect either way.
+            suspects.push(item);
+            closeGate();
+            continue;
           }
-          return true;
-        }
-        count(`${r.kind}`);
-        if (r.kind === 'crash') await server.restart();
-        const key = `${r.kind}:${r.signature}`;
-        const known = findings.get(key);
-        if (known) {
-          known.count++;
-          return true;
-        }
-        log(`[fuzz] ${r.kind}: ${r.signature} — shrinking`);
-        failure = { kind: r.kind, signature: r.signature };
-        shrinkUntil = Date.now() + (options.maxShrinkMs ?? 60_000);
-        findings.set(key, {
-          kind: r.kind,
-          signature: r.signature,
-          message: r.message,
-          input: showCase(c),
-          count: 0,
-          log: r.log,
-          transcript: r.transcript,
-          seed: roundSeed,
-        });
-        return false;
-      });
-      const details = await fc.check(property, {
-        seed: roundSeed,
-        numRuns: options.cases - casesRun,
-        path: round === 0 ? options.path : undefined,
-        plugins: [fc.interruptAfterTimeLimit(Math.max(1, deadline - Date.now()))],
-      });
-      if (details.failed && failure) {
-        const key = `${failure.kind}:${failure.signature}`;
-        const f = findings.get(key);
-        const minimal = (details.counterexample as [FuzzCase] | null)?.[0];
-        if (f && minimal) {
-          // Run the minimal case once more for its own message, log and transcript.
-          log(`[fuzz] ${failure.kind} shrunk in ${details.numShrinks} steps; running the minimal case again`);
-          const again = server.broken ? { kind: 'ok' as const } : await judge(minimal);
-          if (again.kind === 'crash') await server.restart();
-          f.input = showCase(minimal);
-          f.path = details.counterexamplePath ?? undefined;
-          if (again.kind !== 'ok' && again.signature === failure.signature) {
-            f.message = again.message;
-            f.log = again.log;
-            f.transcript = again.transcript;
+          record(r);
+          // One probe at a time (it is one socket); a worker that finds one under way goes on.
+          if (++sinceProbe >= probeEvery && !probing) {
+            sinceProbe = 0;
+            probing = true;
+            running.add(w);
+            const problem = await server.probe.check(15_000);
+            const extra = server.probe.problems.splice(0);
+            if (problem || extra.length) {
+              remember({
+                kind: 'violation',
+                signature: `normal user not served: ${signatureOf(problem ?? extra[0] ?? '')}`,
+                message: [problem, ...extra].filter(Boolean).join('; '),
+                input: `(while these cases ran: ${showCase(item.c)})`,
+                log: server.target.logTail(20),
+                transcript: [],
+              });
+              server.probe.close();
+              await server.probe.connect().catch(() => {});
+            }
+            running.delete(w);
+            probing = false;
           }
-          log(
-            `[fuzz] ${failure.kind} kept (minimal after ${details.numShrinks} shrinks): ${failure.signature}`,
-          );
+          if (options.progressEvery && casesRun % options.progressEvery === 0) {
+            const sec = (Date.now() - started) / 1000;
+            const kinds = [...findings.values()];
+            log(
+              `[fuzz] ${casesRun}/${options.cases} cases, ${(casesRun / sec).toFixed(0)}/s, ${kinds.filter((f) => f.kind === 'crash').length} crash kinds, ${kinds.filter((f) => f.kind === 'violation').length} violation kinds, ${server.restarts} restarts`,
+            );
+          }
         }
-      } else if (details.failed && details.errorInstance) {
-        throw details.errorInstance;
-      }
-      if (options.signal?.aborted) {
-        stoppedBy = 'fatal';
-        fatal = 'interrupted';
-        break;
-      }
-      if (server.broken) {
-        stoppedBy = 'fatal';
-        fatal = server.broken;
-        break;
-      }
-      if (!details.failed) {
-        stoppedBy = casesRun >= options.cases ? 'cases' : 'time';
-        break;
-      }
-      if (options.url && failure?.kind === 'crash') {
-        stoppedBy = 'fatal';
-        fatal = 'the server under --url crashed; it cannot be restarted from here';
-        break;
-      }
-      seed = (seed * 1_103_515_245 + 12_345 + ++round) >>> 0;
+        // Leaving: a gate closed by others must not wait for this worker.
+        if (gate) await arrive(w);
+      };
+      await Promise.all(Array.from({ length: workers }, (_, w) => work(w)));
+      if (suspects.length) await investigate(suspects);
     }
-    if (Date.now() >= deadline && casesRun < options.cases && stoppedBy !== 'fatal') stoppedBy = 'time';
+    if (server.broken) {
+      stoppedBy = 'fatal';
+      fatal = server.broken;
+    } else if (options.signal?.aborted) {
+      stoppedBy = 'fatal';
+      fatal = 'interrupted';
+    } else if (casesRun < options.cases) {
+      stoppedBy = 'time';
+    }
     const last = server.broken ? undefined : await server.probe.check(15_000);
-    if (last)
+    if (last) {
       remember({
         kind: 'violation',
         signature: 'normal user not served at the end',
@@ -489,6 +568,7 @@ export async function runFuzz(options: FuzzOptions): Promise<FuzzSummary> {
         log: server.target.logTail(20),
         transcript: [],
       });
+    }
   } catch (err) {
     stoppedBy = 'fatal';
     fatal = (err as Error).stack ?? String(err);
@@ -505,6 +585,7 @@ export async function runFuzz(options: FuzzOptions): Promise<FuzzSummary> {
     shrinkRuns,
     durationMs,
     casesPerSecond: casesRun / (durationMs / 1000),
+    workers,
     crashes: all.filter((f) => f.kind === 'crash'),
     violations: all.filter((f) => f.kind === 'violation'),
     contained: all.filter((f) => f.kind === 'contained'),
@@ -516,6 +597,7 @@ export async function runFuzz(options: FuzzOptions): Promise<FuzzSummary> {
       failures: 0,
     },
     restarts: server.restarts,
+    timing,
     stoppedBy,
     fatal,
   };
@@ -525,9 +607,7 @@ function findingText(f: Finding): string {
   return [
     `  ${f.kind.toUpperCase()} ${f.signature}${f.count ? ` (+${f.count} more cases)` : ''}`,
     `    input: ${f.input}`,
-    f.seed !== undefined
-      ? `    replay: npm run fuzz -- --seed ${f.seed}${f.path ? ` --path ${f.path}` : ''}`
-      : '',
+    f.seed !== undefined ? `    replay: npm run fuzz -- --seed ${f.seed} --index ${f.index ?? 0}` : '',
     `    what: ${f.message.split('\n').slice(0, 4).join('\n          ')}`,
     f.transcript.length
       ? `    transcript:\n${f.transcript
@@ -557,6 +637,9 @@ export function formatSummary(s: FuzzSummary): string {
     `  violations: ${s.violations.length}${s.violations.length ? ` (${s.violations.reduce((n, f) => n + 1 + f.count, 0)} cases)` : ''}`,
     `  contained (internal_error / 1011, allowed by SPEC §2 but bugs): ${s.contained.length}`,
     `  normal user: ${s.probes.count} full answers checked, p50 ${s.probes.p50Ms.toFixed(1)} ms, max ${s.probes.maxMs.toFixed(1)} ms`,
+    `  time per case: ${Object.entries(s.timing)
+      .map(([k, t]) => `${k} ${t.n} × ${(t.ms / Math.max(1, t.n)).toFixed(1)} ms`)
+      .join(', ')}`,
     ...(s.fatal ? [`  FATAL: ${s.fatal}`] : []),
     `  outcomes:`,
     ...top.map(([k, v]) => `    ${String(v).padStart(8)}  ${k}`),

@@ -768,6 +768,8 @@ export interface HttpCase {
   query: string[];
   headers: Array<[string, string]>;
   body?: string;
+  /** `Authorization: Bearer` with a real token of a fuzz user, or a broken one. */
+  auth?: 'valid' | 'garbage' | 'empty';
 }
 
 const HTTP_PATHS = [
@@ -789,6 +791,32 @@ const HTTP_PATHS = [
   '/constructor',
   '/a%00b',
   '/%ff',
+  '/api/v1/conversations',
+  '/api/v1/conversations/c1',
+  '/api/v1/conversations/__proto__',
+  '/api/v1/conversations/%00%ff',
+  '/api/v1/conversations/a/b',
+  '/api/v1/x',
+  '/api/',
+];
+
+/** Bodies for `POST /token` in site mode (docs/identity.md), right and wrong. */
+const TOKEN_BODIES = [
+  '{"site":"demo"}',
+  '{"site":"demo","renew":"a.b.c"}',
+  '{"site":"demo","identity":"a.b.c"}',
+  '{"site":"demo","captcha":"x"}',
+  '{"site":"dev"}',
+  '{"site":"__proto__"}',
+  '{"site":"constructor"}',
+  '{"site":{"toString":1}}',
+  '{"site":["demo"]}',
+  '{"site":"demo","extra":1}',
+  '{"site":"demo","site":"other"}',
+  '{"__proto__":{"site":"demo"}}',
+  '[]',
+  'null',
+  '{',
 ];
 
 const headerName = fc.constantFrom(
@@ -865,7 +893,9 @@ export const httpCase: fc.Arbitrary<HttpCase> = fc.record(
     ),
     query: fc.array(queryPart, { maxLength: 4 }),
     headers: fc.array(fc.tuple(headerName, headerValue), { maxLength: 3 }),
+    auth: fc.constantFrom('valid' as const, 'garbage' as const, 'empty' as const),
     body: fc.oneof(
+      { arbitrary: fc.constantFrom(...TOKEN_BODIES), weight: 3 },
       anyString,
       fc.constantFrom('{"userid":"fz-a"}', 'userid=fz-a', '\u0000\u0000'),
       fc.string({ minLength: 10_000, maxLength: 100_000 }),
@@ -966,6 +996,9 @@ export type TokenKind =
       aud: 'ok' | 'bad';
       exp: 'future' | 'past' | 'none';
       alg: 'HS256' | 'none' | 'HS512';
+      /** The session token's `site` and `mode` claims (docs/identity.md). */
+      site: 'dev' | 'demo' | 'nope' | 'missing';
+      mode: 'dev' | 'anonymous' | 'signed' | 'bogus' | 'missing';
     };
 
 export interface UpgradeCase {
@@ -1027,6 +1060,21 @@ export const upgradeCase: fc.Arbitrary<UpgradeCase> = fc.record({
       weight: 3,
       arbitrary: fc.record({
         k: fc.constant('signed' as const),
+        site: fc.constantFrom(
+          'dev' as const,
+          'dev' as const,
+          'demo' as const,
+          'nope' as const,
+          'missing' as const,
+        ),
+        mode: fc.constantFrom(
+          'dev' as const,
+          'dev' as const,
+          'anonymous' as const,
+          'signed' as const,
+          'bogus' as const,
+          'missing' as const,
+        ),
         sub: fc.option(
           fc.oneof(
             { arbitrary: fc.constantFrom(...PROTO_KEYS).map(str), weight: 2 },

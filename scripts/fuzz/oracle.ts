@@ -199,7 +199,7 @@ export type WireStep =
   | { w: 'pong'; payload: Uint8Array }
   | { w: 'nothing'; why: string }
   /** The server must end the connection: any close code, or TCP closed (protocol errors, client close). */
-  | { w: 'end'; why: string }
+  | { w: 'end'; why: string; protocolError: boolean }
   /** The model cannot say (lying lengths, garbage): anything but a crash or a malformed server frame. */
   | { w: 'unknown'; why: string };
 
@@ -224,25 +224,31 @@ function modelFrames(frames: WireFrame[], limits: Limits, fragmentOpen: (open: b
   let fragment: { binary: boolean; parts: Uint8Array[]; size: number } | null = null;
   for (const f of frames) {
     if (f.garbage) return [...steps, { w: 'unknown', why: 'bytes that are not a frame' }];
-    if (f.announcesOverCap) return [...steps, { w: 'end', why: 'length over the WebSocket layer cap' }];
+    if (f.announcesOverCap)
+      return [...steps, { w: 'end', why: 'length over the WebSocket layer cap', protocolError: false }];
     if (f.lies) return [...steps, { w: 'unknown', why: 'length field does not match the payload' }];
-    if (f.rsv !== 0) return [...steps, { w: 'end', why: 'reserved bits set without an extension' }];
-    if (!f.masked) return [...steps, { w: 'end', why: 'unmasked client frame' }];
+    if (f.rsv !== 0)
+      return [...steps, { w: 'end', why: 'reserved bits set without an extension', protocolError: true }];
+    if (!f.masked) return [...steps, { w: 'end', why: 'unmasked client frame', protocolError: true }];
     const control = f.opcode >= 8;
     if ((f.opcode > 2 && f.opcode < 8) || f.opcode > 10)
-      return [...steps, { w: 'end', why: `reserved opcode ${f.opcode}` }];
+      return [...steps, { w: 'end', why: `reserved opcode ${f.opcode}`, protocolError: true }];
     if (control && (f.payload.length > 125 || !f.fin))
-      return [...steps, { w: 'end', why: 'control frame over 125 bytes or fragmented' }];
+      return [...steps, { w: 'end', why: 'control frame over 125 bytes or fragmented', protocolError: true }];
     if (f.opcode === 8) {
       const p = f.payload;
       if (p.length >= 2) {
         const code = (p[0] as number) * 256 + (p[1] as number);
         const why = VALID_CLOSE(code) ? `client close ${code}` : `client close with invalid code ${code}`;
-        return [...steps, { w: 'end', why }];
+        return [...steps, { w: 'end', why, protocolError: false }];
       }
       return [
         ...steps,
-        { w: 'end', why: p.length === 1 ? 'close frame with 1 byte' : 'client close, no code' },
+        {
+          w: 'end',
+          why: p.length === 1 ? 'close frame with 1 byte' : 'client close, no code',
+          protocolError: false,
+        },
       ];
     }
     if (f.opcode === 9) {
@@ -254,11 +260,12 @@ function modelFrames(frames: WireFrame[], limits: Limits, fragmentOpen: (open: b
       continue;
     }
     if (f.opcode === 0) {
-      if (!fragment) return [...steps, { w: 'end', why: 'continuation without a first fragment' }];
+      if (!fragment)
+        return [...steps, { w: 'end', why: 'continuation without a first fragment', protocolError: true }];
       fragment.parts.push(f.payload);
       fragment.size += f.payload.length;
       if (fragment.size > limits.maxPayloadBytes * 4)
-        return [...steps, { w: 'end', why: 'fragments over the cap' }];
+        return [...steps, { w: 'end', why: 'fragments over the cap', protocolError: false }];
       if (!f.fin) {
         steps.push({ w: 'nothing', why: 'continuation' });
         continue;
@@ -267,7 +274,8 @@ function modelFrames(frames: WireFrame[], limits: Limits, fragmentOpen: (open: b
       fragment = null;
       continue;
     }
-    if (fragment) return [...steps, { w: 'end', why: 'new data frame inside a fragmented message' }];
+    if (fragment)
+      return [...steps, { w: 'end', why: 'new data frame inside a fragmented message', protocolError: true }];
     if (f.fin) {
       steps.push({ w: 'message', payload: f.payload, binary: f.opcode === 2 });
     } else {
@@ -286,9 +294,11 @@ export function expectedHttp(
   method: string,
   path: string,
   query: string,
-): { statuses: number[]; why: string; userid?: string | null } {
+  body = '',
+): { statuses: number[]; why: string; userid?: string | null; site?: boolean } {
   if (path === '/token') {
-    if (method === 'POST') {
+    if (method === 'POST' && body.trim() === '' && new URLSearchParams(query).has('userid')) {
+      // Dev mode (docs/identity.md): the original `POST /token?userid=`, no body.
       const userid = new URLSearchParams(query).get('userid');
       const valid = userid !== null && USERID_PATTERN.test(userid);
       // 429 is the documented per-IP limit (raised here, so rare); 503 if the store failed.
@@ -298,7 +308,17 @@ export function expectedHttp(
         userid,
       };
     }
+    if (method === 'POST') {
+      // A site token request (JSON body): the statuses docs/identity.md lists.
+      return { statuses: [200, 400, 401, 403, 413, 429, 503], why: 'site token request', site: true };
+    }
     if (method === 'OPTIONS') return { statuses: [204], why: 'CORS preflight' };
+  }
+  if (path.startsWith('/api/')) {
+    if (method === 'OPTIONS') return { statuses: [204], why: 'CORS preflight' };
+    if (method === 'GET' && /^\/api\/v1\/conversations(\/[^/]*)?$/.test(path)) {
+      return { statuses: [200, 400, 401, 403, 404], why: 'history API' };
+    }
   }
   // HEAD is no route of its own: uWS answers it like any other unrouted method.
   if (method === 'HEAD') return { statuses: [200, 404, 405], why: 'HEAD' };
@@ -340,10 +360,19 @@ function gatewayAdmission(query: string, tokenUser: string | null): { statuses: 
   const problems: Array<[number, string]> = [];
   const last = q.get('last_event_id');
   if (last && !STREAM_ID.test(last)) problems.push([400, 'malformed last_event_id']);
+  const [ms = '0', seq = '0'] = (last ?? '').split('-');
+  // A position in the future, or past 64 bits, is no position of this stream: refusing it is fair.
+  const unreal =
+    last && STREAM_ID.test(last) && (BigInt(ms) > BigInt(Date.now()) || BigInt(seq) >= 2n ** 64n);
   const claimed = q.get('userid');
   if (input.tokenUser === null) problems.push([401, 'invalid token']);
   else if (claimed !== null && claimed !== input.tokenUser)
     problems.push([401, 'userid is not the token user']);
-  if (problems.length === 0) return { statuses: [101], why: 'valid upgrade' };
+  if (problems.length === 0) {
+    return unreal
+      ? { statuses: [101, 400], why: 'last_event_id ahead of any event' }
+      : { statuses: [101], why: 'valid upgrade' };
+  }
+  if (unreal) problems.push([400, 'last_event_id ahead of any event']);
   return { statuses: problems.map(([s]) => s), why: problems.map(([, w]) => w).join('; ') };
 }

@@ -54,6 +54,11 @@ export interface EndExpectation {
   codes?: number[];
   tcpDropOk: boolean;
   why: string;
+  /**
+   * A WebSocket protocol error the layer may also let pass (uWS is lenient on some): then the
+   * socket may stay open and what it makes of the rest is not modelled.
+   */
+  lenientOk?: boolean;
 }
 
 export class SocketOracle {
@@ -347,6 +352,11 @@ export class SocketOracle {
 
   private onRequestFrame(f: ServerFrame, text: string): void {
     const rid = 'request_id' in f ? f.request_id : undefined;
+    // A cancel refused (nothing of that id pending any more): about the cancel, not a message's final.
+    if (f.type === 'error' && f.code === 'unknown_request' && rid !== undefined && this.cancels.has(rid)) {
+      this.outcomes.push('cancel:error:unknown_request');
+      return;
+    }
     // A duplicate's ack: same request id as the first copy.
     const dup =
       rid !== undefined
@@ -372,6 +382,10 @@ export class SocketOracle {
       return;
     }
     if (!owner) {
+      if (this.expectEnd?.lenientOk) {
+        this.outcomes.push('frame-after-a-tolerated-protocol-error');
+        return;
+      }
       if (this.unknownFrom !== null || this.replayAfter !== null) {
         this.outcomes.push(this.replayAfter !== null ? 'replayed-frame' : 'frame-after-unknown');
         return;

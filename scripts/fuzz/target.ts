@@ -150,7 +150,14 @@ export async function startChildTarget(options: ChildTargetOptions): Promise<Tar
     RATE_LIMIT_MESSAGES: '1000000',
     RATE_LIMIT_WINDOW_MS: '1000',
     TOKEN_RATE_LIMIT_PER_MINUTE: '100000',
+    RATE_LIMIT_FRAMES: '10000000',
     MAX_CONNECTIONS_PER_USER: '10000',
+    MAX_CONNECTIONS_PER_IP: '1000000',
+    // The fuzz users send tens of thousands of messages a day; budgets are not what is tested here.
+    DAILY_TOKEN_BUDGET_PER_USER: '0',
+    DAILY_TOKEN_BUDGET_PER_SITE: '0',
+    DEV_TOKENS: 'true',
+    DEMO_SITE: 'true',
     MAX_WORKERS: '50',
     ...options.env,
   });
