@@ -382,6 +382,9 @@ export async function runFuzz(options: FuzzOptions): Promise<FuzzSummary> {
   async function investigate(suspects: Item[]): Promise<void> {
     for (const item of suspects) {
       if (server.broken) return;
+      // The server one of them killed must be replaced first, or every suspect fails alike.
+      if (!(await server.target.alive()).alive) await server.restart();
+      if (server.broken) return;
       const first = await judge(item.c, 0);
       if (first.kind === 'crash') await server.restart();
       if (first.kind === 'ok') {
@@ -413,8 +416,12 @@ export async function runFuzz(options: FuzzOptions): Promise<FuzzSummary> {
       let budget = maxShrinkRuns;
       const until = Date.now() + (options.maxShrinkMs ?? 60_000);
       let minimal = item.c;
+      // The same seed makes fast-check generate the same batch again; the runs before the failing
+      // one pass untried, so it shrinks the failing case with its generation context.
+      let run = 0;
       const details = await fc.check(
         fc.asyncProperty(fuzzCase, async (c) => {
+          if (run++ < item.index) return true;
           if (budget-- <= 0 || Date.now() > until || options.signal?.aborted || server.broken) return true;
           shrinkRuns++;
           const r = await judge(c, 0);
@@ -428,7 +435,7 @@ export async function runFuzz(options: FuzzOptions): Promise<FuzzSummary> {
           }
           return !same;
         }),
-        { examples: [[item.c]], numRuns: 1 },
+        { seed: item.seed, numRuns: item.index + 1 },
       );
       finding.input = showCase(minimal);
       log(`[fuzz] ${first.kind} kept (minimal after ${details.numShrinks} shrinks): ${first.signature}`);

@@ -55,10 +55,12 @@ const own = (o: object, k: string) => Object.hasOwn(o, k);
  */
 export function judgeMessage(payload: Uint8Array, binary: boolean, userid: string, limits: Limits): Verdict {
   if (payload.length > limits.maxPayloadBytes) {
+    // Text that is also not UTF-8: the WebSocket layer may refuse it before the size is looked at.
+    const badText = !binary && decodeUtf8(payload) === undefined;
     return {
       v: 'close',
-      codes: [1009],
-      tcpDropOk: payload.length > limits.maxPayloadBytes * 4,
+      codes: badText ? [1009, 1007, 1002] : [1009],
+      tcpDropOk: badText || payload.length > limits.maxPayloadBytes * 4,
       why: `payload of ${payload.length} bytes > MAX_PAYLOAD_BYTES ${limits.maxPayloadBytes}`,
     };
   }
