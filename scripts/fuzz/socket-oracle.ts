@@ -301,6 +301,10 @@ export class SocketOracle {
     if (head.s !== 'reject') return false;
     const sameId = f.request_id === undefined || f.request_id === head.id;
     if (!sameId) return false;
+    // The same id may also name a cancel or an accepted message whose answer comes later.
+    const laterAnswer =
+      f.request_id !== undefined && (this.cancels.has(f.request_id) || this.byRequestId.has(f.request_id));
+    if (laterAnswer && !head.codes.includes(f.code)) return false;
     // The sentinel's answer in place of this frame's: this frame got none (or the wrong one).
     if (
       f.code === 'unknown_type' &&
