@@ -98,4 +98,6 @@ const summary = await runFuzz({
 });
 console.log(formatSummary(summary));
 if (values.json) writeFileSync(values.json, JSON.stringify(summary, null, 2));
-process.exitCode = summary.fatal ? 2 : summary.crashes.length + summary.violations.length > 0 ? 1 : 0;
+// Exit now: a case cut off by its timeout may still hold a socket open, which must not keep the
+// process up after the summary (the server was already stopped by PID).
+process.exit(summary.fatal ? 2 : summary.crashes.length + summary.violations.length > 0 ? 1 : 0);
