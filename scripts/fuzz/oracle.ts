@@ -343,7 +343,11 @@ export function expectedUpgrade(input: {
   requestTooLarge: boolean;
 }): { statuses: number[]; why: string } {
   if (input.requestTooLarge)
-    return { statuses: [101, 400, 401, 413, 414, 431, 0], why: 'request larger than the server reads' };
+    // Then even which headers the WebSocket layer saw is not known: any refusal, or not answering.
+    return {
+      statuses: [101, 400, 401, 403, 404, 413, 414, 426, 431, 0],
+      why: 'request larger than the server reads',
+    };
   const gateway = gatewayAdmission(input.query, input.tokenUser);
   if (!input.headersOk) {
     // The gateway may judge the query before the WebSocket layer looks at the headers, or after.
