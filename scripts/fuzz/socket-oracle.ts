@@ -361,9 +361,12 @@ export class SocketOracle {
       this.outcomes.push('cancel:error:unknown_request');
       return;
     }
-    // A duplicate's ack: same request id as the first copy.
+    // A duplicate's ack: same request id as the first copy. Acks come in the order the messages
+    // were sent, so the first copy (on this socket and not acked yet) takes the first one.
+    const first = rid !== undefined ? this.byRequestId.get(rid) : undefined;
+    const firstWaits = first !== undefined && f.type === 'ack' && first.acks === 0 && first.finals === 0;
     const dup =
-      rid !== undefined
+      rid !== undefined && !firstWaits
         ? this.accepted.find((m) => m.duplicate && m.id === rid && m.acks === 0 && m.finals === 0)
         : undefined;
     if (dup && (f.type === 'ack' || f.type === 'error')) {
