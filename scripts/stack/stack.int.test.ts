@@ -16,7 +16,7 @@ import {
   stackToken,
   stackUp,
   stackUrls,
-  TEST_STACK_ENV,
+  testStackEnv,
 } from './testing.js';
 import type { StackUpResult } from './testing.js';
 
@@ -34,7 +34,7 @@ function cli(args: string[]): Promise<{ code: number | null; stdout: string; std
     const child = spawn(
       process.execPath,
       ['--import', 'tsx', '--conditions=source', 'scripts/stack/cli.ts', ...args],
-      { cwd: repoRoot, env: { ...process.env, ...TEST_STACK_ENV }, stdio: ['ignore', 'pipe', 'pipe'] },
+      { cwd: repoRoot, env: { ...process.env, ...testStackEnv() }, stdio: ['ignore', 'pipe', 'pipe'] },
     );
     let stdout = '';
     let stderr = '';
@@ -93,7 +93,10 @@ describe('npm run stack (all nine services as local processes)', () => {
     const table = await cli(['status']);
     expect(table.code).toBe(0);
     expect(table.stdout).toMatch(/^NAME\s+STATE\s+PID\s+ADDRESS$/m);
-    expect(table.stdout).toMatch(/^gateway-1\s+healthy\s+\d+\s+127\.0\.0\.1:18281$/m);
+    const port = stackUrls().ports['gateway-1'];
+    expect(table.stdout).toMatch(
+      new RegExp(`^gateway-1\\s+healthy\\s+\\d+\\s+127\\.0\\.0\\.1:${port}$`, 'm'),
+    );
   });
 
   it('nginx answers /health from a gateway and serves the UI', async () => {

@@ -21,7 +21,11 @@ import type { StackPorts, StackServiceName, StackServiceStatus, StackUpResult } 
 export type { StackPorts, StackServiceName, StackServiceStatus, StackUpResult } from './stack.js';
 export { stackServiceNames } from './stack.js';
 
-/** Ports of the test stack; `stackUp(env)` may override any of them. */
+/**
+ * Defaults of the test stack: its ports and settings. A variable set in the process environment
+ * wins over its default here (so concurrent runs on one machine can move every port), and
+ * `stackUp(env)` wins over both. `testStackEnv()` is the result.
+ */
 export const TEST_STACK_ENV: Readonly<Record<string, string>> = {
   NGINX_PORT: '18280',
   GATEWAY_1_PORT: '18281',
@@ -36,7 +40,17 @@ export const TEST_STACK_ENV: Readonly<Record<string, string>> = {
   DEV_TOKENS: 'true',
 };
 
-let current: Env = TEST_STACK_ENV;
+/** `TEST_STACK_ENV` with each variable the process environment sets taken from there instead. */
+export function testStackEnv(): Env {
+  const env: Record<string, string> = { ...TEST_STACK_ENV };
+  for (const name of Object.keys(TEST_STACK_ENV)) {
+    const value = process.env[name];
+    if (value !== undefined && value !== '') env[name] = value;
+  }
+  return env;
+}
+
+let current: Env = testStackEnv();
 
 const progress: Progress = (line) => {
   process.stderr.write(`${line}\n`);
@@ -48,12 +62,12 @@ function options(): stack.StackOptions {
 
 /**
  * Starts what is not running (Kafka and Redis are found running when the global setup started
- * them) and waits until all nine are healthy. `env` goes on top of `TEST_STACK_ENV` and reaches
+ * them) and waits until all nine are healthy. `env` goes on top of `testStackEnv()` and reaches
  * every service (`MOCK_OPENAI_TTFT_MS`, `LOG_LEVEL`, …); it only takes effect for services this
  * call starts, so a test that needs other settings should `stackDown()` first.
  */
 export function stackUp(env: Env = {}): Promise<StackUpResult> {
-  current = { ...TEST_STACK_ENV, ...env };
+  current = { ...testStackEnv(), ...env };
   return stack.stackUp(options());
 }
 
