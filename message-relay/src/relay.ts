@@ -62,6 +62,7 @@ export interface Relay {
   start(): Promise<void>;
   /** Leaves the group after the message in hand is done or handed back uncommitted. Idempotent. */
   close(): Promise<void>;
+  /** Also sets `message_relay_upstream_up`; the ops server asks before every scrape. */
   ready(): RelayReadiness;
 }
 
@@ -130,6 +131,11 @@ export function createRelay(deps: RelayDeps): Relay {
     name: 'message_relay_redis_errors_total',
     help: 'Failed Redis commands, by operation (connection failures are retried, refusals are not)',
     labelNames: ['op'] as const,
+  });
+  const upstreamUp = metrics.gauge({
+    name: 'message_relay_upstream_up',
+    help: 'Whether Kafka and Redis answer (1) or not (0), as /ready sees them (as of the last scrape)',
+    labelNames: ['upstream'] as const,
   });
   const latency = metrics.histogram({
     name: 'message_relay_latency_seconds',
@@ -309,6 +315,8 @@ export function createRelay(deps: RelayDeps): Relay {
         subscription: subscription?.ready ?? false,
         redis: redisHealthy,
       };
+      upstreamUp.set({ upstream: 'kafka' }, checks.kafka ? 1 : 0);
+      upstreamUp.set({ upstream: 'redis' }, checks.redis ? 1 : 0);
       return { ready: checks.kafka && checks.subscription && checks.redis, checks };
     },
   };

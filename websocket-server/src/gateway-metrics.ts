@@ -1,12 +1,17 @@
-import type { Metrics } from '@relay/common';
+import { readinessGauge, type Metrics } from '@relay/common';
 
 /**
  * The gateway's series, get-or-create on the process registry: main.ts asks for them too (the Redis
  * resubscribe counter is fed by the pub/sub adapter it builds) and gets the same ones.
  */
 export function createGatewayMetrics(metrics: Metrics) {
-  return {
+  const m = {
     connections: metrics.gauge({ name: 'gateway_connections', help: 'Open WebSocket connections' }),
+    maxConnections: metrics.gauge({
+      name: 'gateway_max_connections',
+      help: 'MAX_CONNECTIONS: open sockets past which upgrades are refused (server_full)',
+    }),
+    ready: readinessGauge(metrics),
     users: metrics.gauge({ name: 'gateway_users', help: 'Users with at least one open socket here' }),
     messages: metrics.counter({
       name: 'gateway_messages_total',
@@ -100,6 +105,7 @@ export function createGatewayMetrics(metrics: Metrics) {
       help: 'Resumes whose last_event_id was ahead of the replay log and was moved back to its end',
     }),
   };
+  return m;
 }
 
 export type GatewayMetrics = ReturnType<typeof createGatewayMetrics>;

@@ -146,6 +146,7 @@ export function createSocketSessions<S extends GatewaySocket>(deps: SocketSessio
   const m = createGatewayMetrics(deps.metrics);
   const guard = createGuard({ logger, metrics: deps.metrics });
   const counts = new ConnectionCounts(settings);
+  m.maxConnections.set(settings.maxConnections);
   let draining = false;
   let nextConnectionId = 0;
   let redisOk = false;
@@ -216,11 +217,14 @@ export function createSocketSessions<S extends GatewaySocket>(deps: SocketSessio
     }
   }
 
+  /** Also what a scrape reports: the gateway calls it before rendering /metrics. */
   function ready() {
     const checks = { kafka: deps.bus.healthy(), redis: redisOk, draining };
+    const isReady = checks.kafka && checks.redis && !draining;
     m.upstreamUp.set({ upstream: 'kafka' }, checks.kafka ? 1 : 0);
     m.upstreamUp.set({ upstream: 'redis' }, checks.redis ? 1 : 0);
-    return { ready: checks.kafka && checks.redis && !draining, checks };
+    m.ready.set(isReady ? 1 : 0);
+    return { ready: isReady, checks };
   }
 
   async function admit({ query, origin, ip }: UpgradeRequest): Promise<Admission> {

@@ -76,6 +76,30 @@ export function createMetrics(options: MetricsOptions): Metrics {
   };
 }
 
+/**
+ * `service_ready`: 1 while the process would answer `/ready` with 200, else 0. Each service sets it
+ * from its readiness check when it is scraped; alerts tell "up but not ready" from "down" by it.
+ */
+export function readinessGauge(metrics: Metrics): Gauge {
+  return metrics.gauge({
+    name: 'service_ready',
+    help: 'Whether /ready answers 200 (1) or 503 (0), as of this scrape: dependencies reachable and not draining',
+  });
+}
+
+/**
+ * Starts each of `values` at 0 under `label`, so its series exists before the first event: a
+ * counter first seen at 1 hides that increment from `rate()`/`increase()` (and so from alerts), and
+ * a dashboard shows 0 instead of "no data". For the closed sets of values a label takes.
+ */
+export function startAtZero<L extends string>(
+  counter: Counter<L>,
+  label: L,
+  values: readonly string[],
+): void {
+  for (const value of values) counter.inc({ [label]: value } as Partial<Record<L, string>>, 0);
+}
+
 /** The `/metrics` answer, independent of the HTTP server (uWS on gateways, node:http elsewhere). */
 export async function renderMetrics(registry: Registry): Promise<{ contentType: string; body: string }> {
   return { contentType: registry.contentType, body: await registry.metrics() };
