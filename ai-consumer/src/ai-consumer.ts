@@ -2,6 +2,7 @@ import {
   ERROR_CODES,
   createDailyBudgets,
   createGuard,
+  exportConsumerLag,
   type BudgetScope,
   HEADERS,
   REDIS_KEYS,
@@ -527,6 +528,13 @@ export function createAiConsumer(options: AiConsumerOptions): AiConsumer {
         concurrency: config.openai.maxWorkers,
         ordering: 'key',
         drainTimeoutMs: drainTimeoutFor(config.http.shutdownTimeoutMs),
+      });
+      exportConsumerLag({
+        metrics: options.metrics,
+        bus,
+        logger,
+        groupId: options.groupId ?? CONSUMER_GROUP,
+        topics: [topics.incoming],
       });
       logger.info(
         {

@@ -3,6 +3,7 @@ import {
   attachEventId,
   createGuard,
   dlqRecord,
+  exportConsumerLag,
   publishWithRetry,
   HEADERS,
   REDIS_KEYS,
@@ -303,6 +304,7 @@ export function createRelay(deps: RelayDeps): Relay {
         ordering: 'key',
         handler: handleGuarded,
       });
+      exportConsumerLag({ metrics, bus, logger, groupId: settings.groupId, topics: [topics.responses] });
       logger.info({ topic: topics.responses, group: settings.groupId }, 'relay subscribed');
     },
     close: once(async () => {

@@ -28,7 +28,11 @@ interface MetricSpec<L extends string> {
 export interface Metrics {
   readonly registry: Registry;
   counter<L extends string = string>(spec: MetricSpec<L>): Counter<L>;
-  gauge<L extends string = string>(spec: MetricSpec<L>): Gauge<L>;
+  /**
+   * `collect` runs at every scrape, before the gauge is read (prom-client awaits a promise). Only
+   * the first registration's `collect` counts.
+   */
+  gauge<L extends string = string>(spec: MetricSpec<L> & { collect?: () => void | Promise<void> }): Gauge<L>;
   histogram<L extends string = string>(spec: MetricSpec<L> & { buckets?: number[] }): Histogram<L>;
 }
 
