@@ -1,4 +1,4 @@
-import type { Metrics } from '@relay/common';
+import { SIZE_BUCKETS, type Metrics } from '@relay/common';
 
 /**
  * Every ai-consumer metric, in one place so dashboards have one list to read. Get-or-create: the
@@ -20,6 +20,15 @@ export function consumerMetrics(metrics: Metrics) {
     timeToFirstToken: metrics.histogram({
       name: 'ai_consumer_time_to_first_token_seconds',
       help: 'From the start of the model call to its first streamed token',
+    }),
+    pickupDelay: metrics.histogram({
+      name: 'ai_consumer_pickup_delay_seconds',
+      help: 'From the prompt record entering Kafka (its timestamp) to its model call starting: the fetch, the user queue and the MAX_WORKERS wait',
+    }),
+    historyLength: metrics.histogram({
+      name: 'ai_consumer_history_length',
+      help: 'Messages a conversation history keeps after an answer was added (capped at HISTORY_MAX_MESSAGES)',
+      buckets: SIZE_BUCKETS,
     }),
     processingTime: metrics.histogram({
       name: 'ai_consumer_processing_time_seconds',

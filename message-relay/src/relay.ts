@@ -7,6 +7,7 @@ import {
   publishWithRetry,
   HEADERS,
   REDIS_KEYS,
+  SIZE_BUCKETS,
   TOPICS,
   frameFromEvent,
   once,
@@ -138,6 +139,11 @@ export function createRelay(deps: RelayDeps): Relay {
     help: 'Whether Kafka and Redis answer (1) or not (0), as /ready sees them (as of the last scrape)',
     labelNames: ['upstream'] as const,
   });
+  const replayLogLength = metrics.histogram({
+    name: 'message_relay_replay_log_length',
+    help: "Entries in the user's replay log after an append (capped at REPLAY_MAX_EVENTS): how much a resume can replay",
+    buckets: SIZE_BUCKETS,
+  });
   const latency = metrics.histogram({
     name: 'message_relay_latency_seconds',
     help: 'From the response record entering Kafka to its frame being published on Redis',
@@ -241,6 +247,7 @@ export function createRelay(deps: RelayDeps): Relay {
     // A duplicate of the newest frame is published again: a crash may have come between its append
     // and its publish. Gateways drop an event_id they already delivered.
     const { eventId } = appended;
+    if (!appended.duplicate) replayLogLength.observe(appended.length);
     const payload = attachEventId(appended.duplicate ? appended.frame : serialized, eventId);
 
     let receivers: number;

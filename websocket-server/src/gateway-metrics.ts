@@ -27,6 +27,10 @@ export function createGatewayMetrics(metrics: Metrics) {
       name: 'gateway_ack_latency_seconds',
       help: 'From a client message to its ack (rate limit + Kafka acknowledgement)',
     }),
+    deliveryLatency: metrics.histogram({
+      name: 'gateway_delivery_latency_seconds',
+      help: "From a frame's append to the replay log (its event_id's time) to its hand-over to a socket here: Redis pub/sub and the gateway",
+    }),
     upgradesRejected: metrics.counter({
       name: 'gateway_upgrades_rejected_total',
       help: 'Refused WebSocket upgrades by reason',

@@ -8,6 +8,9 @@ export const LATENCY_BUCKETS = [
   0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
 ];
 
+/** Buckets for counts of entries (replay logs, histories): their caps are in the hundreds to thousands. */
+export const SIZE_BUCKETS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000];
+
 export interface MetricsOptions {
   service: string;
   instance: string;
