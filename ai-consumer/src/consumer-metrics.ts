@@ -1,4 +1,4 @@
-import { SIZE_BUCKETS, type Metrics } from '@relay/common';
+import { SIZE_BUCKETS, startAtZero, type Metrics } from '@relay/common';
 
 /**
  * Every ai-consumer metric, in one place so dashboards have one list to read. Get-or-create: the
@@ -6,7 +6,7 @@ import { SIZE_BUCKETS, type Metrics } from '@relay/common';
  * (outcomes, failure kinds); a user id is never one.
  */
 export function consumerMetrics(metrics: Metrics) {
-  return {
+  const m = {
     requests: metrics.counter<'outcome'>({
       name: 'ai_consumer_requests_total',
       help: 'Prompt events answered, by outcome (ok, cancelled, invalid_message or an error code)',
@@ -90,6 +90,23 @@ export function consumerMetrics(metrics: Metrics) {
       labelNames: ['operation'],
     }),
   };
+  // The values these labels take in normal failures, present from the start (see startAtZero).
+  startAtZero(m.attempts, 'result', ['ok', ...FAILURE_KINDS]);
+  startAtZero(m.retries, 'reason', FAILURE_KINDS);
+  startAtZero(m.breakerTransitions, 'state', ['closed', 'half_open', 'open']);
+  startAtZero(m.dlq, 'reason', [
+    'invalid_message',
+    'internal_error',
+    'upstream_unavailable',
+    'upstream_error',
+    'timeout',
+  ]);
+  startAtZero(m.stateErrors, 'operation', ['claim', 'done', 'cancel_check', 'budget']);
+  startAtZero(m.historyErrors, 'operation', ['load', 'append']);
+  return m;
 }
+
+/** The failure kinds of a model attempt that happen in practice (`failureKind`, upstream-errors.ts). */
+const FAILURE_KINDS = ['5xx', '429', 'timeout', 'connection', 'stream'];
 
 export type ConsumerMetrics = ReturnType<typeof consumerMetrics>;

@@ -8,6 +8,7 @@ import {
   HEADERS,
   REDIS_KEYS,
   SIZE_BUCKETS,
+  startAtZero,
   TOPICS,
   frameFromEvent,
   once,
@@ -125,6 +126,7 @@ export function createRelay(deps: RelayDeps): Relay {
     help: 'Redelivered events skipped by the relay append (already in the replay log), by frame type',
     labelNames: ['type'] as const,
   });
+  startAtZero(dlqTotal, 'reason', ['invalid_event', 'redis_rejected', 'internal_error']);
   const noSubscriberTotal = metrics.counter({
     name: 'message_relay_no_subscriber_total',
     help: 'Frames published while no gateway held the user (kept in the replay log for resume)',
@@ -134,6 +136,7 @@ export function createRelay(deps: RelayDeps): Relay {
     help: 'Failed Redis commands, by operation (connection failures are retried, refusals are not)',
     labelNames: ['op'] as const,
   });
+  startAtZero(redisErrorsTotal, 'op', ['append', 'publish']);
   const upstreamUp = metrics.gauge({
     name: 'message_relay_upstream_up',
     help: 'Whether Kafka and Redis answer (1) or not (0), as /ready sees them (as of the last scrape)',

@@ -1,4 +1,4 @@
-import { readinessGauge, type Metrics } from '@relay/common';
+import { readinessGauge, startAtZero, type Metrics } from '@relay/common';
 
 /**
  * The gateway's series, get-or-create on the process registry: main.ts asks for them too (the Redis
@@ -109,6 +109,17 @@ export function createGatewayMetrics(metrics: Metrics) {
       help: 'Resumes whose last_event_id was ahead of the replay log and was moved back to its end',
     }),
   };
+  // The values these labels take in normal operation, present from the start (see startAtZero).
+  startAtZero(m.upgradesRejected, 'reason', [
+    'invalid_token',
+    'origin_not_allowed',
+    'too_many_connections',
+    'too_many_connections_from_ip',
+    'server_full',
+    'draining',
+  ]);
+  startAtZero(m.publishFailures, 'reason', ['failed', 'unhealthy']);
+  startAtZero(m.redisErrors, 'op', ['replay', 'subscribe', 'unsubscribe', 'accept_marker']);
   return m;
 }
 

@@ -243,7 +243,9 @@ describe('client frames (both gateways)', () => {
     await waitFor(() => healthy.sent.length === 1);
     expect(broken.closedWith).toEqual({ code: 1011, reason: 'internal_error' });
     expect(healthy.closedWith).toBeNull();
-    expect((await renderMetrics(metrics.registry)).body).toMatch(/handler_errors_total\{handler="deliver"/);
+    expect((await renderMetrics(metrics.registry)).body).toMatch(
+      /handler_errors_total\{handler="deliver"[^}]*\} 1$/m,
+    );
   });
 });
 

@@ -35,6 +35,17 @@ export function createGuard(options: GuardOptions): Guard {
     labelNames: ['handler'],
   });
 
+  /**
+   * Handlers that ran at least once have a `handler_errors_total` series from then on, at 0 until a
+   * failure: an alert on `increase()` then sees the first failure too, not only the second.
+   */
+  const seen = new Set<string>();
+  const register = (handler: string): void => {
+    if (seen.has(handler)) return;
+    seen.add(handler);
+    failures.inc({ handler }, 0);
+  };
+
   function contextOf(context: (() => GuardContext) | undefined): GuardContext {
     if (!context) return {};
     try {
@@ -50,6 +61,7 @@ export function createGuard(options: GuardOptions): Guard {
     recover: ((err: unknown) => void) | undefined,
     context: (() => GuardContext) | undefined,
   ): void {
+    register(handler);
     failures.inc({ handler });
     logger.error({ err, handler, ...contextOf(context) }, 'handler failed; recovered for this client only');
     if (!recover) return;
@@ -66,6 +78,7 @@ export function createGuard(options: GuardOptions): Guard {
   return {
     fail: failed,
     run(handler, fn, recover, context) {
+      register(handler);
       let result: unknown;
       try {
         result = fn();
