@@ -1,5 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { localNginxConf, retargetScrapeConfig, stackPorts, upstreamsConf } from './services.js';
+import {
+  absoluteRuleFiles,
+  localNginxConf,
+  retargetScrapeConfig,
+  stackPorts,
+  upstreamsConf,
+} from './services.js';
 
 describe('localNginxConf', () => {
   it('binds the docker port to loopback on ${NGINX_PORT} and logs to the service log', () => {
@@ -30,6 +36,17 @@ describe('retargetScrapeConfig', () => {
     expect(retargetScrapeConfig(text, new Map([[8081, 18281]]))).toBe(
       "targets: ['127.0.0.1:18281', '127.0.0.1:8082', 'gateway-1:8081', '127.0.0.1:80810']",
     );
+  });
+});
+
+describe('absoluteRuleFiles', () => {
+  it('resolves rule files against the template directory and keeps the rest', () => {
+    const text =
+      '# scrape\nglobal:\n  scrape_interval: 5s\nrule_files:\n  - alerts.yml\n  - /abs/other.yml\n';
+    expect(absoluteRuleFiles(text, '/repo/prometheus')).toBe(
+      '# scrape\nglobal:\n  scrape_interval: 5s\nrule_files:\n  - /repo/prometheus/alerts.yml\n  - /abs/other.yml\n',
+    );
+    expect(absoluteRuleFiles('global: {}\n', '/x')).toBe('global: {}\n');
   });
 });
 
