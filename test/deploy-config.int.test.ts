@@ -20,6 +20,7 @@ import { z } from 'zod';
 import { configFragments as consumerFragments } from '../ai-consumer/src/config.js';
 import { configFragments as relayFragments } from '../message-relay/src/config.js';
 import { configFragments as gatewayFragments } from '../websocket-server/src/config.js';
+import { defaultPorts } from '../scripts/infra/ports.js';
 
 const root = resolve(fileURLToPath(new URL('.', import.meta.url)), '..');
 const at = (...parts: string[]) => join(root, ...parts);
@@ -29,6 +30,10 @@ type Yaml = Record<string, unknown>;
 /** The parts of each file the checks read; anything else may be there. */
 const prometheusSchema = z.object({
   global: z.object({ scrape_interval: z.string() }),
+  rule_files: z.array(z.string()),
+  alerting: z.object({
+    alertmanagers: z.array(z.object({ static_configs: z.array(z.object({ targets: z.array(z.string()) })) })),
+  }),
   scrape_configs: z.array(
     z.object({ job_name: z.string(), static_configs: z.array(z.object({ targets: z.array(z.string()) })) }),
   ),
@@ -271,8 +276,22 @@ describe('prometheus', () => {
         'websocket-server',
       ]);
       expect(jobs['websocket-server']).toHaveLength(2);
+      // Both load the alerting rules (test/alerts.int.test.ts tests them) and send to Alertmanager.
+      expect(config.rule_files).toEqual(['alerts.yml']);
+      const alertmanagers = config.alerting.alertmanagers.flatMap((a) =>
+        a.static_configs.flatMap((c) => c.targets),
+      );
+      expect(alertmanagers).toEqual([
+        file === 'prometheus.yml' ? 'alertmanager:9093' : `127.0.0.1:${defaultPorts.alertmanager}`,
+      ]);
     },
   );
+
+  it('amtool accepts alertmanager.yml, whose routes lead to receivers it defines', async () => {
+    const r = run('amtool', ['check-config', at('prometheus', 'alertmanager.yml')]);
+    expect(r.output).toContain('SUCCESS');
+    expect(r.status).toBe(0);
+  });
 
   it('the local config scrapes the ports the services default to', async () => {
     const text = await readFile(at('prometheus', 'prometheus.local.yml'), 'utf8');
@@ -344,6 +363,7 @@ describe('docker-compose.yml', () => {
     'redis',
     'nginx',
     'prometheus',
+    'alertmanager',
     'grafana',
     'mock-openai',
     'gateway-1',

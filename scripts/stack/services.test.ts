@@ -62,6 +62,7 @@ describe('stackPorts', () => {
       'gateway-2': 8082,
       nginx: 8080,
       prometheus: 9090,
+      alertmanager: 9095,
     });
     expect(stackPorts({ GATEWAY_2_PORT: '18282', AI_CONSUMER_PORT: '19201' })).toMatchObject({
       'gateway-2': 18282,

@@ -1,13 +1,15 @@
 /**
  * The stack's own services, as harness `ServiceDefinition`s: the four Node processes (each
  * `node --import tsx --conditions=source <pkg>/src/main.ts` from the repo root) and stack flavours
- * of the harness' nginx and Prometheus (gateway upstreams, UI root, scrape targets on the ports in use).
+ * of the harness' nginx and Prometheus (gateway upstreams, UI root, scrape targets on the ports in use),
+ * and the harness' Alertmanager as it is.
  */
 import { randomBytes } from 'node:crypto';
 import { access, lstat, mkdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { isScalar, isSeq, parseDocument, Scalar } from 'yaml';
 import { InfraError } from '../infra/errors.js';
+import { alertmanager } from '../infra/alertmanager.js';
 import { serviceEndpoints } from '../infra/harness.js';
 import type { ServiceContext, ServiceDefinition } from '../infra/harness.js';
 import { kafka } from '../infra/kafka.js';
@@ -38,6 +40,7 @@ export const stackServiceNames = [
   'gateway-1',
   'gateway-2',
   'nginx',
+  'alertmanager',
   'prometheus',
 ] as const;
 export type StackServiceName = (typeof stackServiceNames)[number];
@@ -67,6 +70,7 @@ export function stackPorts(env: Env): StackPorts {
     redis: portFromEnv(env, 'REDIS_PORT', defaultPorts.redis),
     nginx: portFromEnv(env, 'NGINX_PORT', defaultPorts.nginx),
     prometheus: portFromEnv(env, 'PROMETHEUS_PORT', defaultPorts.prometheus),
+    alertmanager: portFromEnv(env, 'ALERTMANAGER_PORT', defaultPorts.alertmanager),
     ...node,
   };
 }
@@ -305,6 +309,7 @@ export function retargetScrapeConfig(text: string, moves: ReadonlyMap<number, nu
 function portMoves(ports: StackPorts): Map<number, number> {
   const defaults: Partial<Record<StackServiceName, number>> = {
     prometheus: defaultPorts.prometheus,
+    alertmanager: defaultPorts.alertmanager,
     ...Object.fromEntries(stackNodeNames.map((name) => [name, nodePorts[name].port])),
   };
   const moves = new Map<number, number>();
@@ -363,5 +368,6 @@ export const stackDefinitions: Readonly<Record<StackServiceName, ServiceDefiniti
   redis,
   ...nodeDefinitions,
   nginx: stackNginx,
+  alertmanager,
   prometheus: stackPrometheus,
 };

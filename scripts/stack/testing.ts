@@ -34,6 +34,7 @@ export const TEST_STACK_ENV: Readonly<Record<string, string>> = {
   AI_CONSUMER_PORT: '19201',
   MESSAGE_RELAY_PORT: '19202',
   PROMETHEUS_PORT: '19290',
+  ALERTMANAGER_PORT: '19293',
   // Every test client gets its token through nginx, so all of them share one client IP.
   TOKEN_RATE_LIMIT_PER_MINUTE: '100000',
   // The tests' clients use the original `POST /token?userid=` (the stack's default is off).
@@ -62,7 +63,7 @@ function options(): stack.StackOptions {
 
 /**
  * Starts what is not running (Kafka and Redis are found running when the global setup started
- * them) and waits until all nine are healthy. `env` goes on top of `testStackEnv()` and reaches
+ * them) and waits until all ten are healthy. `env` goes on top of `testStackEnv()` and reaches
  * every service (`MOCK_OPENAI_TTFT_MS`, `LOG_LEVEL`, …); it only takes effect for services this
  * call starts, so a test that needs other settings should `stackDown()` first.
  */
@@ -98,6 +99,7 @@ export interface StackUrls {
   /** Each gateway directly, by name. */
   gateways: Record<'gateway-1' | 'gateway-2', string>;
   prometheus: string;
+  alertmanager: string;
   ports: StackPorts;
 }
 
@@ -109,6 +111,7 @@ export function stackUrls(): StackUrls {
     ws: `ws://127.0.0.1:${ports.nginx}/ws`,
     gateways: { 'gateway-1': http(ports['gateway-1']), 'gateway-2': http(ports['gateway-2']) },
     prometheus: http(ports.prometheus),
+    alertmanager: http(ports.alertmanager),
     ports,
   };
 }
