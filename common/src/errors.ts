@@ -18,7 +18,6 @@ export const ERROR_CODES = {
   },
   budget_exceeded: { retryable: false, message: 'The daily usage limit is reached; try again tomorrow' },
   unknown_request: { retryable: false, message: 'No pending request with this request_id' },
-  invalid_last_event_id: { retryable: false, message: 'last_event_id is not a position of this stream' },
   upstream_unavailable: { retryable: true, message: 'Service temporarily unavailable' },
   upstream_error: { retryable: false, message: 'The model provider rejected the request' },
   timeout: { retryable: true, message: 'The model did not answer in time' },

@@ -44,7 +44,9 @@ export async function runOriginalLoadTest(options: OriginalLoadTestOptions): Pro
 
   const client = async (i: number): Promise<void> => {
     const userid = `user${i}`;
-    const res = await fetch(`${options.url}/token?userid=${userid}`, { method: 'POST' }).catch(() => undefined);
+    const res = await fetch(`${options.url}/token?userid=${userid}`, { method: 'POST' }).catch(
+      () => undefined,
+    );
     if (!res || res.status !== 200) {
       tokenFailures++;
       return;
@@ -58,7 +60,9 @@ export async function runOriginalLoadTest(options: OriginalLoadTestOptions): Pro
       socket.on('open', () => {
         opened++;
         for (let k = 0; k < options.messagesPerClient; k++) {
-          socket.send(JSON.stringify({ type: 'message', content: `Load test message ${k} from ${userid}`, userid }));
+          socket.send(
+            JSON.stringify({ type: 'message', content: `Load test message ${k} from ${userid}`, userid }),
+          );
           sent++;
         }
       });

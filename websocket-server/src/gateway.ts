@@ -13,7 +13,8 @@ import type { HttpRequest, HttpResponse, TemplatedApp, WebSocket, us_listen_sock
 import { clientIp } from './client-ip.js';
 import type { DeliverySettings, GatewaySettings } from './config.js';
 import { createSocketSessions } from './socket-sessions.js';
-import { HttpExchange, guardedRoute, type RouteHandler } from './http-exchange.js';
+import type { HttpExchange } from './http-exchange.js';
+import { guardedRoute, type RouteHandler } from './http-exchange.js';
 import { createHistoryApi, type HistoryAnswer, type HistoryRequest } from './history-api.js';
 import { createCaptchaVerifier, type CaptchaVerifier } from './identity/captcha.js';
 import { TOKEN_BODY_LIMIT_BYTES, createTokenIssuer } from './identity/token-issuer.js';
@@ -91,41 +92,52 @@ export function createGateway(deps: GatewayDeps): Gateway {
   const m = sessions.metrics;
   const route = (name: string, handler: RouteHandler) => guardedRoute(guard, name, handler);
 
+  /**
+   * Admits and upgrades before returning, inside uWS' own upgrade handler; not later from a promise
+   * in `res.cork()` as uWS' UpgradeAsync example does. This uWS build's cork() misses an upgrade
+   * made inside it when the socket's block was shrunk in place (glibc does), then runs its HTTP
+   * connection-close check on the new WebSocket, reading HTTP state from memory the shrink gave
+   * back to the heap: whenever that memory had been reused with the wrong bits, the socket was
+   * closed right after its 101, with no frame (1006): the "dropped socket" of the pipeline test.
+   * Upstream fixed cork() later (v20.79.0); no build we can install has it. Inside the handler, uWS
+   * itself tracks the upgrade. upgrade-in-place.int.test.ts reproduces it every time.
+   */
   function upgrade(res: HttpResponse, req: HttpRequest, context: UpgradeContext): void {
-    const exchange = new HttpExchange(res);
     let admitted: UserData | undefined;
     guard.run(
       'upgrade',
-      async () => {
-        // Everything needed from `req` must be read now: it is not valid after an await.
-        const query = new URLSearchParams(req.getQuery() ?? '');
-        const secKey = req.getHeader('sec-websocket-key');
-        const secProtocol = req.getHeader('sec-websocket-protocol');
-        const secExtensions = req.getHeader('sec-websocket-extensions');
-        const request = {
-          query,
+      () => {
+        const admission = sessions.admit({
+          query: new URLSearchParams(req.getQuery() ?? ''),
           origin: req.getHeader('origin'),
           ip: clientIp(res, req, settings.trustProxy),
-        };
-        const admission = await sessions.admit(request);
+        });
         if (!admission.ok) {
           m.upgradesRejected.inc({ reason: admission.reason });
-          exchange.json(`${admission.status} ${STATUS_CODES[admission.status] ?? ''}`, {
+          return json(res, `${admission.status} ${STATUS_CODES[admission.status] ?? ''}`, {
             error: admission.reason,
           });
-          return;
         }
         admitted = admission.data;
-        // The client went away while the token was checked: its place under the caps goes back.
-        if (!exchange.take()) return sessions.abandoned(admission.data);
-        res.cork(() => res.upgrade(admission.data, secKey, secProtocol, secExtensions, context));
+        res.upgrade(
+          admission.data,
+          req.getHeader('sec-websocket-key'),
+          req.getHeader('sec-websocket-protocol'),
+          req.getHeader('sec-websocket-extensions'),
+          context,
+        );
       },
       () => {
         // Given back only if the socket never opened (closed() gives it back otherwise).
         if (admitted) sessions.abandoned(admitted);
-        exchange.json('500 Internal Server Error', { error: 'internal_error' });
+        json(res, '500 Internal Server Error', { error: 'internal_error' });
       },
     );
+  }
+
+  /** A synchronous JSON answer (inside a uWS handler: already corked, never aborted yet). */
+  function json(res: HttpResponse, status: string, body: unknown): void {
+    res.writeStatus(status).writeHeader('content-type', 'application/json').end(JSON.stringify(body));
   }
 
   const issuer = createTokenIssuer({

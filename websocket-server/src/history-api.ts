@@ -45,10 +45,10 @@ export function createHistoryApi(deps: {
 }): HistoryApi {
   const { store, tokens, sites } = deps;
 
-  async function authenticate(request: HistoryRequest): Promise<SessionIdentity | HistoryAnswer> {
+  function authenticate(request: HistoryRequest): SessionIdentity | HistoryAnswer {
     const bearer = /^Bearer\s+(\S+)$/i.exec(request.authorization)?.[1];
     const token = bearer ?? request.query.get('token') ?? '';
-    const identity = token ? await tokens.verify(token) : null;
+    const identity = token ? tokens.verify(token) : null;
     const site = identity ? sites.get(identity.site) : undefined;
     if (!identity || !site)
       return { status: 401, body: { error: 'invalid_token', message: 'Invalid or expired token' } };
@@ -65,7 +65,7 @@ export function createHistoryApi(deps: {
 
   return {
     async list(request) {
-      const who = await authenticate(request);
+      const who = authenticate(request);
       if (!('userid' in who)) return who;
       const raw = await store.listRange(REDIS_KEYS.conversations(who.userid), 0, -1);
       // Appended per answered turn: the newest entry of a conversation wins.
@@ -88,7 +88,7 @@ export function createHistoryApi(deps: {
     },
 
     async conversation(request, conversationId) {
-      const who = await authenticate(request);
+      const who = authenticate(request);
       if (!('userid' in who)) return who;
       const id = idSchema.safeParse(conversationId);
       if (!id.success) {

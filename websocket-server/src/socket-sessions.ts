@@ -23,7 +23,7 @@ import { createGatewayMetrics, type GatewayMetrics } from './gateway-metrics.js'
 import { createMessageIntake } from './message-intake.js';
 import { FrameRate, IntakeQueue } from './socket-intake.js';
 import { originAllowed, type Sites } from './sites/sites.js';
-import type { SessionIdentity, TokenService } from './token-service.js';
+import type { TokenService } from './token-service.js';
 import type { SessionSocket, UserData } from './user-data.js';
 import { createUserSockets, type UserSockets } from './user-sockets.js';
 
@@ -85,9 +85,10 @@ export interface SocketSessions<S extends GatewaySocket> {
   readonly guard: Guard;
   /**
    * Every check of an upgrade, the token verified, before the 101 goes out: draining, origin,
-   * `last_event_id`, token and claimed user, the connection caps. Never rejects.
+   * `last_event_id`, token and claimed user, the connection caps. Synchronous, so the gateway
+   * upgrades inside uWS' upgrade handler (gateway.ts `upgrade` says why). Never throws.
    */
-  admit(request: UpgradeRequest): Promise<Admission>;
+  admit(request: UpgradeRequest): Admission;
   /** An admitted upgrade that never became a socket: its place under the caps is given back. */
   abandoned(data: UserData): void;
   /** The socket is open: subscribe its user's channel, then replay from `last_event_id` if given. */
@@ -240,7 +241,7 @@ export function createSocketSessions<S extends GatewaySocket>(deps: SocketSessio
     return { ready: isReady, checks };
   }
 
-  async function admit({ query, origin, ip }: UpgradeRequest): Promise<Admission> {
+  function admit({ query, origin, ip }: UpgradeRequest): Admission {
     if (draining) return { ok: false, status: 503, reason: 'draining' };
     const token = query.get('token') ?? '';
     const claimedUser = query.get('userid');
@@ -253,15 +254,7 @@ export function createSocketSessions<S extends GatewaySocket>(deps: SocketSessio
     if (resumeFrom !== null && !validResumePoint(resumeFrom, now())) {
       return { ok: false, status: 400, reason: 'invalid_last_event_id' };
     }
-    let identity: SessionIdentity | null;
-    try {
-      identity = await deps.tokens.verify(token);
-    } catch (err) {
-      logger.error({ err }, 'token verification failed');
-      return { ok: false, status: 500, reason: 'internal_error' };
-    }
-    // The drain may have begun (and closed every socket) while the token was being checked.
-    if (draining) return { ok: false, status: 503, reason: 'draining' };
+    const identity = deps.tokens.verify(token);
     // A token of a site this gateway no longer has (dev tokens turned off, a site removed) is void.
     const site = identity ? deps.sites.get(identity.site) : undefined;
     if (!identity || !site || (claimedUser !== null && claimedUser !== identity.userid)) {
@@ -359,12 +352,14 @@ export function createSocketSessions<S extends GatewaySocket>(deps: SocketSessio
     sockets,
     guard,
     ready,
-    admit: (request) =>
-      admit(request).catch((err: unknown) => {
-        // admit() handles its own failures; this is the guard for a bug in it.
+    admit(request) {
+      try {
+        return admit(request);
+      } catch (err) {
         guard.fail('upgrade', err);
-        return { ok: false, status: 500, reason: 'internal_error' } as const;
-      }),
+        return { ok: false, status: 500, reason: 'internal_error' };
+      }
+    },
     abandoned(data) {
       // Only an upgrade that never opened: an open socket gives its place back when it closes.
       guard.run('upgrade', () => data.connection.state === 'opening' && release(data.connection));

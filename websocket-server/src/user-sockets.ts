@@ -65,6 +65,17 @@ export function createUserSockets<S extends SessionSocket>(deps: {
       } catch (err) {
         // Delivery for this user is broken until Redis answers; the client will resume on reconnect.
         deps.logger.error({ err, userid }, 'subscribe failed');
+        // Forget the failed entry (its sockets are closed by the caller), so the user's next socket
+        // subscribes again instead of inheriting this rejection until all of these have closed.
+        if (byUser.get(userid) === entry) {
+          byUser.delete(userid);
+          connections -= entry.sockets.size;
+          await deps.pubsub
+            .unsubscribe(REDIS_KEYS.userChannel(userid), listener)
+            .catch((unsubErr: unknown) => {
+              deps.logger.warn({ err: unsubErr, userid }, 'unsubscribe after a failed subscribe failed');
+            });
+        }
         throw err;
       }
     },

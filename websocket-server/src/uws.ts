@@ -26,7 +26,17 @@ type ListenCallback = (socket: UwsTypes.us_listen_socket | false) => void;
  * with its own state, instead of failing. The native `listen(host, port, options, cb)` exists; the
  * typings only declare it without a host.
  */
-export function listenExclusive(app: UwsTypes.TemplatedApp, host: string, port: number, cb: ListenCallback): void {
-  const listen = app.listen.bind(app) as unknown as (h: string, p: number, o: number, c: ListenCallback) => void;
+export function listenExclusive(
+  app: UwsTypes.TemplatedApp,
+  host: string,
+  port: number,
+  cb: ListenCallback,
+): void {
+  const listen = app.listen.bind(app) as unknown as (
+    h: string,
+    p: number,
+    o: number,
+    c: ListenCallback,
+  ) => void;
   listen(host, port, EXCLUSIVE_PORT, cb);
 }

@@ -125,7 +125,7 @@ export function createBaselineGateway(deps: BaselineGatewayDeps): Gateway {
   /** gateway.ts' `upgrade`: every check, and the token verified, before the 101 goes out. */
   function upgrade(req: IncomingMessage, tcp: Duplex, head: Buffer): void {
     // Node removes its own error listener from an upgrading socket; until `ws` adds its own, a reset
-    // during the token check would otherwise be an uncaught error.
+    // would otherwise be an uncaught error.
     const onEarlyError = (err: Error) => logger.debug({ err }, 'socket error before the upgrade');
     tcp.on('error', onEarlyError);
     const url = new URL(req.url ?? '/', 'http://gateway');
@@ -135,13 +135,10 @@ export function createBaselineGateway(deps: BaselineGatewayDeps): Gateway {
       origin: req.headers.origin ?? '',
       ip: clientIp(req, settings.trustProxy),
     };
-    void sessions.admit(request).then((admission) => {
-      if (!admission.ok) return tcp.destroyed ? undefined : reject(tcp, admission.status, admission.reason);
-      // uWS' onAborted: the client went away while the token was being checked.
-      if (tcp.destroyed) return sessions.abandoned(admission.data);
-      tcp.off('error', onEarlyError);
-      wss.handleUpgrade(req, tcp, head, (ws) => onConnection(tcp, admission.data, ws));
-    });
+    const admission = sessions.admit(request);
+    if (!admission.ok) return reject(tcp, admission.status, admission.reason);
+    tcp.off('error', onEarlyError);
+    wss.handleUpgrade(req, tcp, head, (ws) => onConnection(tcp, admission.data, ws));
   }
 
   function json(res: ServerResponse, status: number, body: unknown): void {

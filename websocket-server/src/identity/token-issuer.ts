@@ -155,7 +155,7 @@ export function createTokenIssuer(deps: TokenIssuerDeps): TokenIssuer {
       }
       await rateLimit(site, request.ip);
       if (body.renew !== undefined) {
-        const previous = await tokens.verifyForRenewal(body.renew, deps.renewWindowSeconds);
+        const previous = tokens.verifyForRenewal(body.renew, deps.renewWindowSeconds);
         if (!previous || previous.site !== site.id || previous.mode !== 'anonymous') {
           throw new Refusal(401, 'invalid_token', 'Not a renewable anonymous token of this site');
         }
