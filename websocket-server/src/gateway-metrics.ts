@@ -118,6 +118,7 @@ export function createGatewayMetrics(metrics: Metrics) {
     'server_full',
     'draining',
   ]);
+  startAtZero(m.tokensIssued, 'mode', ['anonymous', 'signed', 'dev']);
   startAtZero(m.publishFailures, 'reason', ['failed', 'unhealthy']);
   startAtZero(m.redisErrors, 'op', ['replay', 'subscribe', 'unsubscribe', 'accept_marker']);
   return m;
