@@ -149,7 +149,7 @@ export function createAiConsumer(options: AiConsumerOptions): AiConsumer {
   const topics = options.topics ?? TOPICS;
   const now = options.now ?? Date.now;
   const m = consumerMetrics(options.metrics);
-  const guard = createGuard({ logger, metrics: options.metrics });
+  const guard = createGuard({ logger, metrics: options.metrics, handlers: ['prompt'] });
   const scheduler = createWorkScheduler({ maxWorkers: config.openai.maxWorkers });
   const history = createHistory({
     store,

@@ -152,7 +152,7 @@ export function createRelay(deps: RelayDeps): Relay {
     help: 'From the response record entering Kafka to its frame being published on Redis',
   });
 
-  const guard = createGuard({ logger, metrics });
+  const guard = createGuard({ logger, metrics, handlers: ['response'] });
   // Aborts backoff pauses on close, so a relay waiting for Redis does not hold up shutdown.
   const closing = new AbortController();
   let subscription: Subscription | undefined;

@@ -23,4 +23,16 @@ describe('createGuard', () => {
     expect(body).toMatch(/^handler_errors_total\{handler="deliver"[^}]*\} 2$/m);
     expect(recovered).toHaveLength(1);
   });
+
+  it('starts the handlers it is told of at 0 (those that fail only through fail())', async () => {
+    const metrics = createMetrics({ service: 's', instance: 'i', defaultMetrics: false });
+    const guard = createGuard({ logger: silentLogger, metrics, handlers: ['prompt'] });
+    expect((await renderMetrics(metrics.registry)).body).toMatch(
+      /^handler_errors_total\{handler="prompt"[^}]*\} 0$/m,
+    );
+    guard.fail('prompt', new Error('bug'));
+    expect((await renderMetrics(metrics.registry)).body).toMatch(
+      /^handler_errors_total\{handler="prompt"[^}]*\} 1$/m,
+    );
+  });
 });

@@ -24,6 +24,12 @@ export interface Guard {
 export interface GuardOptions {
   logger: Logger;
   metrics: Metrics;
+  /**
+   * Handlers whose failures reach the guard only through `fail` (a Kafka handler's catch): their
+   * `handler_errors_total` series start at 0 now, as `run` starts those of the handlers it runs.
+   * @default []
+   */
+  handlers?: readonly string[];
 }
 
 /** One guard per process (or per component): every input path of a service goes through it. */
@@ -45,6 +51,7 @@ export function createGuard(options: GuardOptions): Guard {
     seen.add(handler);
     failures.inc({ handler }, 0);
   };
+  for (const handler of options.handlers ?? []) register(handler);
 
   function contextOf(context: (() => GuardContext) | undefined): GuardContext {
     if (!context) return {};
