@@ -69,7 +69,7 @@ async function status(args: readonly string[]): Promise<void> {
   for (const s of statuses) {
     const state = s.pid === null ? 'stopped' : s.healthy ? 'running' : 'unhealthy';
     console.log(
-      `${s.name.padEnd(11)} ${state.padEnd(9)} ${s.pid === null ? '' : `pid ${s.pid}`.padEnd(11)} 127.0.0.1:${s.port}`.trimEnd(),
+      `${s.name.padEnd(12)} ${state.padEnd(9)} ${s.pid === null ? '' : `pid ${s.pid}`.padEnd(11)} 127.0.0.1:${s.port}`.trimEnd(),
     );
   }
 }
