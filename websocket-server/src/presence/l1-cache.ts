@@ -66,6 +66,7 @@ export class PresenceCache {
     const results: Array<PresenceFields | null | Promise<PresenceFields | null>> = [];
     const missing: string[] = [];
     const missingAt: number[] = [];
+    let pending = false;
     for (const key of keys) {
       const cached = this.bypass ? undefined : this.lru?.get(key);
       if (cached) {
@@ -76,6 +77,7 @@ export class PresenceCache {
       const flight = this.flights.get(key);
       if (flight) {
         this.stats.coalesced++;
+        pending = true;
         results.push(flight.promise);
         continue;
       }
@@ -102,6 +104,8 @@ export class PresenceCache {
         results[missingAt[i] as number] = flight.promise;
       });
     }
+    // Every key from the cache (the common case): no promise per key.
+    if (!pending && missing.length === 0) return results as Array<PresenceFields | null>;
     return Promise.all(results);
   }
 
