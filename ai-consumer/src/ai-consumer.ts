@@ -2,6 +2,7 @@ import {
   ERROR_CODES,
   createDailyBudgets,
   createGuard,
+  parseStored,
   type BudgetScope,
   HEADERS,
   REDIS_KEYS,
@@ -122,15 +123,8 @@ export interface AiConsumer {
 const addressSchema = z.object({ userid: z.string().min(1), request_id: z.string().min(1) });
 
 function addressOf(value: string): { userid: string; request_id: string } | undefined {
-  let data: unknown;
-  try {
-    data = JSON.parse(value);
-  } catch {
-    // Not JSON: there is nobody to address, the DLQ record is all that can be done.
-    return undefined;
-  }
-  const parsed = addressSchema.safeParse(data);
-  return parsed.success ? parsed.data : undefined;
+  // Not JSON, or no address: there is nobody to tell, the DLQ record is all that can be done.
+  return parseStored(addressSchema, value);
 }
 
 /**
