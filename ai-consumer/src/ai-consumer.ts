@@ -2,6 +2,7 @@ import {
   ERROR_CODES,
   createDailyBudgets,
   createGuard,
+  exportConsumerLag,
   parseStored,
   type BudgetScope,
   HEADERS,
@@ -149,7 +150,7 @@ export function createAiConsumer(options: AiConsumerOptions): AiConsumer {
   const topics = options.topics ?? TOPICS;
   const now = options.now ?? Date.now;
   const m = consumerMetrics(options.metrics);
-  const guard = createGuard({ logger, metrics: options.metrics });
+  const guard = createGuard({ logger, metrics: options.metrics, handlers: ['prompt'] });
   const scheduler = createWorkScheduler({ maxWorkers: config.openai.maxWorkers });
   const history = createHistory({
     store,
@@ -371,6 +372,8 @@ export function createAiConsumer(options: AiConsumerOptions): AiConsumer {
           if (await cancelledBeforeStart()) return undefined;
           m.inFlight.inc();
           callStarted = now();
+          // The record's timestamp is the gateway's producer clock; a skewed one counts as no wait.
+          m.pickupDelay.observe(Math.max(0, callStarted - message.timestamp) / 1000);
           let firstToken = true;
           try {
             return await model.streamChat(buildMessages(grounding.systemPrompt, turns, prompt.content), {
@@ -454,10 +457,11 @@ export function createAiConsumer(options: AiConsumerOptions): AiConsumer {
       // Cancelled before a single token there is no answer, and a lone question would only confuse.
       if (outcome === 'cancelled' && content === '') return;
       try {
-        await history.append(prompt.userid, prompt.conversation_id, [
+        const kept = await history.append(prompt.userid, prompt.conversation_id, [
           { role: 'user', content: prompt.content, request_id: prompt.request_id, time: prompt.received_at },
           { role: 'assistant', content, request_id: prompt.request_id, time: new Date(now()).toISOString() },
         ]);
+        if (kept > 0) m.historyLength.observe(kept);
       } catch (error) {
         // The answer is delivered; failing now would redeliver and answer twice. Lose one turn of context.
         m.historyErrors.inc({ operation: 'append' });
@@ -548,6 +552,13 @@ export function createAiConsumer(options: AiConsumerOptions): AiConsumer {
         concurrency: config.openai.maxWorkers,
         ordering: 'key',
         drainTimeoutMs: drainTimeoutFor(config.http.shutdownTimeoutMs),
+      });
+      exportConsumerLag({
+        metrics: options.metrics,
+        bus,
+        logger,
+        groupId: options.groupId ?? CONSUMER_GROUP,
+        topics: [topics.incoming],
       });
       logger.info(
         {

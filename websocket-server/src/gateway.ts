@@ -268,6 +268,8 @@ export function createGateway(deps: GatewayDeps): Gateway {
       .get(
         '/metrics',
         route('metrics', async (exchange) => {
+          // Readiness and upstream gauges as of this scrape: nothing else calls /ready for Prometheus.
+          ready();
           const { contentType, body } = await renderMetrics(metrics.registry);
           exchange.end('200 OK', contentType, body);
         }),
