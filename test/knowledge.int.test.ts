@@ -20,21 +20,6 @@ const SHIPPING = `# Shipping
 Orders ship from our warehouse in Lyon; standard delivery takes 3 to 5 working days.
 `;
 
-// Ports from the process environment win (several stacks share this machine).
-const PORT_VARIABLES = [
-  'NGINX_PORT',
-  'GATEWAY_1_PORT',
-  'GATEWAY_2_PORT',
-  'MOCK_OPENAI_PORT',
-  'AI_CONSUMER_PORT',
-  'MESSAGE_RELAY_PORT',
-  'PROMETHEUS_PORT',
-  'ALERTMANAGER_PORT',
-];
-const ports = Object.fromEntries(
-  PORT_VARIABLES.flatMap((name) => (process.env[name] ? [[name, process.env[name]]] : [])),
-);
-
 let dir = '';
 let base = '';
 const clients: TestClient[] = [];
@@ -52,8 +37,8 @@ describe('grounded answers and the fallback model on the local stack', () => {
     dir = await mkdtemp(join(tmpdir(), 'relay-stack-knowledge-'));
     await writeFile(join(dir, 'returns.md'), RETURNS);
     await writeFile(join(dir, 'shipping.md'), SHIPPING);
+    // Ports: the test stack's, or the process environment's (testStackEnv).
     const up = await stackUp({
-      ...ports,
       MOCK_OPENAI_TTFT_MS: '0',
       MOCK_OPENAI_TOKEN_MS: '1',
       LOG_LEVEL: 'warn',

@@ -119,10 +119,8 @@ export function consumerMetrics(metrics: Metrics) {
       labelNames: ['operation'],
     }),
   };
-  // The values these labels take in normal failures, present from the start (see startAtZero).
-  startAtZero(m.attempts, 'result', ['ok', ...FAILURE_KINDS]);
-  startAtZero(m.retries, 'reason', FAILURE_KINDS);
-  startAtZero(m.breakerTransitions, 'state', ['closed', 'half_open', 'open']);
+  // The values these labels take in normal failures, present from the start (see startAtZero). The
+  // model metrics start per model, with their client (startModelAtZero).
   startAtZero(m.dlq, 'reason', [
     'invalid_message',
     'internal_error',
@@ -137,5 +135,12 @@ export function consumerMetrics(metrics: Metrics) {
 
 /** The failure kinds of a model attempt that happen in practice (`failureKind`, upstream-errors.ts). */
 const FAILURE_KINDS = ['5xx', '429', 'timeout', 'connection', 'stream'];
+
+/** A model client's series (labelled with its `model`), present from the start like the others. */
+export function startModelAtZero(m: ConsumerMetrics, model: string): void {
+  for (const result of ['ok', ...FAILURE_KINDS]) m.attempts.inc({ result, model }, 0);
+  for (const reason of FAILURE_KINDS) m.retries.inc({ reason, model }, 0);
+  for (const state of ['closed', 'half_open', 'open']) m.breakerTransitions.inc({ state, model }, 0);
+}
 
 export type ConsumerMetrics = ReturnType<typeof consumerMetrics>;

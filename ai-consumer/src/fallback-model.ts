@@ -1,4 +1,4 @@
-import { RelayError, type Logger, type Metrics } from '@relay/common';
+import { RelayError, startAtZero, type Logger, type Metrics } from '@relay/common';
 import { consumerMetrics } from './consumer-metrics.js';
 import type { ModelClient } from './model-client.js';
 import { CircuitOpenError, ModelCallError } from './upstream-errors.js';
@@ -35,6 +35,7 @@ function fallbackReason(error: unknown): string | undefined {
 export function createFallbackModel(options: FallbackModelOptions): ModelClient {
   const { primary, fallback, names, logger } = options;
   const m = consumerMetrics(options.metrics);
+  startAtZero(m.fallbacks, 'reason', ['circuit_open', 'upstream_unavailable', 'timeout']);
   return {
     get breakerState() {
       return primary.breakerState;

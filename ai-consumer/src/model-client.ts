@@ -1,7 +1,7 @@
 import type { Logger, Metrics } from '@relay/common';
 import OpenAI, { APIError } from 'openai';
 import { BREAKER_STATE_VALUE, createCircuitBreaker, type BreakerState } from './circuit-breaker.js';
-import { consumerMetrics } from './consumer-metrics.js';
+import { consumerMetrics, startModelAtZero } from './consumer-metrics.js';
 import type { ChatMessage } from './history.js';
 import { retryWithBackoff } from './retry.js';
 import {
@@ -113,6 +113,7 @@ export function createModelClient(options: ModelClientOptions): ModelClient {
     },
   });
   m.breakerState.set({ model: label }, BREAKER_STATE_VALUE.closed);
+  startModelAtZero(m, label);
 
   async function attemptOnce(
     messages: ChatMessage[],

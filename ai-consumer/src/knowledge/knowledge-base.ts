@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import { once, type Logger, type Metrics } from '@relay/common';
+import { once, startAtZero, type Logger, type Metrics } from '@relay/common';
 import { createCircuitBreaker, type CircuitBreaker } from '../circuit-breaker.js';
 import { consumerMetrics } from '../consumer-metrics.js';
 import { chunkText, type ChunkOptions } from './chunker.js';
@@ -77,6 +77,8 @@ interface SiteIndex {
 export function createKnowledgeBase(options: KnowledgeBaseOptions): KnowledgeBase {
   const { embedder, logger } = options;
   const m = consumerMetrics(options.metrics);
+  startAtZero(m.retrievals, 'result', ['grounded', 'none', 'error', 'unavailable']);
+  startAtZero(m.knowledgeEmbedded, 'source', ['api', 'cache']);
   const sites = new Map<string, SiteIndex>(
     options.sources.map((source) => [source.site, { source, files: new Map(), chunks: [] }]),
   );
