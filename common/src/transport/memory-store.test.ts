@@ -86,6 +86,18 @@ describe('memory store bounds', () => {
     expect(await s.get('persistent')).toBe('p');
   });
 
+  it('never evicts a replay stream: a resume would take a missing log for nothing new', async () => {
+    const s = store({ sweepIntervalMs: 0, maxKeys: 3 });
+    await s.streamAppend('replay:u', { frame: 'f' }, { maxLength: 10, ttlMs: 60_000 });
+    for (let i = 0; i < 5; i++) await s.set(`marker:${i}`, 'x', { ttlMs: 60_000 });
+    expect(s.stats()).toMatchObject({ keys: 3, evicted: 3 });
+    expect((await s.streamInfo('replay:u'))?.length).toBe(1);
+    // It still expires with its TTL.
+    clock += 60_001;
+    s.sweep();
+    expect(await s.streamInfo('replay:u')).toBeNull();
+  });
+
   it('keys without a TTL alone may exceed maxKeys: they are never evicted', async () => {
     const s = store({ sweepIntervalMs: 0, maxKeys: 3 });
     for (let i = 0; i < 5; i++) await s.set(`p${i}`, 'x');

@@ -6,6 +6,8 @@ interface Entry {
   /** A string, a list, a stream, or a hash (the relay's per-request state). */
   value: string | string[] | StreamEntry[] | Map<string, string>;
   expiresAt: number | null;
+  /** A stream (the replay log): never evicted, see `maxKeys`. */
+  stream?: true;
   /** Streams: the highest id trimmed away, as Redis 7 tracks it (gone with the key, as there). */
   maxDeletedId?: string;
 }
@@ -25,7 +27,10 @@ export interface MemoryStoreOptions {
    * Most keys held, like Redis' `maxmemory` with `volatile-lru`: past it, the least recently
    * written keys that have a TTL are evicted (the dedupe markers of old requests first: every key
    * the services write has a TTL, most of a day, so at a steady rate the TTL alone lets the store
-   * reach rate × 3 keys × DEDUPE_TTL_SECONDS). Keys without a TTL are never evicted.
+   * reach rate × 3 keys × DEDUPE_TTL_SECONDS). Never evicted: keys without a TTL, and streams —
+   * a resume reads a missing replay log as "nothing new", so losing one would drop frames without
+   * the `resume.gap` the client is owed; they go with their TTL (REPLAY_TTL_SECONDS) only, and each
+   * is capped (REPLAY_MAX_EVENTS).
    * @default 100000
    */
   maxKeys?: number;
@@ -89,12 +94,12 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemoryStore
 
   function evict(): void {
     const t = now();
-    // Keys without a TTL go to the back instead, so each is stepped over once per round, not on
-    // every eviction; a store of only such keys grows past maxKeys (Redis would refuse writes).
+    // Keys that are never evicted go to the back instead, so each is stepped over once per round,
+    // not on every eviction; a store of only such keys grows past maxKeys (Redis would refuse writes).
     let persistent = 0;
     for (const [key, e] of data) {
       if (data.size <= maxKeys || persistent >= data.size) return;
-      if (e.expiresAt === null) {
+      if (e.expiresAt === null || (e.stream && !expired(e, t))) {
         persistent++;
         data.delete(key);
         data.set(key, e);
@@ -145,6 +150,7 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemoryStore
     const maxDeletedId = dropped > 0 ? (stream[dropped - 1] as StreamEntry).id : e?.maxDeletedId;
     if (dropped > 0) stream.splice(0, dropped);
     put(key, {
+      stream: true,
       value: stream,
       expiresAt: ttlMs ? expiry(ttlMs) : (e?.expiresAt ?? null),
       ...(maxDeletedId !== undefined && { maxDeletedId }),
