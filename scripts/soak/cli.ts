@@ -14,7 +14,7 @@
  * and message limits and MAX_WORKERS raised for the schedule unless set in the environment) and
  * stops it by pid at the end, Ctrl-C included. With --url it samples the one process listening on
  * the URL's port, the --pid list, or with --stack every service of `npm run stack -- status --json`.
- * Exit code: 0 flat and nothing lost, 1 otherwise, 2 bad usage, 130 interrupted.
+ * Exit code: 0 flat, nothing lost and no target gone; 1 otherwise; 2 bad usage; 130 interrupted.
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
@@ -145,7 +145,11 @@ try {
   await mkdir(dirname(json), { recursive: true });
   await writeFile(json, `${JSON.stringify({ ...result, interrupted }, null, 2)}\n`);
   console.log(`result: ${json}`);
-  process.exitCode = interrupted ? 130 : result.verdict === 'growing' || result.messages.lost > 0 ? 1 : 0;
+  process.exitCode = interrupted
+    ? 130
+    : result.verdict === 'growing' || result.messages.lost > 0 || result.gone.length > 0
+      ? 1
+      : 0;
 } catch (err) {
   progress(`[soak] error: ${err instanceof Error ? err.message : String(err)}`);
   process.exitCode = 1;

@@ -58,6 +58,7 @@ describe('npm run soak', () => {
       expect(result.messages.answered).toBe(result.messages.sent);
       expect(result.connections).toMatchObject({ users: 10, streaming: 5, opened: 10, reconnects: 0 });
       expect(result.targets).toEqual([{ name: 'ai-relay', pid: expect.any(Number) }]);
+      expect(result.gone).toEqual([]);
       // Start, one every 2 s over 9 s, end.
       expect(result.samples.length).toBeGreaterThanOrEqual(5);
       for (const s of result.samples) expect(s.rssBytes['ai-relay']).toBeGreaterThan(10 * 1024 * 1024);

@@ -62,6 +62,8 @@ export interface SoakResult {
   };
   latencyMs: Record<'ack' | 'firstDelta' | 'final', LatencySummary>;
   samples: SoakSample[];
+  /** Targets that were gone (no /proc entry) at some sample: their zeros are left out of the verdict. */
+  gone: string[];
   /** Start, every 5 minutes, end (every sample for runs under 10 minutes). */
   curve: SoakSample[];
   /** Per target process, and `total` over all of them. */
@@ -133,9 +135,15 @@ export async function runSoak(
   }
 
   const samples: SoakSample[] = [];
+  const gone = new Set<string>();
   let sendStart = performance.now();
   async function sample(): Promise<SoakSample> {
     const rss = await sampleRss(targets);
+    for (const t of targets) {
+      if (rss[t.name] || gone.has(t.name)) continue;
+      gone.add(t.name);
+      progress(`[soak] warning: ${t.name} (pid ${t.pid}) is gone`);
+    }
     const s: SoakSample = {
       elapsedS: Math.round((performance.now() - sendStart) / 100) / 10,
       rssBytes: rss,
@@ -164,7 +172,12 @@ export async function runSoak(
     await sleep(5);
   }
   // A user that cannot connect within a minute does not hold the run back (its messages are skipped).
-  await Promise.race([Promise.all(connected), sleep(60_000)]);
+  let connectTimer: NodeJS.Timeout | undefined;
+  await Promise.race([
+    Promise.all(connected),
+    new Promise((resolve) => (connectTimer = setTimeout(resolve, 60_000))),
+  ]);
+  clearTimeout(connectTimer);
   progress(
     `[soak] ${counts.opened}/${options.users} users connected (${streaming.filter(Boolean).length} streaming) in ${((performance.now() - t0) / 1000).toFixed(1)} s`,
   );
@@ -222,7 +235,7 @@ export async function runSoak(
     tolerancePct: options.tolerancePct,
   };
   const series = (pick: (s: SoakSample) => number) =>
-    samples.map((s) => ({ elapsedS: s.elapsedS, bytes: pick(s) }));
+    samples.map((s) => ({ elapsedS: s.elapsedS, bytes: pick(s) })).filter((p) => p.bytes > 0);
   const verdicts: Record<string, Verdict> = {};
   for (const t of targets)
     verdicts[t.name] = judge(
@@ -264,6 +277,7 @@ export async function runSoak(
     },
     latencyMs: { ack: latency.ack, firstDelta: latency.firstDelta, final: latency.final },
     samples,
+    gone: [...gone],
     curve: curve(samples, sendS >= 600 ? 300 : 0),
     verdicts,
     verdict: all.includes('growing') ? 'growing' : all.includes('inconclusive') ? 'inconclusive' : 'flat',
@@ -299,6 +313,7 @@ export function formatReport(result: SoakResult): string[] {
         : '';
     lines.push(`${name}: ${v.verdict}${numbers}`);
   }
+  if (result.gone.length > 0) lines.push(`gone during the run: ${result.gone.join(', ')}`);
   lines.push(`rule: ${Object.values(result.verdicts)[0]?.rule ?? ''}`);
   lines.push(`verdict: ${result.verdict}`);
   return lines;
