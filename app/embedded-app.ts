@@ -16,7 +16,13 @@ import {
 } from '@relay/common';
 import { createAiConsumer, setupModel } from '@relay/ai-consumer';
 import { createRelay } from '@relay/message-relay';
-import { createGateway, createTokenService, loadStaticFiles, loadUws } from '@relay/websocket-server';
+import {
+  createGateway,
+  createTokenService,
+  loadStaticFiles,
+  loadUws,
+  type Sites,
+} from '@relay/websocket-server';
 import type { Logger } from 'pino';
 import type { configFragments } from './config.js';
 
@@ -25,6 +31,8 @@ export interface EmbeddedAppOptions {
   transports: { kafka: boolean; redis: boolean };
   logger: Logger;
   metrics: Metrics;
+  /** The gateway's sites (`sitesFor`). */
+  sites: Sites;
   /** Directory of the chat page. */
   staticDir: string;
   /** A consumer or relay cannot go on: the caller should exit. */
@@ -96,6 +104,7 @@ export function createEmbeddedApp(options: EmbeddedAppOptions): EmbeddedApp {
 
     const gateway = createGateway({
       uws: loadUws().uws,
+      sites: options.sites,
       delivery: config.delivery,
       settings: {
         ...config.gateway,

@@ -7,11 +7,18 @@ import { fileURLToPath } from 'node:url';
 import { bootService } from '@relay/common';
 import { SERVICE, chooseTransports, configFragments } from './config.js';
 import { createEmbeddedApp } from './embedded-app.js';
+import { loadSitesOrExit, logSites } from '@relay/websocket-server';
 
 // Tokens need a signing secret; a single local process can make its own (tokens die with it).
 const env = { ...process.env };
 const ephemeralSecret = !env.JWT_SECRET;
 if (ephemeralSecret) env.JWT_SECRET = randomBytes(32).toString('hex');
+// A developer's machine: the original `POST /token?userid=` (dev tokens) and the demo site for the
+// widget, on loopback only unless told otherwise (a non-loopback HOST with dev tokens is refused
+// unless DEV_TOKENS_ALLOW_PUBLIC=true as well).
+env.DEV_TOKENS ??= 'true';
+env.DEMO_SITE ??= 'true';
+env.HOST ??= '127.0.0.1';
 
 const { config, logger, metrics, shutdown } = bootService(
   {
@@ -24,12 +31,19 @@ const { config, logger, metrics, shutdown } = bootService(
   configFragments,
 );
 
+const sites = loadSitesOrExit(config.gateway, config.http.host, (line) => {
+  process.stderr.write(`${line}\n`);
+  process.exit(1);
+});
+logSites(logger, sites);
+
 const transports = chooseTransports(env);
 const app = createEmbeddedApp({
   config,
   transports,
   logger,
   metrics,
+  sites,
   staticDir: fileURLToPath(new URL('../websocket-server/public', import.meta.url)),
   onFatal: (err) => {
     logger.fatal({ err }, 'a consumer failed for good');

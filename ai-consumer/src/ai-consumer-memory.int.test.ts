@@ -43,6 +43,8 @@ async function setup(
     maxWorkers?: number;
     /** @default 10000 */
     shutdownTimeoutMs?: number;
+    /** Around the model the consumer calls (fault injection). */
+    wrapModel?: (model: ModelClient) => ModelClient;
   } = {},
 ) {
   const mock = createMockOpenAI({ port: 0, ttftMs: 0, tokenMs: 2, ...options.mock });
@@ -69,6 +71,7 @@ async function setup(
     apiKey: 'test',
     baseUrl: `${url}/v1`,
     model: 'mock-gpt',
+    maxTokens: 256,
     timeoutMs: 5000,
     retry: { maxRetries: 2, baseDelayMs: 1, maxDelayMs: 5, maxRetryAfterMs: 5000 },
     breaker: { failureThreshold: 5, cooldownMs: 60_000 },
@@ -78,7 +81,7 @@ async function setup(
   });
   // Records what the model was asked, to check the history that went with each prompt.
   const calls: ChatMessage[][] = [];
-  const model: ModelClient = {
+  const recording: ModelClient = {
     get breakerState() {
       return real.breakerState;
     },
@@ -87,6 +90,7 @@ async function setup(
       return real.streamChat(messages, o);
     },
   };
+  const model = options.wrapModel ? options.wrapModel(recording) : recording;
 
   const config: AiConsumerConfig = {
     kafka: { partitions: 4 },
@@ -230,6 +234,16 @@ describe('ai-consumer (memory bus + memory store + mock model via the openai cli
     expect(metrics).not.toMatch(/alice/);
   });
 
+  it('publishes no delta events for a prompt no streaming socket asked for, only the whole final', async () => {
+    const t = await setup();
+    const plain = await t.send('erin', 'no streaming please', { stream: false });
+    const streamed = await t.send('erin', 'no streaming please');
+    const [a, b] = [await t.finalOf(plain), await t.finalOf(streamed)];
+    expect(t.eventsOf(plain).map((e) => e.type)).toEqual(['final']);
+    expect(t.eventsOf(streamed).filter((e) => e.type === 'delta').length).toBeGreaterThan(0);
+    expect(a.type === 'final' && b.type === 'final' && a.content === b.content).toBe(true);
+  });
+
   it('uses the conversation history on the next turn, in order, per conversation', async () => {
     const t = await setup();
     // Sent back to back: the second must wait for the first answer to be in the history.
@@ -248,11 +262,25 @@ describe('ai-consumer (memory bus + memory store + mock model via the openai cli
       { role: 'user', content: 'second question' },
     ]);
     expect(t.calls.find((c) => c.at(-1)?.content === 'elsewhere')).toHaveLength(2);
-    expect(await t.store.listRange('history:bob:default', 0, -1)).toEqual([
-      JSON.stringify({ role: 'user', content: 'first question' }),
-      JSON.stringify({ role: 'assistant', content: f1.content }),
-      JSON.stringify({ role: 'user', content: 'second question' }),
-      JSON.stringify({ role: 'assistant', content: f2.content }),
+    // Each turn says which request it came from and when (the history API shows both).
+    const [firstTurn] = (await t.store.listRange('history:bob:default', 0, 0)).map(
+      (e) => JSON.parse(e) as unknown,
+    );
+    expect(firstTurn).toMatchObject({
+      request_id: expect.any(String),
+      time: expect.stringMatching(/^\d{4}-/),
+    });
+    const index = await t.store.listRange('conversations:bob', 0, -1);
+    expect(index.map((e) => (JSON.parse(e) as { conversation_id: string }).conversation_id)).toEqual(
+      expect.arrayContaining(['default']),
+    );
+    expect(
+      (await t.store.listRange('history:bob:default', 0, -1)).map((e) => JSON.parse(e) as unknown),
+    ).toEqual([
+      expect.objectContaining({ role: 'user', content: 'first question' }),
+      expect.objectContaining({ role: 'assistant', content: f1.content }),
+      expect.objectContaining({ role: 'user', content: 'second question' }),
+      expect.objectContaining({ role: 'assistant', content: f2.content }),
     ]);
   });
 
@@ -284,6 +312,37 @@ describe('ai-consumer (memory bus + memory store + mock model via the openai cli
     expect(t.responses).toHaveLength(1);
     const ok = await t.send('carol', 'still there?');
     expect(await t.finalOf(ok)).toMatchObject({ type: 'final' });
+  });
+
+  it('a bug met on one prompt ends it with internal_error and a DLQ record; the consumer goes on', async () => {
+    const fatal = vi.fn();
+    const t = await setup({
+      onFatal: fatal,
+      // A result that throws where the consumer reads it, outside every try of the answer path.
+      wrapModel: (inner) => ({
+        get breakerState() {
+          return inner.breakerState;
+        },
+        async streamChat(messages, o) {
+          const result = await inner.streamChat(messages, o);
+          if (messages.at(-1)?.content !== 'poison') return result;
+          return Object.defineProperty({ ...result }, 'content', {
+            get: () => {
+              throw new TypeError('adapter bug');
+            },
+          });
+        },
+      }),
+    });
+    const bad = await t.send('dave', 'poison');
+    expect(await t.finalOf(bad)).toMatchObject({ type: 'error', code: 'internal_error', userid: 'dave' });
+    await waitFor(() => t.dlq.length === 1);
+    expect(t.dlq[0]).toMatchObject({ error: { code: 'internal_error' } });
+    expect(t.dlq[0]?.error.message).toMatch(/adapter bug/);
+    const ok = await t.send('dave', 'and now?');
+    expect(await t.finalOf(ok)).toMatchObject({ type: 'final' });
+    expect(fatal).not.toHaveBeenCalled();
+    expect(t.consumer.ready()).toBe(true);
   });
 
   it('a 400 from the model ends in an upstream_error event, not retried', async () => {
@@ -350,9 +409,11 @@ describe('ai-consumer (memory bus + memory store + mock model via the openai cli
       answerTokens('a prompt with a long enough answer please').join('').length,
     );
     expect(t.consumer.cancel({ userid: 'heidi', request_id: id })).toBe(false);
-    expect(await t.store.listRange('history:heidi:default', 0, -1)).toEqual([
-      JSON.stringify({ role: 'user', content: 'a prompt with a long enough answer please' }),
-      JSON.stringify({ role: 'assistant', content: final.content }),
+    expect(
+      (await t.store.listRange('history:heidi:default', 0, -1)).map((e) => JSON.parse(e) as unknown),
+    ).toEqual([
+      expect.objectContaining({ role: 'user', content: 'a prompt with a long enough answer please' }),
+      expect.objectContaining({ role: 'assistant', content: final.content }),
     ]);
   });
 
@@ -514,9 +575,11 @@ describe('ai-consumer delivery guarantees (docs/delivery.md)', () => {
     expect(final.content.length).toBeLessThan(answerTokens(prompt).join('').length);
     const deltas = t.eventsOf(id).flatMap((e) => (e.type === 'delta' ? [e.delta] : []));
     expect(deltas.join('')).toBe(final.content);
-    expect(await t.store.listRange('history:paul:default', 0, -1)).toEqual([
-      JSON.stringify({ role: 'user', content: prompt }),
-      JSON.stringify({ role: 'assistant', content: final.content }),
+    expect(
+      (await t.store.listRange('history:paul:default', 0, -1)).map((e) => JSON.parse(e) as unknown),
+    ).toEqual([
+      expect.objectContaining({ role: 'user', content: prompt }),
+      expect.objectContaining({ role: 'assistant', content: final.content }),
     ]);
     expect(await t.metrics.registry.metrics()).toMatch(
       /ai_consumer_requests_total\{outcome="cancelled"[^}]*\} 1/,

@@ -1,5 +1,10 @@
 import {
   ERROR_CODES,
+  createDailyBudgets,
+  createGuard,
+  exportConsumerLag,
+  parseStored,
+  type BudgetScope,
   HEADERS,
   REDIS_KEYS,
   RelayError,
@@ -112,15 +117,8 @@ export interface AiConsumer {
 const addressSchema = z.object({ userid: z.string().min(1), request_id: z.string().min(1) });
 
 function addressOf(value: string): { userid: string; request_id: string } | undefined {
-  let data: unknown;
-  try {
-    data = JSON.parse(value);
-  } catch {
-    // Not JSON: there is nobody to address, the DLQ record is all that can be done.
-    return undefined;
-  }
-  const parsed = addressSchema.safeParse(data);
-  return parsed.success ? parsed.data : undefined;
+  // Not JSON, or no address: there is nobody to tell, the DLQ record is all that can be done.
+  return parseStored(addressSchema, value);
 }
 
 /**
@@ -145,6 +143,7 @@ export function createAiConsumer(options: AiConsumerOptions): AiConsumer {
   const topics = options.topics ?? TOPICS;
   const now = options.now ?? Date.now;
   const m = consumerMetrics(options.metrics);
+  const guard = createGuard({ logger, metrics: options.metrics, handlers: ['prompt'] });
   const scheduler = createWorkScheduler({ maxWorkers: config.openai.maxWorkers });
   const history = createHistory({
     store,
@@ -152,6 +151,13 @@ export function createAiConsumer(options: AiConsumerOptions): AiConsumer {
     ttlSeconds: config.consumer.historyTtlSeconds,
   });
   const requestState = createRequestState({ store, ttlMs: config.delivery.dedupeTtlMs });
+  const budgets = createDailyBudgets(store);
+
+  /** The daily budgets a prompt spends, as its gateway resolved them; undefined when none apply. */
+  function budgetScope(prompt: PromptEvent): BudgetScope | undefined {
+    if (!prompt.budget) return undefined;
+    return { userid: prompt.userid, site: prompt.site, limits: prompt.budget };
+  }
   /** Requests held here (from the user's turn to their last event), by their request-state key. */
   const running = new Map<string, AbortController>();
   /** Handlers in progress, so close() can wait for the ones it abandons. */
@@ -266,11 +272,34 @@ export function createAiConsumer(options: AiConsumerOptions): AiConsumer {
       log.info('redelivered prompt was answered already; skipping it');
       return;
     }
+    // No socket of the user asked for deltas when the prompt was taken: publish the final only.
+    const streaming = prompt.stream !== false;
     if (claim === 'rerun') {
       m.redelivered.inc({ state: 'running' });
       log.warn('redelivered prompt did not finish before; generating it again from the start');
       // Whatever the earlier attempt streamed is void; the new deltas start again at seq 0.
-      await publish({ ...base, type: 'reset' });
+      if (streaming) await publish({ ...base, type: 'reset' });
+    }
+
+    // The gateway checked the budgets; a prompt that waited in Kafka meanwhile is checked again.
+    const scope = budgetScope(prompt);
+    if (scope && (scope.limits.user > 0 || scope.limits.site > 0)) {
+      const over = await budgets.exceeded(scope, now()).catch((error: unknown) => {
+        // Not knowing the usage costs at most one answer over the budget; refusing would cost the user more.
+        m.stateErrors.inc({ operation: 'budget' });
+        log.warn({ err: error }, 'could not read the budgets; answering');
+        return null;
+      });
+      if (over !== null) {
+        await finish('budget_exceeded', {
+          ...base,
+          type: 'error',
+          code: 'budget_exceeded',
+          message: ERROR_CODES.budget_exceeded.message,
+        });
+        await markDone();
+        return;
+      }
     }
 
     const controller = new AbortController();
@@ -325,6 +354,8 @@ export function createAiConsumer(options: AiConsumerOptions): AiConsumer {
           if (await cancelledBeforeStart()) return undefined;
           m.inFlight.inc();
           callStarted = now();
+          // The record's timestamp is the gateway's producer clock; a skewed one counts as no wait.
+          m.pickupDelay.observe(Math.max(0, callStarted - message.timestamp) / 1000);
           let firstToken = true;
           try {
             return await model.streamChat(buildMessages(config.openai.systemPrompt, turns, prompt.content), {
@@ -334,7 +365,7 @@ export function createAiConsumer(options: AiConsumerOptions): AiConsumer {
                   firstToken = false;
                   m.timeToFirstToken.observe((now() - callStarted) / 1000);
                 }
-                batcher.push(text);
+                if (streaming) batcher.push(text);
               },
             });
           } finally {
@@ -372,6 +403,19 @@ export function createAiConsumer(options: AiConsumerOptions): AiConsumer {
       });
       // Before the history: a crash in between loses one turn of context, never duplicates one.
       await markDone();
+      if (scope && result) {
+        // The provider's count where it gives one, else OpenAI's rule of thumb of four characters.
+        const used = result.usage
+          ? result.usage.promptTokens + result.usage.completionTokens
+          : Math.ceil(
+              (turns.reduce((n, t) => n + t.content.length, 0) + prompt.content.length + content.length) / 4,
+            );
+        m.tokensUsed.inc(used);
+        await budgets.spend(scope, used, now()).catch((error: unknown) => {
+          m.stateErrors.inc({ operation: 'budget' });
+          log.warn({ err: error, tokens: used }, 'could not count the tokens against the budgets');
+        });
+      }
       log.info(
         {
           finish_reason: finishReason,
@@ -386,10 +430,11 @@ export function createAiConsumer(options: AiConsumerOptions): AiConsumer {
       // Cancelled before a single token there is no answer, and a lone question would only confuse.
       if (outcome === 'cancelled' && content === '') return;
       try {
-        await history.append(prompt.userid, prompt.conversation_id, [
-          { role: 'user', content: prompt.content },
-          { role: 'assistant', content },
+        const kept = await history.append(prompt.userid, prompt.conversation_id, [
+          { role: 'user', content: prompt.content, request_id: prompt.request_id, time: prompt.received_at },
+          { role: 'assistant', content, request_id: prompt.request_id, time: new Date(now()).toISOString() },
         ]);
+        if (kept > 0) m.historyLength.observe(kept);
       } catch (error) {
         // The answer is delivered; failing now would redeliver and answer twice. Lose one turn of context.
         m.historyErrors.inc({ operation: 'append' });
@@ -415,13 +460,43 @@ export function createAiConsumer(options: AiConsumerOptions): AiConsumer {
     const parsed = parseEvent(promptEventSchema, message.value);
     if (!parsed.ok) return handleInvalid(message, parsed.error);
     const prompt = parsed.event;
-    const work = scheduler.forUser(prompt.userid, () => answer(prompt, message, startedAt));
+    const work = scheduler.forUser(prompt.userid, () =>
+      answer(prompt, message, startedAt).catch((err: unknown) => afterBug(prompt, message, err)),
+    );
     inHand.add(work);
     try {
       await work;
     } finally {
       inHand.delete(work);
     }
+  }
+
+  /**
+   * `answer` throws only once the drain gave the message up (publishes stop retrying then): it stays
+   * uncommitted and is redelivered. Anything else is a bug met on this one prompt: its user gets
+   * `internal_error` (the relay drops it if a final went out already), the prompt goes to the DLQ,
+   * and every other prompt goes on, instead of the consumer exiting and meeting it again.
+   */
+  async function afterBug(prompt: PromptEvent, message: BusMessage, err: unknown): Promise<void> {
+    if (abandoning) throw err;
+    guard.fail('prompt', err, undefined, () => ({ request_id: prompt.request_id, userid: prompt.userid }));
+    m.requests.inc({ outcome: 'internal_error' });
+    const event: ResponseEvent = {
+      v: 1,
+      type: 'error',
+      request_id: prompt.request_id,
+      userid: prompt.userid,
+      code: 'internal_error',
+      message: ERROR_CODES.internal_error.message,
+    };
+    await send(topics.responses, [
+      { key: prompt.userid, value: JSON.stringify(event), headers: responseHeaders(message, prompt) },
+    ]);
+    await sendToDlq(message, { code: 'internal_error', message: describeError(err) });
+    await requestState.markDone(prompt.userid, prompt.request_id).catch((stateErr: unknown) => {
+      m.stateErrors.inc({ operation: 'done' });
+      logger.error({ err: stateErr, request_id: prompt.request_id }, 'could not mark the request done');
+    });
   }
 
   return {
@@ -450,6 +525,13 @@ export function createAiConsumer(options: AiConsumerOptions): AiConsumer {
         concurrency: config.openai.maxWorkers,
         ordering: 'key',
         drainTimeoutMs: drainTimeoutFor(config.http.shutdownTimeoutMs),
+      });
+      exportConsumerLag({
+        metrics: options.metrics,
+        bus,
+        logger,
+        groupId: options.groupId ?? CONSUMER_GROUP,
+        topics: [topics.incoming],
       });
       logger.info(
         {

@@ -1,5 +1,12 @@
-import { REDIS_KEYS, type KeyValueStore } from '@relay/common';
-import { z } from 'zod';
+import {
+  CONVERSATION_TITLE_LENGTH,
+  REDIS_KEYS,
+  historyTurnSchema,
+  parseStored,
+  type ConversationEntry,
+  type HistoryTurn,
+  type KeyValueStore,
+} from '@relay/common';
 
 /** One message as the model sees it. */
 export interface ChatMessage {
@@ -7,7 +14,8 @@ export interface ChatMessage {
   content: string;
 }
 
-const turnSchema = z.object({ role: z.enum(['user', 'assistant']), content: z.string() });
+/** Conversations remembered per user in the index the history API lists. */
+export const CONVERSATIONS_KEPT = 200;
 
 /** The conversation's Redis key; one builder for every service (common `REDIS_KEYS`). */
 export const historyKey = REDIS_KEYS.history;
@@ -22,8 +30,12 @@ export interface HistoryOptions {
 export interface History {
   /** The kept turns, oldest first. Entries that do not parse (another version, manual edits) are skipped. */
   load(userid: string, conversationId: string): Promise<ChatMessage[]>;
-  /** Appends the turns in one atomic command (RPUSH + LTRIM + PEXPIRE), so a pair is never split. */
-  append(userid: string, conversationId: string, turns: ChatMessage[]): Promise<void>;
+  /**
+   * Appends the turns in one atomic command (RPUSH + LTRIM + PEXPIRE), so a pair is never split, and
+   * notes the conversation in the user's index (what `GET /api/v1/conversations` lists). Resolves
+   * with the number of messages the conversation keeps now (0 when history is off).
+   */
+  append(userid: string, conversationId: string, turns: HistoryTurn[]): Promise<number>;
 }
 
 /** Multi-turn context per user and conversation: a capped Redis list with a sliding TTL. */
@@ -35,27 +47,33 @@ export function createHistory(options: HistoryOptions): History {
       const raw = await store.listRange(historyKey(userid, conversationId), -maxMessages, -1);
       const turns: ChatMessage[] = [];
       for (const entry of raw) {
-        let data: unknown;
-        try {
-          data = JSON.parse(entry);
-        } catch {
-          // A corrupt entry costs the model one turn of context, not the whole answer.
-          continue;
-        }
-        const parsed = turnSchema.safeParse(data);
-        if (parsed.success) turns.push(parsed.data);
+        // A corrupt entry costs the model one turn of context, not the whole answer.
+        const turn = parseStored(historyTurnSchema, entry);
+        if (turn) turns.push({ role: turn.role, content: turn.content });
       }
       // An odd cap can trim a user turn and keep its answer; an answer without its question misleads.
       while (turns[0]?.role === 'assistant') turns.shift();
       return turns;
     },
     async append(userid, conversationId, turns) {
-      if (maxMessages === 0 || turns.length === 0) return;
-      await store.listAppend(
+      if (maxMessages === 0 || turns.length === 0) return 0;
+      const ttlMs = options.ttlSeconds * 1000;
+      const kept = await store.listAppend(
         historyKey(userid, conversationId),
-        turns.map((t) => JSON.stringify({ role: t.role, content: t.content })),
-        { maxLength: maxMessages, ttlMs: options.ttlSeconds * 1000 },
+        turns.map((t) => JSON.stringify(t)),
+        { maxLength: maxMessages, ttlMs },
       );
+      const firstUser = turns.find((t) => t.role === 'user');
+      const entry: ConversationEntry = {
+        conversation_id: conversationId,
+        title: (firstUser?.content ?? '').slice(0, CONVERSATION_TITLE_LENGTH),
+        updated_at: turns.at(-1)?.time ?? new Date().toISOString(),
+      };
+      await store.listAppend(REDIS_KEYS.conversations(userid), [JSON.stringify(entry)], {
+        maxLength: CONVERSATIONS_KEPT,
+        ttlMs,
+      });
+      return kept;
     },
   };
 }

@@ -19,6 +19,8 @@ export interface ModelClientOptions {
   /** OpenAI-compatible base URL including `/v1`. @default OpenAI's */
   baseUrl?: string;
   model: string;
+  /** `max_tokens` of every call (`OPENAI_MAX_TOKENS`). */
+  maxTokens: number;
   /** Per attempt, from sending the request to the end of the stream. */
   timeoutMs: number;
   retry: {
@@ -130,7 +132,13 @@ export function createModelClient(options: ModelClientOptions): ModelClient {
       let stream;
       try {
         stream = await client.chat.completions.create(
-          { model: options.model, messages, stream: true, stream_options: { include_usage: true } },
+          {
+            model: options.model,
+            messages,
+            max_tokens: options.maxTokens,
+            stream: true,
+            stream_options: { include_usage: true },
+          },
           { signal: attempt.signal, timeout: timeoutMs },
         );
       } catch (error) {

@@ -13,6 +13,7 @@ export interface ModelSetupConfig {
     baseUrl: string | undefined;
     model: string;
     timeoutMs: number;
+    maxTokens: number;
     maxRetries: number;
   };
   consumer: ConsumerSettings;
@@ -60,6 +61,7 @@ export async function setupModel(
     apiKey,
     baseUrl,
     model: config.openai.model,
+    maxTokens: config.openai.maxTokens,
     timeoutMs: config.openai.timeoutMs,
     retry: {
       maxRetries: config.openai.maxRetries,

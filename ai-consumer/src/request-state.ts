@@ -1,7 +1,4 @@
-import { REDIS_KEYS, type KeyValueStore } from '@relay/common';
-
-/** The values of `request:{userid}:{request_id}` (docs/delivery.md). */
-export const REQUEST_STATES = { running: 'running', done: 'done' } as const;
+import { REDIS_KEYS, REQUEST_STATES, type KeyValueStore } from '@relay/common';
 
 /**
  * What a delivery of a prompt should do:

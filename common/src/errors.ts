@@ -12,6 +12,12 @@ export const ERROR_CODES = {
   origin_not_allowed: { retryable: false, message: 'Origin not allowed' },
   too_many_connections: { retryable: true, message: 'Too many connections for this user' },
   rate_limited: { retryable: true, message: 'Too many messages, slow down' },
+  queue_full: {
+    retryable: true,
+    message: 'Too many messages waiting on this connection; wait for their acks',
+  },
+  budget_exceeded: { retryable: false, message: 'The daily usage limit is reached; try again tomorrow' },
+  unknown_request: { retryable: false, message: 'No pending request with this request_id' },
   upstream_unavailable: { retryable: true, message: 'Service temporarily unavailable' },
   upstream_error: { retryable: false, message: 'The model provider rejected the request' },
   timeout: { retryable: true, message: 'The model did not answer in time' },

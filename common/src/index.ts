@@ -1,4 +1,5 @@
 export * from './errors.js';
+export * from './budget.js';
 export * from './config/index.js';
 export * from './logging/index.js';
 export * from './metrics/index.js';
@@ -6,4 +7,3 @@ export * from './contract/index.js';
 export * from './lifecycle/index.js';
 export * from './transport/index.js';
 export * from './http/index.js';
-export * from './client/index.js';

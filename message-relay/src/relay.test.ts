@@ -77,6 +77,8 @@ describe('createRelay (in-process bus, store and pub/sub)', () => {
     /** Every frame seen on the watched user channels, in arrival order. */
     received: Received[];
     dlq: DlqEvent[];
+    /** What the bus reported fatal (a handler that threw). */
+    fatal: Error[];
     watch(userid: string): Promise<void>;
     startRelay(overrides?: { store?: KeyValueStore; pubsub?: PubSub }): Promise<Relay>;
   }
@@ -142,6 +144,7 @@ describe('createRelay (in-process bus, store and pub/sub)', () => {
       relay,
       received,
       dlq,
+      fatal,
       watch: (userid) =>
         watcher.subscribe(REDIS_KEYS.userChannel(userid), (payload, channel) => {
           received.push({ channel, payload, frame: frameRecord.parse(JSON.parse(payload)) });
@@ -229,6 +232,11 @@ describe('createRelay (in-process bus, store and pub/sub)', () => {
     expect(log.map((e) => attachEventId(e.fields.frame ?? '', e.id))).toEqual(
       f.received.map((r) => r.payload),
     );
+    // Four appends to one log: lengths 1, 2, 3 and 4 observed.
+    await waitForMetric(f.metrics, 'message_relay_replay_log_length_count', {}, 4);
+    expect(await metricValue(f.metrics, 'message_relay_replay_log_length_sum')).toBe(10);
+    expect((await f.relay.ready()).checks).toMatchObject({ kafka: true, redis: true });
+    expect(await metricValue(f.metrics, 'message_relay_upstream_up', { upstream: 'kafka' })).toBe(1);
 
     await waitForMetric(f.metrics, 'message_relay_latency_seconds_count', {}, 4);
     expect(await metricValue(f.metrics, 'message_relay_frames_total', { type: 'response.delta' })).toBe(2);
@@ -478,6 +486,29 @@ describe('createRelay (in-process bus, store and pub/sub)', () => {
     await waitFor(() => f.dlq.length === 1 && f.received.length === 1);
     expect(f.dlq[0]).toMatchObject({ key: 'broken', error: { code: 'redis_rejected' } });
     expect(f.received[0]?.frame).toMatchObject({ userid: 'alice', request_id: 'r2' });
+  });
+
+  it('a bug met on one record sends it to the DLQ; the relay goes on and stays subscribed', async () => {
+    const inner = createMemoryStore();
+    const buggy: KeyValueStore = {
+      ...inner,
+      // A malformed result where the relay reads it, outside every try of the handler.
+      appendFrame: async (options) =>
+        options.stream === REDIS_KEYS.replayLog('odd')
+          ? ({ eventId: '1-0', duplicate: true } as unknown as Awaited<
+              ReturnType<KeyValueStore['appendFrame']>
+            >)
+          : inner.appendFrame(options),
+    };
+    const f = await setup({ store: buggy });
+    await f.watch('alice');
+    await send(f, 'odd', final('odd', 'r1', 'x'));
+    await send(f, 'alice', final('alice', 'r2', 'y'));
+    await waitFor(() => f.dlq.length === 1 && f.received.length === 1);
+    expect(f.dlq[0]).toMatchObject({ key: 'odd', error: { code: 'internal_error' } });
+    expect(f.fatal).toEqual([]);
+    expect(f.relay.ready().checks.subscription).toBe(true);
+    expect(await metricValue(f.metrics, 'handler_errors_total', { handler: 'response' })).toBe(1);
   });
 
   it('on close while Redis is down, hands the message back uncommitted for the next relay', async () => {

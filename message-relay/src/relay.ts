@@ -1,10 +1,14 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
   attachEventId,
+  createGuard,
   dlqRecord,
+  exportConsumerLag,
   publishWithRetry,
   HEADERS,
   REDIS_KEYS,
+  SIZE_BUCKETS,
+  startAtZero,
   TOPICS,
   frameFromEvent,
   once,
@@ -61,6 +65,7 @@ export interface Relay {
   start(): Promise<void>;
   /** Leaves the group after the message in hand is done or handed back uncommitted. Idempotent. */
   close(): Promise<void>;
+  /** Also sets `message_relay_upstream_up`; the ops server asks before every scrape. */
   ready(): RelayReadiness;
 }
 
@@ -121,6 +126,7 @@ export function createRelay(deps: RelayDeps): Relay {
     help: 'Redelivered events skipped by the relay append (already in the replay log), by frame type',
     labelNames: ['type'] as const,
   });
+  startAtZero(dlqTotal, 'reason', ['invalid_event', 'redis_rejected', 'internal_error']);
   const noSubscriberTotal = metrics.counter({
     name: 'message_relay_no_subscriber_total',
     help: 'Frames published while no gateway held the user (kept in the replay log for resume)',
@@ -130,11 +136,23 @@ export function createRelay(deps: RelayDeps): Relay {
     help: 'Failed Redis commands, by operation (connection failures are retried, refusals are not)',
     labelNames: ['op'] as const,
   });
+  startAtZero(redisErrorsTotal, 'op', ['append', 'publish']);
+  const upstreamUp = metrics.gauge({
+    name: 'message_relay_upstream_up',
+    help: 'Whether Kafka and Redis answer (1) or not (0), as /ready sees them (as of the last scrape)',
+    labelNames: ['upstream'] as const,
+  });
+  const replayLogLength = metrics.histogram({
+    name: 'message_relay_replay_log_length',
+    help: "Entries in the user's replay log after an append (capped at REPLAY_MAX_EVENTS): how much a resume can replay",
+    buckets: SIZE_BUCKETS,
+  });
   const latency = metrics.histogram({
     name: 'message_relay_latency_seconds',
     help: 'From the response record entering Kafka to its frame being published on Redis',
   });
 
+  const guard = createGuard({ logger, metrics, handlers: ['response'] });
   // Aborts backoff pauses on close, so a relay waiting for Redis does not hold up shutdown.
   const closing = new AbortController();
   let subscription: Subscription | undefined;
@@ -232,6 +250,7 @@ export function createRelay(deps: RelayDeps): Relay {
     // A duplicate of the newest frame is published again: a crash may have come between its append
     // and its publish. Gateways drop an event_id they already delivered.
     const { eventId } = appended;
+    if (!appended.duplicate) replayLogLength.observe(appended.length);
     const payload = attachEventId(appended.duplicate ? appended.frame : serialized, eventId);
 
     let receivers: number;
@@ -257,6 +276,25 @@ export function createRelay(deps: RelayDeps): Relay {
     }
   }
 
+  /**
+   * `handle` inside the guard: it throws only while closing (the record stays uncommitted and is
+   * redelivered). Anything else is a bug met on this one record: it goes to the DLQ with the error
+   * and the relay goes on with everyone else's frames, instead of exiting and meeting it again.
+   */
+  async function handleGuarded(message: BusMessage): Promise<void> {
+    try {
+      await handle(message);
+    } catch (err) {
+      if (closing.signal.aborted || err instanceof RelayClosingError) throw err;
+      guard.fail('response', err, undefined, () => ({
+        topic: message.topic,
+        partition: message.partition,
+        offset: message.offset,
+      }));
+      await deadLetter(message, 'internal_error', err instanceof Error ? err.message : 'unknown', logger);
+    }
+  }
+
   return {
     async start() {
       const partitions = config.kafka.partitions;
@@ -274,8 +312,9 @@ export function createRelay(deps: RelayDeps): Relay {
         // on the same partition do not wait for each other.
         concurrency: settings.concurrency,
         ordering: 'key',
-        handler: handle,
+        handler: handleGuarded,
       });
+      exportConsumerLag({ metrics, bus, logger, groupId: settings.groupId, topics: [topics.responses] });
       logger.info({ topic: topics.responses, group: settings.groupId }, 'relay subscribed');
     },
     close: once(async () => {
@@ -288,6 +327,8 @@ export function createRelay(deps: RelayDeps): Relay {
         subscription: subscription?.ready ?? false,
         redis: redisHealthy,
       };
+      upstreamUp.set({ upstream: 'kafka' }, checks.kafka ? 1 : 0);
+      upstreamUp.set({ upstream: 'redis' }, checks.redis ? 1 : 0);
       return { ready: checks.kafka && checks.subscription && checks.redis, checks };
     },
   };

@@ -95,10 +95,16 @@ const env: Record<string, string | undefined> = {
   AI_CONSUMER_PORT: '29201',
   MESSAGE_RELAY_PORT: '29202',
   PROMETHEUS_PORT: '29290',
+  ALERTMANAGER_PORT: '29293',
   LOG_LEVEL: 'warn',
   MAX_WORKERS: '5000',
   RATE_LIMIT_MESSAGES: '1000000',
   TOKEN_RATE_LIMIT_PER_MINUTE: '100000',
+  // The load generator gets its users' tokens with POST /token?userid= (dev tokens, loopback).
+  DEV_TOKENS: 'true',
+  // The idle-connections scenario opens tens of thousands of sockets from a few loopback addresses.
+  MAX_CONNECTIONS_PER_IP: '10000000',
+  MAX_CONNECTIONS: '10000000',
   MOCK_OPENAI_TTFT_MS: '0',
   MOCK_OPENAI_TOKEN_MS: '0',
   // --profile: every Node service writes a V8 CPU profile when it stops (npm run bench:profile).

@@ -1,16 +1,20 @@
 /**
  * The stack's own services, as harness `ServiceDefinition`s: the four Node processes (each
  * `node --import tsx --conditions=source <pkg>/src/main.ts` from the repo root) and stack flavours
- * of the harness' nginx and Prometheus (gateway upstreams, UI root, scrape targets on the ports in use).
+ * of the harness' nginx and Prometheus (gateway upstreams, UI root, scrape targets on the ports in use),
+ * and the harness' Alertmanager as it is.
  */
 import { randomBytes } from 'node:crypto';
 import { access, lstat, mkdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
+import { isScalar, isSeq, parseDocument, Scalar } from 'yaml';
 import { InfraError } from '../infra/errors.js';
+import { alertmanager } from '../infra/alertmanager.js';
 import { serviceEndpoints } from '../infra/harness.js';
 import type { ServiceContext, ServiceDefinition } from '../infra/harness.js';
 import { kafka } from '../infra/kafka.js';
 import { nginx } from '../infra/nginx.js';
+import { buildWeb } from '../../web/build.js';
 import { infraPaths, repoRoot } from '../infra/paths.js';
 import type { Env } from '../infra/paths.js';
 import { checkPort, defaultPorts, portFromEnv } from '../infra/ports.js';
@@ -37,6 +41,7 @@ export const stackServiceNames = [
   'gateway-1',
   'gateway-2',
   'nginx',
+  'alertmanager',
   'prometheus',
 ] as const;
 export type StackServiceName = (typeof stackServiceNames)[number];
@@ -66,6 +71,7 @@ export function stackPorts(env: Env): StackPorts {
     redis: portFromEnv(env, 'REDIS_PORT', defaultPorts.redis),
     nginx: portFromEnv(env, 'NGINX_PORT', defaultPorts.nginx),
     prometheus: portFromEnv(env, 'PROMETHEUS_PORT', defaultPorts.prometheus),
+    alertmanager: portFromEnv(env, 'ALERTMANAGER_PORT', defaultPorts.alertmanager),
     ...node,
   };
 }
@@ -172,7 +178,14 @@ function gateway(name: 'gateway-1' | 'gateway-2'): ServiceDefinition {
     readyPath: '/ready',
     async env(context) {
       // nginx in front sets X-Real-IP; per-IP token limits need the client's address, not nginx's.
-      return { JWT_SECRET: await jwtSecret(context.env), TRUST_PROXY: 'true' };
+      // The production profile (docs/identity.md): the demo site on, dev tokens only when the
+      // environment asks for them (DEV_TOKENS=true, as the tests and the bench do).
+      return {
+        JWT_SECRET: await jwtSecret(context.env),
+        TRUST_PROXY: 'true',
+        DEMO_SITE: context.env.DEMO_SITE ?? 'true',
+        DEV_TOKENS: context.env.DEV_TOKENS ?? 'false',
+      };
     },
   });
 }
@@ -240,7 +253,7 @@ export function upstreamsConf(gatewayPorts: readonly number[]): string {
 /**
  * Before the harness renders and checks the conf: `upstreams.conf` beside it (a relative
  * `include` resolves against the conf's directory, `<prefix>/conf/`), and `<prefix>/html` (the
- * conf's `root html;`) pointing at the UI in `websocket-server/public/`.
+ * conf's `root html;`) pointing at the UI in `websocket-server/public/`, its bundles built first.
  */
 const stackNginx: ServiceDefinition = {
   ...nginx,
@@ -255,6 +268,9 @@ const stackNginx: ServiceDefinition = {
 
     const ui = join(repoRoot, 'websocket-server', 'public');
     await mkdir(ui, { recursive: true });
+    // widget.js and chat.js are built, not committed: nginx serves them from a clean clone too.
+    const built = await buildWeb({ outDir: ui });
+    context.say(`built ${Object.keys(built).join(', ')} into ${ui}`);
     const html = join(prefix, 'html');
     const current = await lstat(html).catch(() => null);
     if (current === null || current.isSymbolicLink()) {
@@ -297,6 +313,7 @@ export function retargetScrapeConfig(text: string, moves: ReadonlyMap<number, nu
 function portMoves(ports: StackPorts): Map<number, number> {
   const defaults: Partial<Record<StackServiceName, number>> = {
     prometheus: defaultPorts.prometheus,
+    alertmanager: defaultPorts.alertmanager,
     ...Object.fromEntries(stackNodeNames.map((name) => [name, nodePorts[name].port])),
   };
   const moves = new Map<number, number>();
@@ -309,26 +326,44 @@ function portMoves(ports: StackPorts): Map<number, number> {
 
 const LOCAL_PROMETHEUS_CONFIG = join(repoRoot, 'prometheus', 'prometheus.local.yml');
 
-/** The harness' Prometheus with `prometheus/prometheus.local.yml` (when present) as its config. */
+/**
+ * The rule files of a Prometheus config made absolute against `dir` (the template's directory), so
+ * the config works from wherever the stack writes it.
+ */
+export function absoluteRuleFiles(text: string, dir: string): string {
+  const doc = parseDocument(text);
+  const files = doc.get('rule_files');
+  if (!isSeq(files)) return text;
+  files.items = files.items.map((item) =>
+    isScalar(item) && typeof item.value === 'string' ? new Scalar(resolve(dir, item.value)) : item,
+  );
+  return doc.toString();
+}
+
+/**
+ * The harness' Prometheus with a config made from a template: `PROMETHEUS_CONFIG`, else
+ * `prometheus/prometheus.local.yml`. Its loopback targets follow the ports this stack uses, and its
+ * rule files resolve against the template's directory.
+ */
 const stackPrometheus: ServiceDefinition = {
   ...prometheus,
   async prepare(context, options, plan) {
-    let confPath = options.confPath ?? context.env.PROMETHEUS_CONFIG;
-    if (confPath === undefined && (await exists(LOCAL_PROMETHEUS_CONFIG))) {
-      const moves = portMoves({ ...stackPorts(context.env), prometheus: plan.port });
-      confPath = LOCAL_PROMETHEUS_CONFIG;
-      if (moves.size > 0) {
-        const dir = stackDir(context.env);
-        await mkdir(dir, { recursive: true });
-        confPath = join(dir, 'prometheus.yml');
-        const text = await readFile(LOCAL_PROMETHEUS_CONFIG, 'utf8');
-        await writeFile(
-          confPath,
-          `# generated by npm run stack from ${LOCAL_PROMETHEUS_CONFIG}\n${retargetScrapeConfig(text, moves)}`,
-        );
-      }
-    }
-    return prometheus.prepare(context, confPath === undefined ? options : { ...options, confPath }, plan);
+    const template =
+      options.confPath ??
+      context.env.PROMETHEUS_CONFIG ??
+      ((await exists(LOCAL_PROMETHEUS_CONFIG)) ? LOCAL_PROMETHEUS_CONFIG : undefined);
+    if (template === undefined) return prometheus.prepare(context, options, plan);
+    const source = resolve(template);
+    const moves = portMoves({ ...stackPorts(context.env), prometheus: plan.port });
+    const text = await readFile(source, 'utf8');
+    const dir = stackDir(context.env);
+    await mkdir(dir, { recursive: true });
+    const confPath = join(dir, 'prometheus.yml');
+    await writeFile(
+      confPath,
+      `# generated by npm run stack from ${source}\n${absoluteRuleFiles(retargetScrapeConfig(text, moves), dirname(source))}`,
+    );
+    return prometheus.prepare(context, { ...options, confPath }, plan);
   },
 };
 
@@ -337,5 +372,6 @@ export const stackDefinitions: Readonly<Record<StackServiceName, ServiceDefiniti
   redis,
   ...nodeDefinitions,
   nginx: stackNginx,
+  alertmanager,
   prometheus: stackPrometheus,
 };

@@ -11,7 +11,9 @@ import {
   logFragment,
   redisFragment,
 } from '@relay/common';
+import type { Logger } from 'pino';
 import { z } from 'zod';
+import { loadSites, type Sites } from './sites/sites.js';
 
 export const SERVICE = 'websocket-server';
 
@@ -32,10 +34,44 @@ export const gatewayFragment = fragment(
     RATE_LIMIT_MESSAGES: int(1, 1_000_000).default(20),
     /** @default 10000 */
     RATE_LIMIT_WINDOW_MS: int(100, 3_600_000).default(10_000),
+    /**
+     * Client frames of any type (valid or not, hello and cancel included) one socket may send per
+     * RATE_LIMIT_WINDOW_MS; past it frames are answered `rate_limited`, past twice it the socket is
+     * closed with 1008 `rate_limited`. @default twice RATE_LIMIT_MESSAGES, at least 100
+     */
+    RATE_LIMIT_FRAMES: int(1, 10_000_000).optional(),
+    /**
+     * Messages one socket may have waiting for intake (rate-limit check and Kafka ack); one more is
+     * answered `queue_full` without being queued. @default 32
+     */
+    MAX_QUEUED_FRAMES: int(1, 100_000).default(32),
     /** Open sockets per user on one gateway. @default 10 */
     MAX_CONNECTIONS_PER_USER: int(1, 10_000).default(10),
-    /** Browser Origins allowed to upgrade (comma list); empty allows any. */
+    /** Open sockets per client IP on one gateway (upgrade refused with 429 beyond). @default 256 */
+    MAX_CONNECTIONS_PER_IP: int(1, 10_000_000).default(256),
+    /** Open sockets on one gateway (upgrade refused with 503 `server_full` beyond). @default 50000 */
+    MAX_CONNECTIONS: int(1, 10_000_000).default(50_000),
+    /** Origins of the dev pseudo-site (dev tokens), comma list of patterns; empty allows any. */
     ALLOWED_ORIGINS: list().default([]),
+    /**
+     * `POST /token?userid=` for anyone, any userid (the original system's form, docs/identity.md):
+     * for a developer's machine only. @default false
+     */
+    DEV_TOKENS: bool().default(false),
+    /** Dev tokens on a non-loopback HOST: refused at start unless this is true too. @default false */
+    DEV_TOKENS_ALLOW_PUBLIC: bool().default(false),
+    /** Add the `demo` site (anonymous visitors from localhost pages). @default false */
+    DEMO_SITE: bool().default(false),
+    /** Path of the sites file (JSON, docs/identity.md). */
+    SITES_FILE: z.string().min(1).optional(),
+    /** The sites file's JSON inline (when SITES_FILE is unset). */
+    SITES: z.string().min(1).optional(),
+    /** How long after its expiry an anonymous visitor's token may still be renewed. @default 2592000 (30 days) */
+    ANON_RENEW_WINDOW_SECONDS: int(0, 365 * 86_400).default(30 * 86_400),
+    /** Model tokens one user may use per UTC day (a site's limits may say otherwise); 0: none. @default 100000 */
+    DAILY_TOKEN_BUDGET_PER_USER: int(0, 2_000_000_000).default(100_000),
+    /** Model tokens one site may use per UTC day (a site's limits may say otherwise); 0: none. @default 0 */
+    DAILY_TOKEN_BUDGET_PER_SITE: int(0, 2_000_000_000).default(0),
     /** Seconds without traffic before a socket is closed; pings go out before that. Keep below nginx's proxy_read_timeout. @default 60 */
     IDLE_TIMEOUT_SECONDS: int(8, 960).default(60),
     /** Take the client IP from X-Real-IP / X-Forwarded-For (only behind a trusted proxy). @default false */
@@ -84,8 +120,20 @@ export const gatewayFragment = fragment(
       maxPayloadBytes: e.MAX_PAYLOAD_BYTES,
       rateLimitMessages: e.RATE_LIMIT_MESSAGES,
       rateLimitWindowMs: e.RATE_LIMIT_WINDOW_MS,
+      rateLimitFrames: e.RATE_LIMIT_FRAMES ?? Math.max(100, 2 * e.RATE_LIMIT_MESSAGES),
+      maxQueuedFrames: e.MAX_QUEUED_FRAMES,
       maxConnectionsPerUser: e.MAX_CONNECTIONS_PER_USER,
+      maxConnectionsPerIp: e.MAX_CONNECTIONS_PER_IP,
+      maxConnections: e.MAX_CONNECTIONS,
       allowedOrigins: e.ALLOWED_ORIGINS,
+      devTokens: e.DEV_TOKENS,
+      devTokensAllowPublic: e.DEV_TOKENS_ALLOW_PUBLIC,
+      demoSite: e.DEMO_SITE,
+      sitesFile: e.SITES_FILE,
+      sitesJson: e.SITES,
+      anonRenewWindowSeconds: e.ANON_RENEW_WINDOW_SECONDS,
+      dailyTokenBudgetPerUser: e.DAILY_TOKEN_BUDGET_PER_USER,
+      dailyTokenBudgetPerSite: e.DAILY_TOKEN_BUDGET_PER_SITE,
       idleTimeoutSeconds: e.IDLE_TIMEOUT_SECONDS,
       trustProxy: e.TRUST_PROXY,
       staticDir: e.STATIC_DIR,
@@ -99,6 +147,69 @@ export const gatewayFragment = fragment(
 );
 
 export type GatewaySettings = ReturnType<typeof gatewayFragment.build>;
+
+const LOOPBACK = /^(127\.\d{1,3}\.\d{1,3}\.\d{1,3}|::1|localhost)$/;
+
+/** Whether a listen address or client address is this machine only. */
+export function isLoopback(address: string): boolean {
+  return LOOPBACK.test(address) || address === '::ffff:127.0.0.1';
+}
+
+/** `sitesFor` for a process entry point: a configuration error is one line and an exit. */
+export function loadSitesOrExit(
+  settings: GatewaySettings,
+  host: string,
+  fail: (line: string) => never,
+): Sites {
+  try {
+    return sitesFor(settings, host);
+  } catch (err) {
+    if (err instanceof ConfigError) return fail(err.message);
+    throw err;
+  }
+}
+
+/** The first log lines say which sites and modes this gateway serves, dev tokens first of all. */
+export function logSites(logger: Logger, sites: Sites): void {
+  if (sites.devTokens) {
+    logger.warn('DEV_TOKENS=true: POST /token?userid= gives anyone a token for any user (development only)');
+  }
+  for (const id of sites.ids) {
+    const site = sites.get(id);
+    if (!site) continue;
+    logger.info(
+      {
+        site: id,
+        modes: [...site.modes],
+        origins: site.anyOrigin ? 'any' : site.origins.map((o) => o.source),
+      },
+      'site',
+    );
+  }
+}
+
+/**
+ * The gateway's sites, validated, with the one rule that needs the listen address: dev tokens let
+ * anyone be anyone, so a gateway reachable from other machines refuses them unless told twice.
+ */
+export function sitesFor(settings: GatewaySettings, host: string): Sites {
+  if (settings.devTokens && !isLoopback(host) && !settings.devTokensAllowPublic) {
+    throw new ConfigError(
+      'DEV_TOKENS',
+      `config error: DEV_TOKENS=true lets anyone get a token for any user; HOST ${host} is not loopback, so set DEV_TOKENS_ALLOW_PUBLIC=true as well if that is really meant`,
+    );
+  }
+  return loadSites({
+    sitesFile: settings.sitesFile,
+    sitesJson: settings.sitesJson,
+    demoSite: settings.demoSite,
+    devTokens: settings.devTokens,
+    devOrigins: settings.allowedOrigins,
+    tokensPerMinutePerIp: settings.tokenRateLimitPerMinute,
+    dailyTokensPerUser: settings.dailyTokenBudgetPerUser,
+    dailyTokensPerSite: settings.dailyTokenBudgetPerSite,
+  });
+}
 
 /** Replay and dedupe windows, shared with the relay and the consumer (docs/delivery.md). */
 export type DeliverySettings = ReturnType<typeof deliveryFragment.build>;

@@ -359,6 +359,9 @@ describe('delivery guarantees at the gateway (real uWS, in-process transports)',
     const controls: string[] = [];
     await consumer.subscribe(REDIS_KEYS.cancelChannel, (m) => controls.push(m));
     const c = await h.open('alice');
+    // Pending here: acked on this socket, no final yet (no consumer runs in this harness).
+    c.send({ type: 'message', content: 'long answer', id: 'm-9' });
+    await c.next((f) => f.type === 'ack');
     c.send({ type: 'cancel', request_id: 'm-9' });
     await waitFor(() => controls.length === 1);
     expect(JSON.parse(controls[0] as string)).toEqual({ userid: 'alice', request_id: 'm-9' });
@@ -366,7 +369,30 @@ describe('delivery guarantees at the gateway (real uWS, in-process transports)',
     // No frame back; a later frame on the socket arrives first.
     c.sendRaw('not json');
     await c.next((f) => f.type === 'error');
-    expect(c.frames.map((f) => f.code)).toEqual(['invalid_json']);
+    expect(c.frames.map((f) => f.code ?? f.type)).toEqual(['ack', 'invalid_json']);
+    await consumer.close();
+  });
+
+  it('cancel is refused with unknown_request unless this user has the request pending', async () => {
+    const h = await gateway();
+    const consumer = hub.client();
+    const controls: string[] = [];
+    await consumer.subscribe(REDIS_KEYS.cancelChannel, (m) => controls.push(m));
+    // Running on a consumer (acked by another gateway): Redis knows it.
+    await store.set(REDIS_KEYS.request('alice', 'elsewhere'), 'running');
+    await store.set(REDIS_KEYS.request('alice', 'answered'), 'done');
+    await store.set(REDIS_KEYS.request('bob', 'bobs'), 'running');
+    const c = await h.open('alice');
+    for (const id of ['never-sent', 'answered', 'bobs', 'elsewhere'])
+      c.send({ type: 'cancel', request_id: id });
+    await waitFor(() => controls.length === 1 && c.frames.length === 3);
+    expect(c.frames.map((f) => [f.code, f.request_id])).toEqual([
+      ['unknown_request', 'never-sent'],
+      ['unknown_request', 'answered'],
+      ['unknown_request', 'bobs'],
+    ]);
+    expect(JSON.parse(controls[0] as string)).toEqual({ userid: 'alice', request_id: 'elsewhere' });
+    expect(await store.get(REDIS_KEYS.cancel('alice', 'never-sent'))).toBeNull();
     await consumer.close();
   });
 

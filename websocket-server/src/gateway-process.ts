@@ -1,5 +1,5 @@
 import { TOPICS, bootService, createKafkaBus, createRedisPubSub, createRedisStore } from '@relay/common';
-import type { configFragments } from './config.js';
+import { loadSitesOrExit, logSites, type configFragments } from './config.js';
 import type { Gateway, GatewayDeps } from './gateway.js';
 import { createGatewayMetrics } from './gateway-metrics.js';
 import { createTokenService } from './token-service.js';
@@ -18,6 +18,11 @@ export async function runGatewayProcess(
   create: (deps: GatewayProcessDeps) => Gateway | Promise<Gateway>,
 ): Promise<void> {
   const { config, logger, metrics, shutdown } = bootService(process, service, fragments);
+  const sites = loadSitesOrExit(config.gateway, config.http.host, (line) => {
+    process.stderr.write(`${line}\n`);
+    process.exit(1);
+  });
+  logSites(logger, sites);
   const bus = createKafkaBus({
     brokers: config.kafka.brokers,
     clientId: `${service}-${config.http.serverId}`,
@@ -63,6 +68,7 @@ export async function runGatewayProcess(
       secret: config.gateway.jwtSecret,
       ttlSeconds: config.gateway.tokenTtlSeconds,
     }),
+    sites,
   });
   built.gateway = gateway;
   const { port } = await gateway.start();

@@ -14,7 +14,7 @@ import {
 import { silentLogger, waitFor } from '@relay/common/testing';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { gatewayFragment } from './config.js';
+import { gatewayFragment, sitesFor } from './config.js';
 import { createGateway, type Gateway } from './gateway.js';
 import { connectClient, fetchToken, type TestClient } from './testing/ws-client.js';
 import { createTokenService } from './token-service.js';
@@ -31,6 +31,9 @@ const { gateway: settings } = loadConfig(
     RATE_LIMIT_MESSAGES: '5',
     RATE_LIMIT_WINDOW_MS: '60000',
     MAX_CONNECTIONS_PER_USER: '3',
+    DEV_TOKENS: 'true',
+    // The per-IP token limit is tested from a public address (X-Real-IP); loopback is exempt in dev mode.
+    TRUST_PROXY: 'true',
   },
 );
 
@@ -55,6 +58,7 @@ describe('gateway (real uWS, in-process transports)', () => {
     });
     gateway = createGateway({
       uws: loadUws().uws,
+      sites: sitesFor(settings, '127.0.0.1'),
       settings,
       host: '127.0.0.1',
       port: 0,
@@ -108,11 +112,15 @@ describe('gateway (real uWS, in-process transports)', () => {
     expect(typeof body.token).toBe('string');
     expect((await fetch(`${base}/token?userid=bad%20user`, { method: 'POST' })).status).toBe(400);
     expect((await fetch(`${base}/token`, { method: 'POST' })).status).toBe(400);
+    const fromPublic = (userid: string) =>
+      fetch(`${base}/token?userid=${userid}`, { method: 'POST', headers: { 'x-real-ip': '203.0.113.5' } });
     const statuses: number[] = [];
-    for (let i = 0; i < 5; i++)
-      statuses.push((await fetch(`${base}/token?userid=u${i}`, { method: 'POST' })).status);
-    expect(statuses.slice(0, 2)).toEqual([200, 200]);
-    expect(statuses.at(-1)).toBe(429);
+    for (let i = 0; i < 7; i++) statuses.push((await fromPublic(`u${i}`)).status);
+    expect(statuses.slice(0, 5)).toEqual([200, 200, 200, 200, 200]);
+    expect(statuses.slice(5)).toEqual([429, 429]);
+    // On loopback in dev mode the limit does not apply: a local load test of many users passes.
+    for (let i = 0; i < 10; i++)
+      expect((await fetch(`${base}/token?userid=l${i}`, { method: 'POST' })).status).toBe(200);
   });
 
   it('refuses the upgrade with 401 without a token, with a forged one, or with another user’s token', async () => {
@@ -155,8 +163,15 @@ describe('gateway (real uWS, in-process transports)', () => {
       userid: 'user123',
       content: 'Hello, how are you?',
       request_id: ack.request_id,
+      // No socket of this user streams: the consumer publishes the final only.
+      stream: false,
+      site: 'dev',
     });
     expect(event.conversation_id).toBe('default');
+    const streaming = await open('user123', '&stream=1');
+    streaming.send({ type: 'message', content: 'and now?' });
+    await streaming.next((f) => f.type === 'ack');
+    expect(promptEventSchema.parse(JSON.parse((prompts[1] as BusMessage).value)).stream).toBe(true);
   });
 
   it('echoes a client id as request_id and passes conversation_id', async () => {
@@ -208,9 +223,12 @@ describe('gateway (real uWS, in-process transports)', () => {
     const c = await open('chatty');
     for (let i = 0; i < 7; i++) c.send({ type: 'message', content: `m${i}`, id: `r${i}` });
     await waitFor(() => c.frames.length === 7);
-    expect(c.frames.filter((f) => f.type === 'ack')).toHaveLength(5);
-    const limited = c.frames.filter((f) => f.type === 'error');
-    expect(limited.map((f) => f.code)).toEqual(['rate_limited', 'rate_limited']);
+    // In order, with the codes in the diff should it fail.
+    expect(c.frames.map((f) => f.code ?? f.type)).toEqual([
+      ...Array(5).fill('ack'),
+      'rate_limited',
+      'rate_limited',
+    ]);
     expect(prompts).toHaveLength(5);
   });
 
@@ -280,9 +298,29 @@ describe('gateway (real uWS, in-process transports)', () => {
     expect((await fetch(`${base}/ready`)).status).toBe(200);
     const metrics = await (await fetch(`${base}/metrics`)).text();
     expect(metrics).toContain('gateway_connections');
-    expect(metrics).toMatch(/gateway_tokens_issued_total\{[^}]*\} 1/);
+    expect(metrics).toMatch(/gateway_tokens_issued_total\{mode="dev"[^}]*\} 1/);
     expect(await (await fetch(`${base}/`)).text()).toBe('<h1>chat</h1>');
     expect((await fetch(`${base}/nope`)).status).toBe(404);
+  });
+
+  it('refuses to share its port: a second gateway on it fails to start instead of splitting the traffic', async () => {
+    const port = Number(new URL(base).port);
+    const second = createGateway({
+      uws: loadUws().uws,
+      sites: sitesFor(settings, '127.0.0.1'),
+      settings,
+      host: '127.0.0.1',
+      port,
+      serverId: 'gw-second',
+      logger: silentLogger,
+      metrics: createMetrics({ service: 'websocket-server', instance: 'gw-second', defaultMetrics: false }),
+      bus,
+      store: createMemoryStore(),
+      pubsub: hub.client(),
+      tokens: createTokenService({ secret: settings.jwtSecret, ttlSeconds: 60 }),
+    });
+    await expect(second.start()).rejects.toThrow(/could not listen/);
+    await second.close();
   });
 
   it('on close, refuses new work and closes sockets with 1001', async () => {

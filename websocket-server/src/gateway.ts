@@ -1,9 +1,7 @@
 import {
-  REDIS_KEYS,
   once,
   redactUrl,
   renderMetrics,
-  useridSchema,
   type Bus,
   type KeyValueStore,
   type Metrics,
@@ -15,10 +13,16 @@ import type { HttpRequest, HttpResponse, TemplatedApp, WebSocket, us_listen_sock
 import { clientIp } from './client-ip.js';
 import type { DeliverySettings, GatewaySettings } from './config.js';
 import { createSocketSessions } from './socket-sessions.js';
+import type { HttpExchange } from './http-exchange.js';
+import { guardedRoute, type RouteHandler } from './http-exchange.js';
+import { createHistoryApi, type HistoryAnswer, type HistoryRequest } from './history-api.js';
+import { createCaptchaVerifier, type CaptchaVerifier } from './identity/captcha.js';
+import { TOKEN_BODY_LIMIT_BYTES, createTokenIssuer } from './identity/token-issuer.js';
+import type { Sites } from './sites/sites.js';
 import type { StaticFile } from './static-files.js';
 import type { TokenService } from './token-service.js';
 import type { UserData } from './user-data.js';
-import type { Uws } from './uws.js';
+import { listenExclusive, type Uws } from './uws.js';
 
 export interface GatewayDeps {
   uws: Uws;
@@ -35,6 +39,10 @@ export interface GatewayDeps {
   store: KeyValueStore;
   pubsub: PubSub;
   tokens: TokenService;
+  /** The sites tokens are issued for and checked against (`sitesFor`). */
+  sites: Sites;
+  /** @default a fetch-based Turnstile-compatible verifier */
+  captcha?: CaptchaVerifier;
   /** @default TOPICS.incoming */
   incomingTopic?: string;
   staticFiles?: Map<string, StaticFile>;
@@ -61,6 +69,16 @@ export interface Gateway {
 
 type Socket = WebSocket<UserData>;
 
+/** A percent-encoded path segment; '' for one that is not valid UTF-8 (then refused as not an id). */
+function decodePathPart(part: string): string {
+  try {
+    return decodeURIComponent(part);
+  } catch {
+    return '';
+  }
+}
+type UpgradeContext = Parameters<HttpResponse['upgrade']>[4];
+
 /**
  * uWS drops a send (returns 2) when the socket already has more than `maxBackpressure` bytes queued.
  * Delivery closes a socket past the hard limit before it sends, so with this margin above the limit
@@ -79,91 +97,106 @@ export function createGateway(deps: GatewayDeps): Gateway {
 
   // Everything about the sockets but the transport (shared with the bench's `ws` baseline).
   const sessions = createSocketSessions<Socket>(deps);
-  const { sockets, outbound } = sessions;
+  const { sockets, guard } = sessions;
   const m = sessions.metrics;
+  const route = (name: string, handler: RouteHandler) => guardedRoute(guard, name, handler);
 
-  function reject(res: HttpResponse, status: string, reason: string): void {
-    m.upgradesRejected.inc({ reason });
-    json(res, status, { error: reason });
+  /**
+   * Admits and upgrades before returning, inside uWS' own upgrade handler; not later from a promise
+   * in `res.cork()` as uWS' UpgradeAsync example does. This uWS build's cork() misses an upgrade
+   * made inside it when the socket's block was shrunk in place (glibc does), then runs its HTTP
+   * connection-close check on the new WebSocket, reading HTTP state from memory the shrink gave
+   * back to the heap: whenever that memory had been reused with the wrong bits, the socket was
+   * closed right after its 101, with no frame (1006): the "dropped socket" of the pipeline test.
+   * Upstream fixed cork() later (v20.79.0); no build we can install has it. Inside the handler, uWS
+   * itself tracks the upgrade. upgrade-in-place.int.test.ts reproduces it every time.
+   */
+  function upgrade(res: HttpResponse, req: HttpRequest, context: UpgradeContext): void {
+    let admitted: UserData | undefined;
+    guard.run(
+      'upgrade',
+      () => {
+        const admission = sessions.admit({
+          query: new URLSearchParams(req.getQuery() ?? ''),
+          origin: req.getHeader('origin'),
+          ip: clientIp(res, req, settings.trustProxy),
+        });
+        if (!admission.ok) {
+          m.upgradesRejected.inc({ reason: admission.reason });
+          return json(res, `${admission.status} ${STATUS_CODES[admission.status] ?? ''}`, {
+            error: admission.reason,
+          });
+        }
+        admitted = admission.data;
+        res.upgrade(
+          admission.data,
+          req.getHeader('sec-websocket-key'),
+          req.getHeader('sec-websocket-protocol'),
+          req.getHeader('sec-websocket-extensions'),
+          context,
+        );
+      },
+      () => {
+        // Given back only if the socket never opened (closed() gives it back otherwise).
+        if (admitted) sessions.abandoned(admitted);
+        json(res, '500 Internal Server Error', { error: 'internal_error' });
+      },
+    );
   }
 
-  function upgrade(
-    res: HttpResponse,
-    req: HttpRequest,
-    context: Parameters<HttpResponse['upgrade']>[4],
-  ): void {
-    // Everything needed from `req` must be read now: it is not valid after an await.
+  /** A synchronous JSON answer (inside a uWS handler: already corked, never aborted yet). */
+  function json(res: HttpResponse, status: string, body: unknown): void {
+    res.writeStatus(status).writeHeader('content-type', 'application/json').end(JSON.stringify(body));
+  }
+
+  const issuer = createTokenIssuer({
+    sites: deps.sites,
+    tokens,
+    store,
+    captcha: deps.captcha ?? createCaptchaVerifier(),
+    metrics: m,
+    logger,
+    renewWindowSeconds: settings.anonRenewWindowSeconds,
+  });
+  const history = createHistoryApi({ store, tokens, sites: deps.sites });
+  const statusLine = (status: number) => `${status} ${STATUS_CODES[status] ?? ''}`;
+
+  async function issueToken(exchange: HttpExchange, req: HttpRequest): Promise<void> {
+    // Everything needed from `req` is read before the first await.
     const query = new URLSearchParams(req.getQuery() ?? '');
-    const secKey = req.getHeader('sec-websocket-key');
-    const secProtocol = req.getHeader('sec-websocket-protocol');
-    const secExtensions = req.getHeader('sec-websocket-extensions');
-    const request = {
-      query,
-      origin: req.getHeader('origin'),
-      ip: clientIp(res, req, settings.trustProxy),
-    };
-    let aborted = false;
-    res.onAborted(() => (aborted = true));
-    void sessions.admit(request).then((admission) => {
-      if (aborted) return;
-      if (!admission.ok) {
-        return reject(res, `${admission.status} ${STATUS_CODES[admission.status] ?? ''}`, admission.reason);
-      }
-      res.cork(() => res.upgrade(admission.data, secKey, secProtocol, secExtensions, context));
-    });
-  }
-
-  function json(
-    res: HttpResponse,
-    status: string,
-    body: unknown,
-    extraHeaders: Record<string, string> = {},
-  ): void {
-    res.cork(() => {
-      res.writeStatus(status).writeHeader('content-type', 'application/json');
-      for (const [k, v] of Object.entries(extraHeaders)) res.writeHeader(k, v);
-      res.end(JSON.stringify(body));
-    });
-  }
-
-  /** CORS for POST /token, so a widget on another site can get a token. */
-  function corsHeaders(origin: string): Record<string, string> {
-    if (settings.allowedOrigins.length === 0) return { 'access-control-allow-origin': '*' };
-    return settings.allowedOrigins.includes(origin)
-      ? { 'access-control-allow-origin': origin, vary: 'Origin' }
-      : {};
-  }
-
-  function issueToken(res: HttpResponse, req: HttpRequest): void {
-    const query = new URLSearchParams(req.getQuery() ?? '');
-    const ip = clientIp(res, req, settings.trustProxy);
-    const cors = corsHeaders(req.getHeader('origin'));
-    let aborted = false;
-    res.onAborted(() => (aborted = true));
-    const userid = useridSchema.safeParse(query.get('userid'));
-    if (!userid.success) {
-      return json(
-        res,
-        '400 Bad Request',
-        { error: 'invalid_userid', message: userid.error.issues[0]?.message },
-        cors,
-      );
+    const origin = req.getHeader('origin');
+    const ip = clientIp(exchange.res, req, settings.trustProxy);
+    const body = await exchange.readBody(TOKEN_BODY_LIMIT_BYTES);
+    if (body === null) {
+      return exchange.json('413 Payload Too Large', { error: 'invalid_request', message: 'Body too large' });
     }
-    void (async () => {
-      const window = await store.incrementWindow(REDIS_KEYS.tokenRate(ip), 60_000);
-      if (window.count > settings.tokenRateLimitPerMinute) {
-        if (!aborted)
-          json(res, '429 Too Many Requests', { error: 'rate_limited', retry_after_ms: window.resetMs }, cors);
-        return;
-      }
-      const { token, expiresIn } = await tokens.issue(userid.data);
-      m.tokensIssued.inc();
-      if (!aborted) json(res, '200 OK', { token, userid: userid.data, expires_in: expiresIn }, cors);
-    })().catch((err: unknown) => {
-      logger.warn({ err }, 'token issuance failed');
-      if (!aborted) json(res, '503 Service Unavailable', { error: 'upstream_unavailable' }, cors);
-    });
+    const answer = await issuer.issue({ query, origin, ip, body: body.toString('utf8') });
+    exchange.json(statusLine(answer.status), answer.body, answer.headers);
   }
+
+  function historyRoute(
+    read: (request: HistoryRequest, req: HttpRequest) => Promise<HistoryAnswer>,
+  ): RouteHandler {
+    return async (exchange, req) => {
+      const request = {
+        authorization: req.getHeader('authorization'),
+        query: new URLSearchParams(req.getQuery() ?? ''),
+        origin: req.getHeader('origin'),
+      };
+      // `read` takes what it needs from `req` (the path parameter) before its first await.
+      const answer = await read(request, req);
+      const site = answer.site ? deps.sites.get(answer.site) : undefined;
+      exchange.json(statusLine(answer.status), answer.body, {
+        ...issuer.cors(site, request.origin),
+        'cache-control': 'no-store',
+      });
+    };
+  }
+
+  const preflight: RouteHandler = (exchange, req) => {
+    const answer = issuer.preflight(req.getHeader('origin'));
+    exchange.end(statusLine(answer.status), 'text/plain', '', answer.headers);
+  };
 
   const ready = sessions.ready;
 
@@ -181,52 +214,79 @@ export function createGateway(deps: GatewayDeps): Gateway {
         // neither drop frames below that limit nor close on its own.
         maxBackpressure: settings.slowClientHardBytes + BACKPRESSURE_MARGIN_BYTES,
         closeOnBackpressureLimit: 0,
+        // Every callback below runs inside the sessions' guard: nothing a client sends can throw
+        // out of uWS and stop the process.
         upgrade,
-        open: (ws) => void sessions.open(ws),
+        open: (ws) => sessions.open(ws),
         message: (ws, message, isBinary) => sessions.message(ws, message, isBinary),
-        drain: outbound.drain,
+        drain: (ws) => sessions.drain(ws),
         close: (ws) => sessions.closed(ws),
       })
-      .post('/token', issueToken)
-      .options('/token', (res, req) => {
-        const cors = corsHeaders(req.getHeader('origin'));
-        res.cork(() => {
-          res.writeStatus('204 No Content');
-          for (const [k, v] of Object.entries(cors)) res.writeHeader(k, v);
-          res.writeHeader('access-control-allow-methods', 'POST, OPTIONS').end();
-        });
-      })
-      .get('/health', (res) =>
-        json(res, '200 OK', {
-          status: 'ok',
-          service: 'websocket-server',
-          server_id: deps.serverId,
-          active_users: sockets.users,
-          total_connections: sockets.connections,
-          draining: sessions.draining,
-          model: settings.modelLabel,
+      .post('/token', route('token', issueToken))
+      .options('/token', route('token', preflight))
+      .options('/api/*', route('history', preflight))
+      .get(
+        '/api/v1/conversations',
+        route(
+          'history',
+          historyRoute((request) => history.list(request)),
+        ),
+      )
+      .get(
+        '/api/v1/conversations/:id',
+        route(
+          'history',
+          historyRoute((request, req) =>
+            history.conversation(request, decodePathPart(req.getParameter(0) ?? '')),
+          ),
+        ),
+      )
+      .get(
+        '/health',
+        route('health', (exchange) =>
+          exchange.json('200 OK', {
+            status: 'ok',
+            service: 'websocket-server',
+            server_id: deps.serverId,
+            active_users: sockets.users,
+            total_connections: sockets.connections,
+            draining: sessions.draining,
+            model: settings.modelLabel,
+          }),
+        ),
+      )
+      .get(
+        '/ready',
+        route('ready', (exchange) => {
+          const r = ready();
+          exchange.json(r.ready ? '200 OK' : '503 Service Unavailable', {
+            status: r.ready ? 'ready' : 'not_ready',
+            checks: r.checks,
+          });
         }),
       )
-      .get('/ready', (res) => {
-        const r = ready();
-        json(res, r.ready ? '200 OK' : '503 Service Unavailable', {
-          status: r.ready ? 'ready' : 'not_ready',
-          checks: r.checks,
-        });
-      })
-      .get('/metrics', (res) => {
-        let aborted = false;
-        res.onAborted(() => (aborted = true));
-        void renderMetrics(metrics.registry).then(({ contentType, body }) => {
-          if (!aborted) res.cork(() => res.writeHeader('content-type', contentType).end(body));
-        });
-      })
-      .get('/*', (res, req) => {
-        const file = deps.staticFiles?.get(req.getUrl());
-        if (!file) return json(res, '404 Not Found', { error: 'not_found', path: redactUrl(req.getUrl()) });
-        res.cork(() => res.writeHeader('content-type', file.contentType).end(file.body));
-      })
-      .any('/*', (res) => json(res, '404 Not Found', { error: 'not_found' }));
+      .get(
+        '/metrics',
+        route('metrics', async (exchange) => {
+          // Readiness and upstream gauges as of this scrape: nothing else calls /ready for Prometheus.
+          ready();
+          const { contentType, body } = await renderMetrics(metrics.registry);
+          exchange.end('200 OK', contentType, body);
+        }),
+      )
+      .get(
+        '/*',
+        route('static', (exchange, req) => {
+          const file = deps.staticFiles?.get(req.getUrl());
+          if (!file)
+            return exchange.json('404 Not Found', { error: 'not_found', path: redactUrl(req.getUrl()) });
+          exchange.end('200 OK', file.contentType, file.body);
+        }),
+      )
+      .any(
+        '/*',
+        route('any', (exchange) => exchange.json('404 Not Found', { error: 'not_found' })),
+      );
   }
 
   let app: TemplatedApp | undefined;
@@ -237,9 +297,9 @@ export function createGateway(deps: GatewayDeps): Gateway {
       app = buildApp();
       const a = app;
       listenSocket = await new Promise<us_listen_socket | false>((resolve) =>
-        a.listen(deps.host, deps.port, resolve),
+        listenExclusive(a, deps.host, deps.port, resolve),
       );
-      if (!listenSocket) throw new Error(`could not listen on ${deps.host}:${deps.port}`);
+      if (!listenSocket) throw new Error(`could not listen on ${deps.host}:${deps.port} (in use?)`);
       return { port: deps.uws.us_socket_local_port(listenSocket) };
     },
     close: once(async () => {

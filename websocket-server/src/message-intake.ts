@@ -3,6 +3,9 @@ import {
   ERROR_CODES,
   HEADERS,
   REDIS_KEYS,
+  REQUEST_STATES,
+  createDailyBudgets,
+  type BudgetScope,
   withContext,
   type Bus,
   type CancelControl,
@@ -18,7 +21,9 @@ import {
 import type { Logger } from 'pino';
 import type { DeliverySettings, GatewaySettings } from './config.js';
 import type { GatewayMetrics } from './gateway-metrics.js';
-import type { UserData } from './user-data.js';
+import type { Connection } from './connection/connection.js';
+import type { Sites } from './sites/sites.js';
+import type { SessionSocket } from './user-data.js';
 
 /**
  * Value of an accept marker while its message is being published. Not a valid client id (ids are
@@ -29,11 +34,7 @@ export const ACCEPT_PENDING = '(pending)';
 /** How long a cancel key lives (docs/delivery.md): longer than any queued request waits. */
 export const CANCEL_TTL_MS = 600_000;
 
-export interface IntakeSocket {
-  getUserData(): UserData;
-}
-
-export interface MessageIntakeDeps<S extends IntakeSocket> {
+export interface MessageIntakeDeps<S extends SessionSocket> {
   settings: Pick<GatewaySettings, 'rateLimitMessages' | 'rateLimitWindowMs' | 'acceptPendingTtlMs'>;
   delivery: Pick<DeliverySettings, 'dedupeTtlMs'>;
   serverId: string;
@@ -47,12 +48,22 @@ export interface MessageIntakeDeps<S extends IntakeSocket> {
   reply: (socket: S, frame: ServerFrame) => void;
   /** True once the gateway is shutting down: messages not yet published are refused. */
   draining: () => boolean;
+  /** The user's connections on this gateway: a cancel may name a request acked on any of them. */
+  connectionsOf: (userid: string) => Connection[];
+  /** Where each connection's daily budgets come from. */
+  sites: Sites;
+  /** @default Date.now */
+  now?: () => number;
 }
 
-export interface MessageIntake<S extends IntakeSocket> {
+export interface MessageIntake<S extends SessionSocket> {
   /** Rate limit, accept marker, Kafka publish, ack. Never rejects (failures become error frames). */
   message(socket: S, frame: ClientMessageFrame): Promise<void>;
-  /** Cancel key + `control:cancel`; replies only when Redis fails. Never rejects. */
+  /**
+   * Cancel key + `control:cancel`, for a request this user has pending (acked on one of the user's
+   * sockets here and not answered yet, or running on a consumer); `unknown_request` otherwise.
+   * Replies only on refusal or when Redis fails. Never rejects.
+   */
   cancel(socket: S, frame: ClientCancelFrame): Promise<void>;
   error(socket: S, code: ErrorCode, message: string, requestId?: string): void;
 }
@@ -69,16 +80,18 @@ const traceparent = () => `00-${randomBytes(16).toString('hex')}-${randomBytes(8
  * pending value (the first copy is still being published, here or on a gateway that died) is told
  * `upstream_unavailable` and retries. A failed publish deletes the marker so the retry goes through.
  */
-export function createMessageIntake<S extends IntakeSocket>(deps: MessageIntakeDeps<S>): MessageIntake<S> {
+export function createMessageIntake<S extends SessionSocket>(deps: MessageIntakeDeps<S>): MessageIntake<S> {
   const { settings, logger, bus, store, pubsub } = deps;
   const m = deps.metrics;
+  const now = deps.now ?? Date.now;
+  const budgets = createDailyBudgets(store);
 
   function error(socket: S, code: ErrorCode, message: string, requestId?: string): void {
     const frame: ErrorFrame = {
       type: 'error',
       message,
       code,
-      userid: socket.getUserData().userid,
+      userid: socket.getUserData().connection.userid,
       ...(requestId ? { request_id: requestId } : {}),
     };
     m.messages.inc({ outcome: code });
@@ -104,16 +117,23 @@ export function createMessageIntake<S extends IntakeSocket>(deps: MessageIntakeD
   }
 
   function ack(socket: S, frame: ClientMessageFrame, requestId: string): void {
-    const data = socket.getUserData();
+    const connection = socket.getUserData().connection;
+    connection.accepted(requestId);
     // A message with an `id` is from a client that retries by id, so it wants to know when to stop.
-    if (data.extensions || frame.id !== undefined) {
-      deps.reply(socket, { type: 'ack', request_id: requestId, userid: data.userid });
+    if (connection.extensions || frame.id !== undefined) {
+      deps.reply(socket, { type: 'ack', request_id: requestId, userid: connection.userid });
     }
   }
 
   async function message(socket: S, frame: ClientMessageFrame): Promise<void> {
     const started = performance.now();
-    const { userid } = socket.getUserData();
+    const { userid, site: siteId } = socket.getUserData().connection;
+    const site = deps.sites.get(siteId);
+    const scope: BudgetScope = {
+      userid,
+      site: siteId,
+      limits: { user: site?.dailyTokensPerUser ?? 0, site: site?.dailyTokens ?? 0 },
+    };
     const requestId = frame.id ?? randomUUID();
     const log = withContext(logger, { request_id: requestId, userid, correlation_id: requestId });
     if (deps.draining()) {
@@ -136,6 +156,16 @@ export function createMessageIntake<S extends IntakeSocket>(deps: MessageIntakeD
       const retry = `(retry in ${window.value.resetMs} ms)`;
       error(socket, 'rate_limited', `${ERROR_CODES.rate_limited.message} ${retry}`, requestId);
       return;
+    }
+
+    if (scope.limits.user > 0 || scope.limits.site > 0) {
+      const over = await redis(socket, 'budget', log, requestId, () => budgets.exceeded(scope, now()));
+      if (!over) return;
+      if (over.value !== null) {
+        m.budgetRefusals.inc({ budget: over.value });
+        error(socket, 'budget_exceeded', ERROR_CODES.budget_exceeded.message, requestId);
+        return;
+      }
     }
 
     const marker = frame.id === undefined ? undefined : REDIS_KEYS.accepted(userid, frame.id);
@@ -167,6 +197,10 @@ export function createMessageIntake<S extends IntakeSocket>(deps: MessageIntakeD
       conversation_id: frame.conversation_id ?? 'default',
       gateway_id: deps.serverId,
       received_at: new Date().toISOString(),
+      site: siteId,
+      budget: scope.limits,
+      // Deltas only where someone reads them: a socket of this user here that opted in to streaming.
+      stream: deps.connectionsOf(userid).some((c) => c.stream),
     };
     try {
       await bus.publish(deps.incomingTopic, [
@@ -206,9 +240,16 @@ export function createMessageIntake<S extends IntakeSocket>(deps: MessageIntakeD
 
   async function cancel(socket: S, frame: ClientCancelFrame): Promise<void> {
     // Identity from the token: a user can only cancel requests under their own keys.
-    const { userid } = socket.getUserData();
+    const { userid } = socket.getUserData().connection;
     const requestId = frame.request_id;
     const log = withContext(logger, { request_id: requestId, userid, correlation_id: requestId });
+    const pending = await isPending(socket, log, userid, requestId);
+    if (pending === undefined) return;
+    if (!pending) {
+      m.cancelsRefused.inc();
+      error(socket, 'unknown_request', 'No pending request with this request_id', requestId);
+      return;
+    }
     const control: CancelControl = { userid, request_id: requestId };
     // The key covers a request still queued (checked before its model call starts), the message one
     // that is running on whichever consumer holds it.
@@ -219,6 +260,30 @@ export function createMessageIntake<S extends IntakeSocket>(deps: MessageIntakeD
     if (!done) return;
     m.cancels.inc();
     log.debug('cancel passed on');
+  }
+
+  /**
+   * Whether `requestId` is this user's and not answered yet: acked on one of the user's sockets
+   * here (the common case, a stop button), else known to Redis as running on a consumer or as an
+   * accepted client id not yet answered. Undefined when Redis failed (already answered).
+   */
+  async function isPending(
+    socket: S,
+    log: Logger,
+    userid: string,
+    requestId: string,
+  ): Promise<boolean | undefined> {
+    if (deps.connectionsOf(userid).some((c) => c.hasPending(requestId))) return true;
+    const states = await redis(socket, 'cancel', log, requestId, () =>
+      Promise.all([
+        store.get(REDIS_KEYS.request(userid, requestId)),
+        store.get(REDIS_KEYS.accepted(userid, requestId)),
+      ]),
+    );
+    if (!states) return undefined;
+    const [state, accepted] = states.value;
+    if (state !== null) return state !== REQUEST_STATES.done;
+    return accepted === requestId;
   }
 
   return { message, cancel, error };

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { SignJWT } from 'jose';
 import { createTokenService } from './token-service.js';
 
 const secret = 'a'.repeat(32);
@@ -8,7 +9,13 @@ describe('token service', () => {
     const tokens = createTokenService({ secret, ttlSeconds: 60 });
     const { token, expiresIn } = await tokens.issue('user123');
     expect(expiresIn).toBe(60);
-    expect(await tokens.verify(token)).toBe('user123');
+    expect(await tokens.verify(token)).toEqual({ userid: 'user123', site: 'dev', mode: 'dev' });
+    const onSite = await tokens.issue('demo:anon-x', { site: 'demo', mode: 'anonymous' });
+    expect(await tokens.verify(onSite.token)).toEqual({
+      userid: 'demo:anon-x',
+      site: 'demo',
+      mode: 'anonymous',
+    });
   });
 
   it('rejects a token signed with another secret, a tampered one, an expired one, and garbage', async () => {
@@ -24,9 +31,70 @@ describe('token service', () => {
     ).toString('base64url');
     expect(await tokens.verify(`${h}.${forgedPayload}.${s}`)).toBeNull();
 
-    const expired = createTokenService({ secret, ttlSeconds: -1 as number });
+    // Past the clock tolerance (CLOCK_TOLERANCE_SECONDS) it is expired for every gateway.
+    const expired = createTokenService({ secret, ttlSeconds: -10 as number });
     expect(await tokens.verify((await expired.issue('alice')).token)).toBeNull();
     expect(await tokens.verify('not.a.jwt')).toBeNull();
     expect(await tokens.verify('')).toBeNull();
+  });
+});
+
+describe('token hygiene', () => {
+  const key = new TextEncoder().encode(secret);
+  const sign = (claims: Record<string, unknown>, alg = 'HS256') =>
+    new SignJWT({ site: 'demo', mode: 'anonymous', ...claims })
+      .setProtectedHeader({ alg })
+      .setIssuer('ai-relay')
+      .setAudience('ai-relay-ws')
+      .sign(key);
+  const now = () => Math.floor(Date.now() / 1000);
+  const tokens = createTokenService({ secret, ttlSeconds: 60 });
+
+  it('requires sub, iat and exp', async () => {
+    expect(await tokens.verify(await sign({ sub: 'alice', iat: now() }))).toBeNull();
+    expect(await tokens.verify(await sign({ sub: 'alice', exp: now() + 30 }))).toBeNull();
+    expect(await tokens.verify(await sign({ iat: now(), exp: now() + 30 }))).toBeNull();
+    expect((await tokens.verify(await sign({ sub: 'alice', iat: now(), exp: now() + 30 })))?.userid).toBe(
+      'alice',
+    );
+  });
+
+  it('requires a site and a known mode', async () => {
+    const ok = { sub: 'alice', iat: now(), exp: now() + 30 };
+    expect(await tokens.verify(await sign({ ...ok, site: undefined }))).toBeNull();
+    expect(await tokens.verify(await sign({ ...ok, mode: 'admin' }))).toBeNull();
+    expect(await tokens.verify(await sign({ ...ok, site: 42 }))).toBeNull();
+  });
+
+  it('renews an expired token only within the grace window', async () => {
+    const expired = await sign({ sub: 'demo:anon-1', iat: now() - 120, exp: now() - 60 });
+    expect(await tokens.verify(expired)).toBeNull();
+    expect((await tokens.verifyForRenewal(expired, 3600))?.userid).toBe('demo:anon-1');
+    expect(await tokens.verifyForRenewal(expired, 10)).toBeNull();
+    const forged = await createTokenService({ secret: 'z'.repeat(32), ttlSeconds: 60 }).issue('demo:anon-1', {
+      site: 'demo',
+      mode: 'anonymous',
+    });
+    expect(await tokens.verifyForRenewal(forged.token, 3600)).toBeNull();
+  });
+
+  it('refuses a sub the userid schema does not allow', async () => {
+    for (const sub of ['', 'has space', 'x'.repeat(129), 'a/b'])
+      expect(await tokens.verify(await sign({ sub, iat: now(), exp: now() + 30 }))).toBeNull();
+  });
+
+  it('refuses a well-signed token that lives longer than the TTL, or is older than it', async () => {
+    expect(await tokens.verify(await sign({ sub: 'alice', iat: now(), exp: now() + 86_400 }))).toBeNull();
+    expect(await tokens.verify(await sign({ sub: 'alice', iat: now() - 3600, exp: now() + 30 }))).toBeNull();
+  });
+
+  it('pins the algorithm', async () => {
+    expect(
+      await tokens.verify(await sign({ sub: 'alice', iat: now(), exp: now() + 30 }, 'HS512')),
+    ).toBeNull();
+    const none = `${Buffer.from('{"alg":"none"}').toString('base64url')}.${Buffer.from(
+      JSON.stringify({ sub: 'alice', iat: now(), exp: now() + 30, iss: 'ai-relay', aud: 'ai-relay-ws' }),
+    ).toString('base64url')}.`;
+    expect(await tokens.verify(none)).toBeNull();
   });
 });

@@ -1,42 +1,121 @@
-import { SignJWT, errors as joseErrors, jwtVerify } from 'jose';
+import { createHmac, timingSafeEqual } from 'node:crypto';
+import { useridSchema } from '@relay/common';
+import { SignJWT } from 'jose';
+import { z } from 'zod';
+import { DEV_SITE_ID, type TokenMode } from './sites/sites.js';
 
 const ISSUER = 'ai-relay';
 const AUDIENCE = 'ai-relay-ws';
 
-export interface TokenService {
-  /** A signed token bound to `userid`, valid for the configured TTL. */
-  issue(userid: string): Promise<{ token: string; expiresIn: number }>;
-  /** The userid the token was issued to, or null when it is invalid, expired or forged. */
-  verify(token: string): Promise<string | null>;
+/**
+ * Seconds of clock difference between the gateway that issued a token and the one that checks it.
+ * Bounded: `exp` and `iat` mean what they say within this.
+ */
+export const CLOCK_TOLERANCE_SECONDS = 5;
+
+/** Who a session token was issued to: the user, the site it works on, how the user was identified. */
+export interface SessionIdentity {
+  userid: string;
+  site: string;
+  mode: TokenMode;
 }
 
-/** HS256 JWTs via jose: `sub` carries the userid; issuer and audience pin them to this system. */
-export function createTokenService(options: { secret: string; ttlSeconds: number }): TokenService {
+export interface TokenService {
+  /**
+   * A signed token bound to `userid` on `site`, valid for the configured TTL. @default site `dev`,
+   * mode `dev` (what `POST /token?userid=` gives, and what load tests sign with the stack's secret)
+   */
+  issue(
+    userid: string,
+    on?: { site: string; mode: TokenMode },
+  ): Promise<{ token: string; expiresIn: number }>;
+  /**
+   * Who the token was issued to, or null when it is invalid, expired, forged, lacks `sub`, `site`,
+   * `iat` or `exp`, names a userid the contract does not allow, or lives longer than the TTL.
+   * Synchronous: the gateway admits an upgrade inside uWS' upgrade handler (gateway.ts `upgrade`).
+   */
+  verify(token: string): SessionIdentity | null;
+  /**
+   * For an anonymous renewal: the identity of a token this gateway signed that may have expired up
+   * to `graceSeconds` ago (every other check as in `verify`), or null.
+   */
+  verifyForRenewal(token: string, graceSeconds: number): SessionIdentity | null;
+}
+
+/** Exactly what `issue` signs: HS256, and nothing that would ask for extra processing (`crit`, `b64`). */
+const headerSchema = z.strictObject({ alg: z.literal('HS256'), typ: z.literal('JWT').optional() });
+
+const claimsSchema = z.looseObject({
+  sub: useridSchema,
+  site: z.string().min(1),
+  mode: z.enum(['signed', 'anonymous', 'dev']),
+  iss: z.literal(ISSUER),
+  aud: z.literal(AUDIENCE),
+  iat: z.number(),
+  exp: z.number(),
+  nbf: z.number().optional(),
+});
+
+function decodePart<T>(part: string, schema: z.ZodType<T>): T | null {
+  try {
+    const parsed = schema.safeParse(JSON.parse(Buffer.from(part, 'base64url').toString('utf8')));
+    return parsed.success ? parsed.data : null;
+  } catch {
+    // Not base64url JSON: a forged or truncated token, refused like any other invalid one.
+    return null;
+  }
+}
+
+/**
+ * HS256 JWTs: `sub` carries the userid; issuer and audience pin them to this system. Issued with
+ * jose; verified with node:crypto, synchronously, because jose verifies only through WebCrypto
+ * (asynchronous) and an upgrade admitted later, from a promise, hit a uWS bug (gateway.ts). Only
+ * the header `issue` writes is accepted (no `none`, no key confusion); `iat`, `exp`, `sub`, `site`
+ * and `mode` are required; a token whose lifetime (`exp - iat`) or age exceeds the TTL is refused
+ * even when its signature is good, so a leaked secret cannot mint tokens that outlive a rotation.
+ */
+export function createTokenService(options: {
+  secret: string;
+  ttlSeconds: number;
+  /** @default Date.now */
+  now?: () => number;
+}): TokenService {
   const key = new TextEncoder().encode(options.secret);
+  const now = options.now ?? Date.now;
+  const maxLifetime = options.ttlSeconds + CLOCK_TOLERANCE_SECONDS;
+
+  function check(token: string, graceSeconds: number): SessionIdentity | null {
+    const parts = token.split('.');
+    if (parts.length !== 3) return null;
+    const [header = '', payload = '', signature = ''] = parts;
+    const expected = createHmac('sha256', key).update(`${header}.${payload}`).digest();
+    const given = Buffer.from(signature, 'base64url');
+    if (given.length !== expected.length || !timingSafeEqual(given, expected)) return null;
+    if (!decodePart(header, headerSchema)) return null;
+    const claims = decodePart(payload, claimsSchema);
+    if (!claims) return null;
+    const t = now() / 1000;
+    const tolerance = CLOCK_TOLERANCE_SECONDS + graceSeconds;
+    if (claims.exp + tolerance <= t) return null;
+    if (claims.nbf !== undefined && claims.nbf > t + CLOCK_TOLERANCE_SECONDS) return null;
+    if (claims.iat > t + CLOCK_TOLERANCE_SECONDS || t - claims.iat > maxLifetime + graceSeconds) return null;
+    if (claims.exp - claims.iat > maxLifetime) return null;
+    return { userid: claims.sub, site: claims.site, mode: claims.mode };
+  }
+
   return {
-    async issue(userid) {
-      const token = await new SignJWT({})
-        .setProtectedHeader({ alg: 'HS256' })
+    async issue(userid, on = { site: DEV_SITE_ID, mode: 'dev' }) {
+      const token = await new SignJWT({ site: on.site, mode: on.mode })
+        .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
         .setSubject(userid)
         .setIssuer(ISSUER)
         .setAudience(AUDIENCE)
-        .setIssuedAt()
-        .setExpirationTime(`${options.ttlSeconds}s`)
+        .setIssuedAt(Math.floor(now() / 1000))
+        .setExpirationTime(Math.floor(now() / 1000) + options.ttlSeconds)
         .sign(key);
       return { token, expiresIn: options.ttlSeconds };
     },
-    async verify(token) {
-      try {
-        const { payload } = await jwtVerify(token, key, {
-          issuer: ISSUER,
-          audience: AUDIENCE,
-          algorithms: ['HS256'],
-        });
-        return typeof payload.sub === 'string' ? payload.sub : null;
-      } catch (err) {
-        if (err instanceof joseErrors.JOSEError) return null;
-        throw err;
-      }
-    },
+    verify: (token) => check(token, 0),
+    verifyForRenewal: (token, graceSeconds) => check(token, graceSeconds),
   };
 }

@@ -1,13 +1,9 @@
 import { REDIS_KEYS, type MessageListener, type PubSub } from '@relay/common';
 import type { Logger } from 'pino';
-import type { UserData } from './user-data.js';
+import type { Connection } from './connection/connection.js';
+import type { SessionSocket } from './user-data.js';
 
-/** What the registry needs of a socket. */
-export interface RegisteredSocket {
-  getUserData(): UserData;
-}
-
-export interface UserSockets<S extends RegisteredSocket> {
+export interface UserSockets<S extends SessionSocket> {
   /**
    * Adds a socket; subscribes `user:{userid}` when it is the user's first one here. Resolves once the
    * subscription is active on the server (also for a second socket that joins while the first one's
@@ -17,21 +13,24 @@ export interface UserSockets<S extends RegisteredSocket> {
   /** Removes a socket; unsubscribes after the user's last one. */
   remove(socket: S): Promise<void>;
   count(userid: string): number;
+  /** The connections of one user here (cancel checks look at all of them). */
+  connectionsOf(userid: string): Connection[];
   readonly users: number;
   readonly connections: number;
   /** Every socket, for shutdown. */
   all(): S[];
 }
 
-/**
- * Holds which sockets of which user this gateway has and keeps the Redis subscriptions in step: a
- * channel is subscribed while at least one socket of that user is open here. Each frame from the
- * channel is handed to `deliver` once per socket of the user (the frame stays serialised).
- */
 /** What `subscribed` becomes once the subscription is active: one shared promise, not one per user. */
 const SUBSCRIBED: Promise<void> = Promise.resolve();
 
-export function createUserSockets<S extends RegisteredSocket>(deps: {
+/**
+ * Holds which sockets of which user this gateway has and keeps the Redis subscriptions in step: a
+ * channel is subscribed while at least one socket of that user is open here. Each frame from the
+ * channel is handed to `deliver` once per socket of the user (the frame stays serialised); `deliver`
+ * must not throw (the sessions guard it per socket, so one socket's bug never skips the others).
+ */
+export function createUserSockets<S extends SessionSocket>(deps: {
   pubsub: PubSub;
   logger: Logger;
   deliver: (socket: S, payload: string) => void;
@@ -49,7 +48,7 @@ export function createUserSockets<S extends RegisteredSocket>(deps: {
 
   return {
     async add(socket) {
-      const { userid } = socket.getUserData();
+      const { userid } = socket.getUserData().connection;
       connections++;
       const existing = byUser.get(userid);
       if (existing) {
@@ -66,11 +65,22 @@ export function createUserSockets<S extends RegisteredSocket>(deps: {
       } catch (err) {
         // Delivery for this user is broken until Redis answers; the client will resume on reconnect.
         deps.logger.error({ err, userid }, 'subscribe failed');
+        // Forget the failed entry (its sockets are closed by the caller), so the user's next socket
+        // subscribes again instead of inheriting this rejection until all of these have closed.
+        if (byUser.get(userid) === entry) {
+          byUser.delete(userid);
+          connections -= entry.sockets.size;
+          await deps.pubsub
+            .unsubscribe(REDIS_KEYS.userChannel(userid), listener)
+            .catch((unsubErr: unknown) => {
+              deps.logger.warn({ err: unsubErr, userid }, 'unsubscribe after a failed subscribe failed');
+            });
+        }
         throw err;
       }
     },
     async remove(socket) {
-      const { userid } = socket.getUserData();
+      const { userid } = socket.getUserData().connection;
       const entry = byUser.get(userid);
       if (!entry || !entry.sockets.delete(socket)) return;
       connections--;
@@ -79,6 +89,8 @@ export function createUserSockets<S extends RegisteredSocket>(deps: {
       await deps.pubsub.unsubscribe(REDIS_KEYS.userChannel(userid), entry.listener);
     },
     count: (userid) => byUser.get(userid)?.sockets.size ?? 0,
+    connectionsOf: (userid) =>
+      [...(byUser.get(userid)?.sockets ?? [])].map((s) => s.getUserData().connection),
     get users() {
       return byUser.size;
     },

@@ -28,7 +28,7 @@ describe('loadConfig', () => {
     expect(c.redis.url).toBe('redis://127.0.0.1:6379/0');
     expect(c.http).toMatchObject({ port: 8080, host: '0.0.0.0', appName: 'websocket-server' });
     expect(c.log.level).toBe('info');
-    expect(c.openai).toMatchObject({ apiKey: undefined, maxWorkers: 10, model: 'gpt-4o-mini' });
+    expect(c.openai).toMatchObject({ apiKey: undefined, maxWorkers: 200, model: 'gpt-4o-mini' });
   });
 
   it('reads the original variable names', () => {

@@ -90,8 +90,14 @@ export const openaiFragment = fragment(
     OPENAI_TIMEOUT_MS: int(100, 600_000).default(60_000),
     /** Retries after the first attempt. @default 3 */
     OPENAI_MAX_RETRIES: int(0, 10).default(3),
-    /** Concurrent model calls per consumer process (original variable). @default 10 */
-    MAX_WORKERS: int(1, 10_000).default(10),
+    /** `max_tokens` of every model call: no answer costs more than this. @default 1024 */
+    OPENAI_MAX_TOKENS: int(1, 1_000_000).default(1024),
+    /**
+     * Concurrent model calls per consumer process (original variable). They are streams an async
+     * runtime waits on, not threads, so the bound is the provider's rate limit, not the CPU; the
+     * original system's example configuration used 200. @default 200
+     */
+    MAX_WORKERS: int(1, 10_000).default(200),
     /** @default You are a helpful assistant. */
     SYSTEM_PROMPT: z.string().default('You are a helpful assistant.'),
   },
@@ -101,6 +107,7 @@ export const openaiFragment = fragment(
     model: e.OPENAI_MODEL,
     timeoutMs: e.OPENAI_TIMEOUT_MS,
     maxRetries: e.OPENAI_MAX_RETRIES,
+    maxTokens: e.OPENAI_MAX_TOKENS,
     maxWorkers: e.MAX_WORKERS,
     systemPrompt: e.SYSTEM_PROMPT,
   }),

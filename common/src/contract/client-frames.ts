@@ -44,9 +44,26 @@ export type ClientFrameParseResult =
 
 const KNOWN_TYPES = new Set(['message', 'hello', 'cancel']);
 
+/** Longest `message` of a parse error: it may quote client text (a key name), which is bounded here. */
+const MAX_ERROR_MESSAGE_LENGTH = 200;
+
+function refuse(code: ErrorCode, message: string, id: string | undefined): ClientFrameParseResult {
+  const bounded =
+    message.length > MAX_ERROR_MESSAGE_LENGTH
+      ? `${message.slice(0, MAX_ERROR_MESSAGE_LENGTH - 1)}…`
+      : message;
+  return { ok: false, code, message: bounded, ...(id ? { id } : {}) };
+}
+
 /**
  * Parses one text frame from a client into a typed frame or a catalog error code. The socket's
  * user is passed in: a `userid` field that names anyone else is rejected (identity comes from the token).
+ *
+ * The frame is hostile: nothing here converts, prints or walks a value whose type it has not
+ * checked. Every client frame is flat (its fields are strings, booleans or numbers), so an object or
+ * array anywhere inside is refused before zod or an error message looks into it: depth and
+ * `toString`/`valueOf` traps then cannot reach any code. `JSON.parse` itself is iterative in V8 and
+ * the payload is already bounded by MAX_PAYLOAD_BYTES.
  */
 export function parseClientFrame(
   raw: string,
@@ -58,48 +75,44 @@ export function parseClientFrame(
   try {
     data = JSON.parse(raw);
   } catch {
-    return { ok: false, code: 'invalid_json', message: 'Frame is not valid JSON' };
+    return refuse('invalid_json', 'Frame is not valid JSON', undefined);
   }
   if (typeof data !== 'object' || data === null || Array.isArray(data)) {
-    return { ok: false, code: 'invalid_message', message: 'Frame must be a JSON object' };
+    return refuse('invalid_message', 'Frame must be a JSON object', undefined);
   }
   const record = data as Record<string, unknown>;
   const id = typeof record.id === 'string' && idSchema.safeParse(record.id).success ? record.id : undefined;
-  if (typeof record.type !== 'string' || !KNOWN_TYPES.has(record.type)) {
-    return {
-      ok: false,
-      code: 'unknown_type',
-      message: `Unknown frame type: ${String(record.type).slice(0, 40)}`,
-    };
+  const type = record.type;
+  if (typeof type !== 'string') {
+    return refuse('unknown_type', 'Frame type must be a string', id);
   }
-  if (record.type === 'message') {
+  if (!KNOWN_TYPES.has(type)) {
+    // JSON.stringify quotes and escapes whatever the client sent (control characters, lone surrogates).
+    return refuse('unknown_type', `Unknown frame type: ${JSON.stringify(type.slice(0, 40))}`, id);
+  }
+  for (const key of Object.keys(record)) {
+    const value = record[key];
+    if (typeof value === 'object' && value !== null) {
+      return refuse(
+        'invalid_message',
+        `${JSON.stringify(key.slice(0, 40))} must not be an object or array`,
+        id,
+      );
+    }
+  }
+  if (type === 'message') {
     if (typeof record.content === 'string' && record.content.length > limits.maxContentLength) {
-      return {
-        ok: false,
-        code: 'message_too_large',
-        message: `content exceeds ${limits.maxContentLength} characters`,
-        ...(id ? { id } : {}),
-      };
+      return refuse('message_too_large', `content exceeds ${limits.maxContentLength} characters`, id);
     }
     if (record.userid !== undefined && record.userid !== connectionUserid) {
-      return {
-        ok: false,
-        code: 'userid_mismatch',
-        message: 'userid does not match the connection',
-        ...(id ? { id } : {}),
-      };
+      return refuse('userid_mismatch', 'userid does not match the connection', id);
     }
   }
   const parsed = schemas.frame.safeParse(data);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
-    const where = issue?.path.length ? `${issue.path.join('.')}: ` : '';
-    return {
-      ok: false,
-      code: 'invalid_message',
-      message: `${where}${issue?.message ?? 'invalid frame'}`,
-      ...(id ? { id } : {}),
-    };
+    const where = issue?.path.length ? `${issue.path.map((p) => String(p)).join('.')}: ` : '';
+    return refuse('invalid_message', `${where}${issue?.message ?? 'invalid frame'}`, id);
   }
   return { ok: true, frame: parsed.data };
 }

@@ -44,6 +44,35 @@ describe('client frames', () => {
     if (!r.ok) expect(r.code).toBe(code);
   });
 
+  // Both killed the process once (issue: hostile input): String() on an unchecked value.
+  it.each([
+    ['{"type":{"toString":1}}', 'unknown_type'],
+    ['{"type":{"toString":{"valueOf":1}},"content":"x"}', 'unknown_type'],
+    [`{"type":${'['.repeat(4000)}${']'.repeat(4000)}}`, 'unknown_type'],
+    [`{"type":"message","content":${'['.repeat(4000)}${']'.repeat(4000)}}`, 'invalid_message'],
+    [`{"type":"message","content":"hi","x":${'{"a":'.repeat(3000)}1${'}'.repeat(3000)}}`, 'invalid_message'],
+    ['{"type":"message","content":{"toString":1}}', 'invalid_message'],
+    ['{"type":"cancel","request_id":{"valueOf":1}}', 'invalid_message'],
+    ['{"type":"message","content":"hi","__proto__":{"polluted":true}}', 'invalid_message'],
+    ['{"type":"message","content":"hi","constructor":"x"}', 'invalid_message'],
+    ['{"type":"__proto__"}', 'unknown_type'],
+    ['{"type":"hasOwnProperty"}', 'unknown_type'],
+  ])('hostile %#: refused with %s, never thrown', (raw, code) => {
+    const r = parse(raw);
+    expect(r).toMatchObject({ ok: false, code });
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+  });
+
+  it('quotes an unknown type escaped and bounds every error message', () => {
+    const r = parse(JSON.stringify({ type: '\u0000\ud800<b>'.repeat(30) }));
+    expect(r.ok).toBe(false);
+    if (r.ok) return;
+    expect(r.message.length).toBeLessThanOrEqual(200);
+    expect(r.message).toContain('\\u0000');
+    const long = parse(JSON.stringify({ type: 'message', content: 'hi', ['k'.repeat(5000)]: 1 }));
+    expect(long.ok || long.message.length <= 200).toBe(true);
+  });
+
   it('echoes a valid id on an error so the client can match it', () => {
     const r = parse('{"type":"message","content":"hi","userid":"x","id":"m-9"}');
     expect(r).toMatchObject({ ok: false, code: 'userid_mismatch', id: 'm-9' });

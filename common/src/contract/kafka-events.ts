@@ -29,6 +29,21 @@ export const promptEventSchema = z.looseObject({
   /** Gateway that accepted it (for logs; delivery goes through Redis, not back to this gateway). */
   gateway_id: z.string().optional(),
   received_at: z.string(),
+  /**
+   * Whether any socket of the user asked for deltas when the gateway took the prompt (SPEC §3).
+   * `false`: the consumer publishes no `delta` events for it, only the final, so clients of the
+   * original protocol do not pay for streaming they never asked for. Absent means true.
+   */
+  stream: z.boolean().optional(),
+  /** The site the user's session token names (docs/identity.md): whose daily budget it spends. */
+  site: z.string().optional(),
+  /**
+   * The daily model-token budgets that apply (0: none), as the gateway resolved them from the
+   * site's limits: the consumer checks them again before the model call and counts what it used.
+   */
+  budget: z
+    .looseObject({ user: z.number().int().nonnegative(), site: z.number().int().nonnegative() })
+    .optional(),
 });
 
 const deltaEvent = z.looseObject({

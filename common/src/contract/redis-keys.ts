@@ -26,6 +26,12 @@ export const REDIS_KEYS = {
   /** Capped list of `{role, content}` turns: the model's context for one conversation (ai-consumer). */
   history: (userid: string, conversationId: string): string =>
     `history:${part(userid)}:${part(conversationId)}`,
+  /** Capped list of `ConversationEntry` (history.ts): the conversations a user has, for the history API. */
+  conversations: (userid: string): string => `conversations:${part(userid)}`,
+  /** Model tokens a user used on a UTC day (`YYYY-MM-DD`): the daily budget's counter. */
+  userBudget: (userid: string, day: string): string => `budget:user:${part(userid)}:${day}`,
+  /** Model tokens a whole site used on a UTC day. */
+  siteBudget: (site: string, day: string): string => `budget:site:${part(site)}:${day}`,
   /** Fixed-window counter of a user's messages (gateway rate limit). */
   messageRate: (userid: string): string => `ratelimit:msg:${userid}`,
   /** Fixed-window counter of tokens issued to one client IP. */
@@ -33,6 +39,9 @@ export const REDIS_KEYS = {
   /** Pub/sub channel every ai-consumer listens on; messages follow {@link cancelControlSchema}. */
   cancelChannel: 'control:cancel',
 } as const;
+
+/** The values of {@link REDIS_KEYS.request}: written by the ai-consumer, read by gateways for cancels. */
+export const REQUEST_STATES = { running: 'running', done: 'done' } as const;
 
 /** A message on {@link REDIS_KEYS.cancelChannel}: the consumer holding this request aborts it. */
 export const cancelControlSchema = z.looseObject({

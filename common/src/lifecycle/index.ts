@@ -1,3 +1,4 @@
 export * from './once.js';
 export * from './shutdown.js';
 export * from './boot.js';
+export * from './guard.js';

@@ -3,6 +3,7 @@ import type {
   BusMessage,
   BusRecord,
   FatalHandler,
+  PartitionLag,
   SubscribeOptions,
   Subscription,
   TopicSpec,
@@ -329,6 +330,18 @@ export function createMemoryBus(options: MemoryBusOptions = {}): MemoryBus {
     healthy: () => connected && !crashed,
     retention: (topic) =>
       (topics.get(topic) ?? []).map((log, partition) => ({ partition, start: log.start, end: log.end })),
+    async consumerLag(groupId: string, wanted: string[]): Promise<PartitionLag[]> {
+      const committed = groups.get(groupId)?.committed;
+      // What the group still has to read of what is retained: a position below the log's start
+      // (released while the group had no members) counts from the start, where it resumes.
+      return wanted.flatMap((topic) =>
+        topicLog(topic).map((log, partition) => ({
+          topic,
+          partition,
+          lag: log.end - Math.max(committed?.get(slotKey(topic, partition)) ?? log.start, log.start),
+        })),
+      );
+    },
     close: once(async () => {
       connected = false;
       await Promise.all([...groups.values()].flatMap((g) => [...g.members].map((m) => leave(g, m))));

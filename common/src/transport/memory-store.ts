@@ -186,13 +186,13 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemoryStore
       data.delete(key);
       return had ? 1 : 0;
     },
-    async incrementWindow(key, windowMs) {
+    async incrementWindow(key, windowMs, by = 1) {
       const e = live(key);
       if (!e) {
-        put(key, { value: '1', expiresAt: now() + windowMs });
-        return { count: 1, resetMs: windowMs };
+        put(key, { value: String(by), expiresAt: now() + windowMs });
+        return { count: by, resetMs: windowMs };
       }
-      const count = Number(e.value) + 1;
+      const count = Number(e.value) + by;
       e.value = String(count);
       put(key, e);
       return { count, resetMs: e.expiresAt === null ? windowMs : e.expiresAt - now() };
@@ -243,7 +243,8 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemoryStore
         value: next,
         expiresAt: opts.stateTtlMs ? expiry(opts.stateTtlMs) : state ? previous : null,
       });
-      return { eventId: id, duplicate: false };
+      const stream = live(opts.stream)?.value;
+      return { eventId: id, duplicate: false, length: Array.isArray(stream) ? stream.length : 0 };
     },
     async streamRead(key, afterId, count) {
       const e = live(key);

@@ -83,8 +83,7 @@ async function runScript(
 
 // INCR and PEXPIRE in one step so a crash between them can never leave a counter without a TTL.
 const INCREMENT_WINDOW = lua(`
-local c = redis.call('INCR', KEYS[1])
-if c == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+local c = redis.call('INCRBY', KEYS[1], ARGV[2])
 local ttl = redis.call('PTTL', KEYS[1])
 if ttl < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]); ttl = tonumber(ARGV[1]) end
 return {c, ttl}`);
@@ -114,7 +113,8 @@ return capped_xadd(KEYS[1], KEYS[2], tonumber(ARGV[1]), tonumber(ARGV[2]), {unpa
 // The relay's exactly-once append (docs/delivery.md): the state check, the XADD and the state
 // update in one script, so a relay crash can never leave a frame appended without its state or the
 // other way round. KEYS: stream, trimmed, state. ARGV: maxlen, ttl, kind, seq, state ttl, frame.
-// Returns false (a nil reply) for a skipped redelivery.
+// Returns false (a nil reply) for a skipped redelivery, {id, 1, frame} for a repeat of the newest
+// frame, {id, 0, stream length} for an append.
 const APPEND_FRAME = lua(`${CAPPED_XADD}
 local kind = ARGV[3]
 local seq = tonumber(ARGV[4])
@@ -151,7 +151,7 @@ else
 end
 redis.call('HSET', KEYS[3], 'last', id, 'lastkey', key)
 if tonumber(ARGV[5]) > 0 then redis.call('PEXPIRE', KEYS[3], ARGV[5]) end
-return {id, 0}`);
+return {id, 0, redis.call('XLEN', KEYS[1])}`);
 
 /** Where a stream's highest trimmed id is kept (a prefix no other key uses, so no collisions). */
 const trimmedKey = (key: string) => `stream-trimmed:${key}`;
@@ -179,9 +179,9 @@ export function createRedisStore(options: RedisOptions): KeyValueStore & { reado
         return reply === 'OK';
       }),
     del: (key) => withClient((c) => c.del(key)),
-    incrementWindow: (key, windowMs) =>
+    incrementWindow: (key, windowMs, by = 1) =>
       withClient(async (c) => {
-        const [count, resetMs] = (await runScript(c, INCREMENT_WINDOW, [key], [windowMs])) as [
+        const [count, resetMs] = (await runScript(c, INCREMENT_WINDOW, [key], [windowMs, by])) as [
           number,
           number,
         ];
@@ -227,11 +227,11 @@ export function createRedisStore(options: RedisOptions): KeyValueStore & { reado
             opts.frame,
           ],
         );
-        // Lua false arrives as null; a table as [id, duplicate].
+        // Lua false arrives as null; a table as [id, duplicate, frame] or [id, duplicate, length].
         if (!Array.isArray(reply)) return null;
         return Number(reply[1]) === 1
           ? { eventId: String(reply[0]), duplicate: true, frame: String(reply[2]) }
-          : { eventId: String(reply[0]), duplicate: false };
+          : { eventId: String(reply[0]), duplicate: false, length: Number(reply[2]) };
       }),
     streamRead: (key, afterId, count) =>
       withClient(async (c) => {
@@ -312,7 +312,16 @@ export function createRedisPubSub(
   });
   subscriber.on('message', (channel: string, message: string) => {
     const set = listeners.get(channel);
-    if (set) for (const l of set) l(message, channel);
+    if (!set) return;
+    for (const l of set) {
+      // A listener's bug must not reach ioredis' parser (it would stop the process) nor skip the
+      // other listeners of the channel; listeners guard themselves, this is the last line.
+      try {
+        l(message, channel);
+      } catch (err) {
+        options.logger.error({ err, channel }, 'pub/sub listener threw');
+      }
+    }
   });
 
   const subscriberReady = firstConnect(subscriber);

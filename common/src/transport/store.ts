@@ -15,7 +15,8 @@ export interface StreamEntry {
  * they already delivered that `event_id`. `null`: an older duplicate, nothing to publish.
  */
 export type AppendResult =
-  | { eventId: string; duplicate: false }
+  /** `length`: entries in the stream after the append (at most `maxLength`), for the size metrics. */
+  | { eventId: string; duplicate: false; length: number }
   /** `frame`: the stored frame of that event (not the redelivered event's), to publish again. */
   | { eventId: string; duplicate: true; frame: string };
 
@@ -45,8 +46,11 @@ export interface KeyValueStore {
   /** SET with optional TTL; with `onlyIfAbsent` returns false when the key already existed. */
   set(key: string, value: string, options?: { ttlMs?: number; onlyIfAbsent?: boolean }): Promise<boolean>;
   del(key: string): Promise<number>;
-  /** Fixed-window counter: increments and starts the window's TTL on the first hit. */
-  incrementWindow(key: string, windowMs: number): Promise<{ count: number; resetMs: number }>;
+  /**
+   * Fixed-window counter: adds `by` (a positive integer, @default 1) and starts the window's TTL
+   * on the first hit. `get` reads it without counting.
+   */
+  incrementWindow(key: string, windowMs: number, by?: number): Promise<{ count: number; resetMs: number }>;
   /** Appends to a list, keeps only the newest `maxLength` items and refreshes its TTL. Returns the length. */
   listAppend(key: string, values: string[], options: { maxLength: number; ttlMs?: number }): Promise<number>;
   /** LRANGE semantics (inclusive, negative indexes from the end). */
@@ -96,11 +100,5 @@ export interface PubSub {
   close(): Promise<void>;
 }
 
-/** Compares two stream ids (`ms-seq`) numerically. */
-export function compareStreamIds(a: string, b: string): number {
-  const [am = 0n, as = 0n] = a.split('-').map((x) => BigInt(x));
-  const [bm = 0n, bs = 0n] = b.split('-').map((x) => BigInt(x));
-  if (am !== bm) return am < bm ? -1 : 1;
-  if (as !== bs) return as < bs ? -1 : 1;
-  return 0;
-}
+// Part of the wire contract (clients compare event_ids too); re-exported for the server side.
+export { compareStreamIds } from '../contract/stream-ids.js';

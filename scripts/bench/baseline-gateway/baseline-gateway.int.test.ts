@@ -14,7 +14,7 @@ import {
 import { silentLogger, uniqueName, waitFor } from '@relay/common/testing';
 import { afterEach, beforeEach, describe, expect, inject, it } from 'vitest';
 import WebSocket from 'ws';
-import { gatewayFragment } from '../../../websocket-server/src/config.js';
+import { gatewayFragment, sitesFor } from '../../../websocket-server/src/config.js';
 import type { Gateway } from '../../../websocket-server/src/gateway.js';
 import { connectClient, type TestClient } from '../../../websocket-server/src/testing/ws-client.js';
 import { createTokenService } from '../../../websocket-server/src/token-service.js';
@@ -26,7 +26,7 @@ const TIMEOUT = 30_000;
 
 const config = loadConfig(
   { gateway: gatewayFragment, delivery: deliveryFragment },
-  { JWT_SECRET: 's'.repeat(32), RATE_LIMIT_MESSAGES: '100' },
+  { JWT_SECRET: 's'.repeat(32), RATE_LIMIT_MESSAGES: '100', DEV_TOKENS: 'true' },
 );
 const tokens = createTokenService({ secret: config.gateway.jwtSecret, ttlSeconds: 60 });
 
@@ -91,6 +91,7 @@ describe('baseline gateway (ws) on real Kafka and Redis', () => {
 
     gateway = createBaselineGateway({
       settings: config.gateway,
+      sites: sitesFor(config.gateway, '127.0.0.1'),
       delivery: config.delivery,
       host: '127.0.0.1',
       port: 0,

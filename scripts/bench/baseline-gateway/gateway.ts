@@ -59,7 +59,7 @@ export function createBaselineGateway(deps: BaselineGatewayDeps): Gateway {
 
   // The uWS gateway's own socket handling: only the transport below differs.
   const sessions = createSocketSessions<WsSocket>(deps);
-  const { sockets, outbound } = sessions;
+  const { sockets } = sessions;
   const m = sessions.metrics;
 
   // The server keeps no fields on `ws` objects: the socket's state is its UserData, as in uWS.
@@ -86,7 +86,7 @@ export function createBaselineGateway(deps: BaselineGatewayDeps): Gateway {
   function sweepIdle(): void {
     const now = Date.now();
     for (const ws of sockets.all()) {
-      if (ws.getUserData().closed) continue;
+      if (!ws.getUserData().connection.open) continue;
       const silent = now - ws.lastSeenMs;
       if (silent >= idleMs) ws.terminate();
       else if (silent >= idleMs / 2) ws.ws.ping();
@@ -99,10 +99,10 @@ export function createBaselineGateway(deps: BaselineGatewayDeps): Gateway {
     ws.on('pong', () => (socket.lastSeenMs = Date.now()));
     ws.on('close', () => sessions.closed(socket));
     // Protocol errors (a frame past maxPayload, bad UTF-8): `ws` closes the socket itself.
-    ws.on('error', (err) => logger.debug({ err, userid: data.userid }, 'websocket error'));
+    ws.on('error', (err) => logger.debug({ err, ...data.connection.logContext }, 'websocket error'));
     // uWS' `drain`: the TCP socket emits it once a write that filled its buffer has gone out.
-    tcp.on('drain', () => outbound.drain(socket));
-    void sessions.open(socket);
+    tcp.on('drain', () => sessions.drain(socket));
+    sessions.open(socket);
   }
 
   /** An HTTP answer on a socket that asked to upgrade (there is no ServerResponse for it). */
@@ -125,7 +125,7 @@ export function createBaselineGateway(deps: BaselineGatewayDeps): Gateway {
   /** gateway.ts' `upgrade`: every check, and the token verified, before the 101 goes out. */
   function upgrade(req: IncomingMessage, tcp: Duplex, head: Buffer): void {
     // Node removes its own error listener from an upgrading socket; until `ws` adds its own, a reset
-    // during the token check would otherwise be an uncaught error.
+    // would otherwise be an uncaught error.
     const onEarlyError = (err: Error) => logger.debug({ err }, 'socket error before the upgrade');
     tcp.on('error', onEarlyError);
     const url = new URL(req.url ?? '/', 'http://gateway');
@@ -135,13 +135,10 @@ export function createBaselineGateway(deps: BaselineGatewayDeps): Gateway {
       origin: req.headers.origin ?? '',
       ip: clientIp(req, settings.trustProxy),
     };
-    void sessions.admit(request).then((admission) => {
-      // uWS' onAborted: the client went away while the token was being checked.
-      if (tcp.destroyed) return;
-      if (!admission.ok) return reject(tcp, admission.status, admission.reason);
-      tcp.off('error', onEarlyError);
-      wss.handleUpgrade(req, tcp, head, (ws) => onConnection(tcp, admission.data, ws));
-    });
+    const admission = sessions.admit(request);
+    if (!admission.ok) return reject(tcp, admission.status, admission.reason);
+    tcp.off('error', onEarlyError);
+    wss.handleUpgrade(req, tcp, head, (ws) => onConnection(tcp, admission.data, ws));
   }
 
   function json(res: ServerResponse, status: number, body: unknown): void {
@@ -168,6 +165,8 @@ export function createBaselineGateway(deps: BaselineGatewayDeps): Gateway {
       return json(res, r.ready ? 200 : 503, { status: r.ready ? 'ready' : 'not_ready', checks: r.checks });
     }
     if (req.method === 'GET' && path === '/metrics') {
+      // As the uWS gateway: readiness gauges as of this scrape.
+      ready();
       renderMetrics(metrics.registry).then(
         ({ contentType, body }) => res.writeHead(200, { 'content-type': contentType }).end(body),
         (err: unknown) => {

@@ -1,16 +1,15 @@
 import WebSocket from 'ws';
-import type { OutboundSocket } from '../../../websocket-server/src/socket-delivery.js';
+import type { GatewaySocket } from '../../../websocket-server/src/socket-sessions.js';
 import type { UserData } from '../../../websocket-server/src/user-data.js';
 
 /**
- * A `ws` socket seen through the interface the uWS gateway's modules take (`OutboundSocket`,
- * `RegisteredSocket`, `IntakeSocket`), with uWS' semantics where they differ from `ws`':
+ * A `ws` socket seen through the interface the uWS gateway's modules take (`GatewaySocket`), with uWS' semantics where they differ from `ws`':
  * - `send` returns 1 (written) or 0 (now queued in user space: backpressure). `ws` never drops a
  *   frame the way uWS does past `maxBackpressure` (2); delivery's own hard limit is the only cap.
  * - `end` runs `onEnd` at once, the way uWS calls its `close` handler from inside `end()`: the
  *   socket is closed for the gateway before `ws` has finished the closing handshake.
  */
-export interface WsSocket extends OutboundSocket {
+export interface WsSocket extends GatewaySocket {
   readonly ws: WebSocket;
   /** Last time the peer sent anything (a frame or a pong): what the idle sweep looks at. */
   lastSeenMs: number;
@@ -19,6 +18,12 @@ export interface WsSocket extends OutboundSocket {
 }
 
 export function wrapSocket(ws: WebSocket, data: UserData, onEnd: (socket: WsSocket) => void): WsSocket {
+  let ended = false;
+  const finish = () => {
+    if (ended) return;
+    ended = true;
+    onEnd(socket);
+  };
   const socket: WsSocket = {
     ws,
     lastSeenMs: Date.now(),
@@ -32,13 +37,13 @@ export function wrapSocket(ws: WebSocket, data: UserData, onEnd: (socket: WsSock
     },
     getBufferedAmount: () => ws.bufferedAmount,
     end(code, reason) {
-      if (data.closed) return;
+      if (ended) return;
       ws.close(code, reason);
-      onEnd(socket);
+      finish();
     },
     terminate() {
       ws.terminate();
-      onEnd(socket);
+      finish();
     },
   };
   return socket;

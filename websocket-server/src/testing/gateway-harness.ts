@@ -11,7 +11,7 @@ import {
 } from '@relay/common';
 import { silentLogger } from '@relay/common/testing';
 import { deliveryFragment } from '@relay/common';
-import { gatewayFragment } from '../config.js';
+import { gatewayFragment, sitesFor } from '../config.js';
 import { createGateway, type Gateway } from '../gateway.js';
 import { createTokenService } from '../token-service.js';
 import { loadUws } from '../uws.js';
@@ -23,6 +23,8 @@ export const TEST_ENV: Record<string, string> = {
   TOKEN_RATE_LIMIT_PER_MINUTE: '10000',
   RATE_LIMIT_MESSAGES: '10000',
   DRAIN_TIMEOUT_MS: '5000',
+  // The harness' clients get tokens with POST /token?userid= (a test runs on loopback).
+  DEV_TOKENS: 'true',
 };
 
 export interface HarnessOptions {
@@ -65,6 +67,7 @@ export async function startGateway(options: HarnessOptions = {}): Promise<Harnes
   const metrics = createMetrics({ service: 'websocket-server', instance: serverId, defaultMetrics: false });
   const gateway = createGateway({
     uws: loadUws().uws,
+    sites: sitesFor(config.gateway, '127.0.0.1'),
     settings: config.gateway,
     delivery: config.delivery,
     host: '127.0.0.1',

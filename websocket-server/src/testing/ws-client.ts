@@ -6,6 +6,8 @@ export interface TestClient {
   socket: WebSocket;
   frames: Array<Record<string, unknown>>;
   closed: { code: number; reason: string } | null;
+  /** Socket errors after the open (e.g. the client refusing a frame it cannot parse). */
+  errors: string[];
   send(frame: unknown): void;
   sendRaw(text: string): void;
   next(
@@ -21,6 +23,7 @@ export async function connectClient(url: string): Promise<TestClient> {
     socket,
     frames: [],
     closed: null,
+    errors: [],
     send: (frame) => socket.send(JSON.stringify(frame)),
     sendRaw: (text) => socket.send(text),
     next: (predicate, timeoutMs = 10_000) =>
@@ -31,8 +34,17 @@ export async function connectClient(url: string): Promise<TestClient> {
       await waitFor(() => socket.readyState === WebSocket.CLOSED, { timeoutMs: 5000 });
     },
   };
-  socket.on('message', (data) => client.frames.push(JSON.parse(String(data)) as Record<string, unknown>));
+  // A frame that is not JSON is kept as such (the test then fails on it), not thrown out of the listener.
+  socket.on('message', (data) => {
+    const text = String(data);
+    try {
+      client.frames.push(JSON.parse(text) as Record<string, unknown>);
+    } catch {
+      client.frames.push({ type: '(not json)', raw: text });
+    }
+  });
   socket.on('close', (code, reason) => (client.closed = { code, reason: reason.toString() }));
+  socket.on('error', (err) => client.errors.push(err.message));
   await new Promise<void>((resolve, reject) => {
     socket.once('open', () => resolve());
     socket.once('error', reject);

@@ -1,14 +1,14 @@
 import { REDIS_KEYS, createMemoryStore, serializeFrame, type KeyValueStore } from '@relay/common';
 import { silentLogger } from '@relay/common/testing';
 import { describe, expect, it } from 'vitest';
-import { eventIdOf, streamIdMs } from './event-id.js';
-import { REPLAY_PAGE_SIZE, isGap, resumeSocket } from './resume.js';
-import { createDelivery } from './socket-delivery.js';
-import { fakeSocket } from './testing/fake-socket.js';
-import { frames, payload } from './testing/frames.js';
+import { eventIdOf, streamIdMs } from '../event-id.js';
+import { fakeSocket, type FakeSocket } from '../testing/fake-socket.js';
+import { frames, payload } from '../testing/frames.js';
+import { REPLAY_PAGE_SIZE, isGap, replayLog } from './replay.js';
 
 const TTL = 3_600_000;
-const delivery = createDelivery({ softBytes: 1 << 20, hardBytes: 1 << 22, logger: silentLogger });
+const resume = (store: KeyValueStore, s: FakeSocket, from: string, now?: () => number) =>
+  replayLog({ store, replayTtlMs: TTL, ...(now ? { now } : {}) }, s.connection, from);
 
 async function append(store: KeyValueStore, content: string, maxLength = 1000): Promise<string> {
   return store.streamAppend(
@@ -53,7 +53,7 @@ describe('isGap', () => {
   });
 });
 
-describe('resumeSocket', () => {
+describe('replayLog', () => {
   it('replays what follows last_event_id in order, filtered for the socket, then goes live', async () => {
     const store = createMemoryStore();
     const seen = await append(store, 'seen');
@@ -65,10 +65,10 @@ describe('resumeSocket', () => {
     await append(store, 'missed-1');
     await append(store, 'missed-2');
     const s = fakeSocket({ stream: false, resumeFrom: seen });
-    const result = await resumeSocket({ store, delivery, replayTtlMs: TTL }, s, seen);
-    expect(result).toEqual({ replayed: 3, gap: false, abandoned: false });
+    const result = await resume(store, s, seen);
+    expect(result).toEqual({ replayed: 3, gap: false, clamped: false, abandoned: false });
     expect(contents(s.frames())).toEqual(['missed-1', 'missed-2']);
-    expect(s.getUserData().outbox.mode).toBe('live');
+    expect(s.connection.state).toBe('live');
   });
 
   it('a frame published while the log is read arrives once, after the replay', async () => {
@@ -84,12 +84,12 @@ describe('resumeSocket', () => {
         // The relay appends and publishes during the read: the read missed it, the channel did not.
         if (!late) {
           late = await append(base, 'live');
-          delivery.live(s, payload(frames.final('live', 'live'), late));
+          s.connection.live(payload(frames.final('live', 'live'), late));
         }
         return rows;
       },
     };
-    await resumeSocket({ store, delivery, replayTtlMs: TTL }, s, seen);
+    await resume(store, s, seen);
     expect(contents(s.frames())).toEqual(['missed', 'live']);
   });
 
@@ -98,8 +98,8 @@ describe('resumeSocket', () => {
     const seen = await append(store, 'seen');
     const s = fakeSocket({ resumeFrom: seen });
     const both = await append(store, 'both');
-    delivery.live(s, payload(frames.final('both', 'both'), both));
-    await resumeSocket({ store, delivery, replayTtlMs: TTL }, s, seen);
+    s.connection.live(payload(frames.final('both', 'both'), both));
+    await resume(store, s, seen);
     expect(contents(s.frames())).toEqual(['both']);
   });
 
@@ -110,7 +110,7 @@ describe('resumeSocket', () => {
     await append(store, 'kept-1', 2);
     await append(store, 'kept-2', 2);
     const s = fakeSocket({ resumeFrom: seen });
-    const result = await resumeSocket({ store, delivery, replayTtlMs: TTL }, s, seen);
+    const result = await resume(store, s, seen);
     expect(result.gap).toBe(true);
     const sent = s.frames();
     expect(contents(sent)).toEqual(['resume.gap', 'kept-1', 'kept-2']);
@@ -122,7 +122,7 @@ describe('resumeSocket', () => {
     const seen = await append(store, 'seen');
     for (let i = 0; i < REPLAY_PAGE_SIZE * 2 + 5; i++) await append(store, `m${i}`);
     const s = fakeSocket({ resumeFrom: seen });
-    const result = await resumeSocket({ store, delivery, replayTtlMs: TTL }, s, seen);
+    const result = await resume(store, s, seen);
     expect(result.replayed).toBe(REPLAY_PAGE_SIZE * 2 + 5);
     expect(contents(s.frames())).toEqual(Array.from({ length: REPLAY_PAGE_SIZE * 2 + 5 }, (_, i) => `m${i}`));
   });
@@ -130,8 +130,10 @@ describe('resumeSocket', () => {
   it('reads the log again when the live frames kept aside overflowed during the replay', async () => {
     const base = createMemoryStore();
     const seen = await append(base, 'seen');
-    const small = createDelivery({ softBytes: 100, hardBytes: 1000, logger: silentLogger });
-    const s = fakeSocket({ resumeFrom: seen });
+    const s = fakeSocket({
+      resumeFrom: seen,
+      policy: { softBytes: 100, hardBytes: 1000, logger: silentLogger },
+    });
     let published = 0;
     const store: KeyValueStore = {
       ...base,
@@ -140,13 +142,35 @@ describe('resumeSocket', () => {
         // A burst during the first read: more than the socket may keep aside.
         for (; published < 30; published++) {
           const id = await append(base, `burst-${published}`);
-          small.live(s, payload(frames.final(`burst-${published}`, `burst-${published}`), id));
+          s.connection.live(payload(frames.final(`burst-${published}`, `burst-${published}`), id));
         }
         return rows;
       },
     };
-    await resumeSocket({ store, delivery: small, replayTtlMs: TTL }, s, seen);
+    await resume(store, s, seen);
     expect(contents(s.frames())).toEqual(Array.from({ length: 30 }, (_, i) => `burst-${i}`));
+  });
+
+  it('moves a resume point ahead of the log back to its end, so real frames are not dropped as seen', async () => {
+    const store = createMemoryStore();
+    const newest = await append(store, 'old');
+    const s = fakeSocket({ resumeFrom: '99999999999999-0' });
+    const result = await resume(store, s, '99999999999999-0');
+    expect(result).toMatchObject({ clamped: true, abandoned: false });
+    expect(s.frames()[0]).toMatchObject({ type: 'resume.gap', oldest_event_id: newest });
+    const next = await append(store, 'new');
+    s.connection.live(payload(frames.final('new', 'new'), next));
+    expect(contents(s.frames())).toEqual(['resume.gap', 'new']);
+  });
+
+  it('with no log at all, a resume point in the future becomes no position', async () => {
+    const store = createMemoryStore();
+    const s = fakeSocket({ resumeFrom: '5000-0' });
+    const result = await resume(store, s, '5000-0', () => 1000);
+    expect(result).toMatchObject({ clamped: true, gap: false });
+    expect(s.connection.snapshot()).toMatchObject({ state: 'live', position: null });
+    s.connection.live(payload(frames.final('first', 'first'), '1-0'));
+    expect(contents(s.frames())).toEqual(['resume.gap', 'first']);
   });
 
   it('stops when the socket closes during the replay', async () => {
@@ -157,11 +181,11 @@ describe('resumeSocket', () => {
     const store: KeyValueStore = {
       ...base,
       async streamRead(key, afterId, count) {
-        s.getUserData().closed = true;
+        s.end(1001, 'gone');
         return base.streamRead(key, afterId, count);
       },
     };
-    const result = await resumeSocket({ store, delivery, replayTtlMs: TTL }, s, seen);
+    const result = await resume(store, s, seen);
     expect(result.abandoned).toBe(true);
     expect(s.sent).toEqual([]);
   });
