@@ -178,6 +178,30 @@ describe('memory bus retention', () => {
     expect(latest).toEqual(['v23']);
   });
 
+  it('reports consumer lag in absolute offsets after a release', async () => {
+    const b = await bus({ retainRecords: 0 });
+    const t = await topic(b, 'lag');
+    const groupId = uniqueName('g');
+    let release = () => {};
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    let seen = 0;
+    await sub(b, {
+      groupId,
+      topics: [t],
+      handler: async () => {
+        if (++seen > 5) await gate;
+      },
+    });
+    await b.publish(t, records(0, 5));
+    await waitFor(() => span(b, t).start === 5);
+    await b.publish(t, records(5, 3));
+    expect(await b.consumerLag?.(groupId, [t])).toEqual([{ topic: t, partition: 0, lag: 3 }]);
+    release();
+    await waitFor(async () => (await b.consumerLag?.(groupId, [t]))?.[0]?.lag === 0);
+    // A group that never consumed the topic lags by what is retained: nothing.
+    expect(await b.consumerLag?.(uniqueName('none'), [t])).toEqual([{ topic: t, partition: 0, lag: 0 }]);
+  });
+
   it('refuses a negative retainRecords', () => {
     expect(() => createMemoryBus({ retainRecords: -1 })).toThrow(/retainRecords/);
   });
