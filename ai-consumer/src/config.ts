@@ -7,6 +7,7 @@ import {
   logFragment,
   openaiFragment,
   redisFragment,
+  tracingFragment,
 } from '@relay/common';
 import { z } from 'zod';
 
@@ -89,6 +90,7 @@ export const configFragments = {
   redis: redisFragment,
   http: httpFragment({ service: SERVICE, port: 9101 }),
   log: logFragment,
+  tracing: tracingFragment({ service: SERVICE }),
   openai: openaiFragment,
   consumer: consumerFragment,
   delivery: deliveryFragment,

@@ -9,7 +9,7 @@ import { createAiConsumer } from './ai-consumer.js';
 import { SERVICE, configFragments } from './config.js';
 import { setupModel } from './model-setup.js';
 
-const { config, logger, metrics, shutdown } = bootService(process, SERVICE, configFragments);
+const { config, logger, metrics, shutdown } = await bootService(process, SERVICE, configFragments);
 
 // Resources are closed in reverse order of registration: consumer (finishes the messages in hand,
 // their final events acknowledged), bus (producer flushed), cancel pub/sub, store, the bundled mock

@@ -8,7 +8,7 @@ import {
 import { SERVICE, configFragments } from './config.js';
 import { createRelay } from './relay.js';
 
-const { config, logger, metrics, shutdown } = bootService(process, SERVICE, configFragments);
+const { config, logger, metrics, shutdown } = await bootService(process, SERVICE, configFragments);
 
 const connectionName = `${SERVICE}:${config.http.serverId}`;
 const bus = createKafkaBus({
