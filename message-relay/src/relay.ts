@@ -13,6 +13,8 @@ import {
   responseEventSchema,
   serializeFrame,
   withContext,
+  withTraceContext,
+  noopTracer,
   type Bus,
   type BusMessage,
   type KeyValueStore,
@@ -21,7 +23,9 @@ import {
   type PubSub,
   type ResponseEvent,
   type AppendResult,
+  type Span,
   type Subscription,
+  type Tracer,
 } from '@relay/common';
 import type { DeliverySettings, RelaySettings } from './config.js';
 
@@ -50,6 +54,8 @@ export interface RelayDeps {
   topics?: RelayTopics;
   /** Backoff of Redis retries. @default { baseMs: 50, maxMs: 2000 } */
   retry?: RelayRetryOptions;
+  /** Spans of the frames it traces (see `traced`). @default noopTracer */
+  tracer?: Tracer;
 }
 
 export interface RelayReadiness {
@@ -76,6 +82,24 @@ class RelayClosingError extends Error {
     super('relay closing while Redis is unavailable; message left uncommitted for redelivery', { cause });
     this.name = 'RelayClosingError';
   }
+}
+
+/** Ends `span` when `work` settles, failed if it rejects. */
+async function endsWith<T>(span: Span, work: Promise<T>): Promise<T> {
+  try {
+    return await work;
+  } catch (err) {
+    span.fail(err);
+    throw err;
+  } finally {
+    span.end();
+  }
+}
+
+function carrierOf(span: Span): Record<string, string> {
+  const carrier: Record<string, string> = {};
+  span.inject(carrier);
+  return carrier;
 }
 
 /** Which dedupe rule of the relay append applies to an event (an error ends a request like a final). */
@@ -106,6 +130,7 @@ export function createRelay(deps: RelayDeps): Relay {
   const retry = deps.retry ?? { baseMs: 50, maxMs: 2000 };
   const settings = config.relay;
   const delivery = config.delivery;
+  const tracer = deps.tracer ?? noopTracer;
 
   const framesTotal = metrics.counter({
     name: 'message_relay_frames_total',
@@ -186,14 +211,60 @@ export function createRelay(deps: RelayDeps): Relay {
     );
   }
 
-  async function handle(message: BusMessage): Promise<void> {
-    const correlationId = message.headers[HEADERS.correlationId];
+  /**
+   * Which events get spans: every final, error and reset, and the first delta of a request. Its
+   * other deltas ride on that one's trace path unrecorded: a request streams tens to hundreds of
+   * them, each would add three spans here and one on the gateway, and the first one already shows
+   * the time to first delta and where it went. The check costs nothing when tracing is off.
+   */
+  function traced(event: ResponseEvent): boolean {
+    return tracer.enabled && (event.type !== 'delta' || event.seq === 0);
+  }
+
+  /** A child span of the event's processing, for one Redis command. */
+  function redisSpan(parent: Span, name: string, kind: 'client' | 'producer'): Span {
+    const span = tracer.startSpan(name, kind, parent);
+    span.setAttribute('db.system.name', 'redis');
+    return span;
+  }
+
+  /**
+   * Not async, so an untraced frame costs what it did before tracing existed: no extra promise,
+   * no closure, no span.
+   */
+  function handle(message: BusMessage): Promise<void> {
     const parsed = parseEvent(responseEventSchema, message.value);
     if (!parsed.ok) {
+      const correlationId = message.headers[HEADERS.correlationId];
       const log = withContext(logger, { correlation_id: correlationId, userid: message.key ?? undefined });
       return deadLetter(message, 'invalid_event', parsed.error, log);
     }
     const event = parsed.event;
+    return traced(event) ? relayTraced(message, event) : relay(message, event, undefined);
+  }
+
+  async function relayTraced(message: BusMessage, event: ResponseEvent): Promise<void> {
+    const span = tracer.startSpan(`${message.topic} process`, 'consumer', tracer.extract(message.headers));
+    span.setAttribute('messaging.system', 'kafka');
+    span.setAttribute('messaging.destination.name', message.topic);
+    span.setAttribute('messaging.operation.type', 'process');
+    span.setAttribute('messaging.destination.partition.id', String(message.partition));
+    span.setAttribute('messaging.kafka.offset', Number(message.offset));
+    span.setAttribute('relay.request_id', event.request_id);
+    span.setAttribute('relay.event_type', event.type);
+    try {
+      await tracer.withSpan(span, () => relay(message, event, span));
+    } catch (err) {
+      span.fail(err);
+      throw err;
+    } finally {
+      span.end();
+    }
+  }
+
+  /** Append to the replay log, then publish; `span` is the event's when it is traced. */
+  async function relay(message: BusMessage, event: ResponseEvent, span: Span | undefined): Promise<void> {
+    const correlationId = message.headers[HEADERS.correlationId];
     // Built only when something is logged: a pino child per frame is a measurable share of the
     // relay's CPU at tens of thousands of frames a second, and the hot path logs nothing.
     let context: Logger | undefined;
@@ -209,7 +280,8 @@ export function createRelay(deps: RelayDeps): Relay {
 
     let appended: AppendResult | null;
     try {
-      appended = await untilDone('append', log, () =>
+      const appending = span && redisSpan(span, 'replay append', 'client');
+      const pending = untilDone('append', log, () =>
         store.appendFrame({
           stream: REDIS_KEYS.replayLog(event.userid),
           state: REDIS_KEYS.relayed(event.userid, event.request_id),
@@ -220,12 +292,14 @@ export function createRelay(deps: RelayDeps): Relay {
           ...appendKind(event),
         }),
       );
+      appended = await (appending ? endsWith(appending, pending) : pending);
     } catch (err) {
       if (!isRedisReply(err)) throw err;
       // Retrying a refused command would stall the partition for every user on it.
       return deadLetter(message, 'redis_rejected', err instanceof Error ? err.message : String(err), log());
     }
     if (appended === null || appended.duplicate) duplicatesTotal.inc({ type: frame.type });
+    span?.setAttribute('relay.duplicate', appended === null ? 'older' : appended.duplicate ? 'newest' : 'no');
     if (appended === null) {
       // An older redelivery: it was appended and published long ago. Commit, publish nothing.
       if (logger.isLevelEnabled('debug')) log().debug({ type: frame.type }, 'duplicate event skipped');
@@ -234,13 +308,19 @@ export function createRelay(deps: RelayDeps): Relay {
     // A duplicate of the newest frame is published again: a crash may have come between its append
     // and its publish. Gateways drop an event_id they already delivered.
     const { eventId } = appended;
-    const payload = attachEventId(appended.duplicate ? appended.frame : serialized, eventId);
+    const frameBytes = attachEventId(appended.duplicate ? appended.frame : serialized, eventId);
+    span?.setAttribute('relay.event_id', eventId);
 
     let receivers: number;
     try {
-      receivers = await untilDone('publish', log, () =>
+      // Pub/sub has no headers: a traced frame carries the publish's context in front of it, and
+      // the gateway cuts it off before any socket sees the frame (contract/channel-payload.ts).
+      const publishing = span && redisSpan(span, 'user channel publish', 'producer');
+      const payload = publishing ? withTraceContext(frameBytes, carrierOf(publishing)) : frameBytes;
+      const pending = untilDone('publish', log, () =>
         pubsub.publish(REDIS_KEYS.userChannel(event.userid), payload),
       );
+      receivers = await (publishing ? endsWith(publishing, pending) : pending);
     } catch (err) {
       if (!isRedisReply(err)) throw err;
       // The frame is in the replay log, so a reconnecting client still gets it.
@@ -251,6 +331,7 @@ export function createRelay(deps: RelayDeps): Relay {
     // A republished copy is counted once, as a duplicate, not as a relayed frame.
     if (!appended.duplicate) framesTotal.inc({ type: frame.type });
     if (receivers === 0) noSubscriberTotal.inc();
+    span?.setAttribute('relay.receivers', receivers);
     if (Number.isFinite(message.timestamp) && message.timestamp > 0) {
       latency.observe(Math.max(0, Date.now() - message.timestamp) / 1000);
     }
