@@ -9,7 +9,7 @@ import { createAiConsumer } from './ai-consumer.js';
 import { SERVICE, configFragments } from './config.js';
 import { setupModel } from './model-setup.js';
 
-const { config, logger, metrics, shutdown } = await bootService(process, SERVICE, configFragments);
+const { config, logger, metrics, shutdown, tracer } = await bootService(process, SERVICE, configFragments);
 
 // Resources are closed in reverse order of registration: consumer (finishes the messages in hand,
 // their final events acknowledged), bus (producer flushed), cancel pub/sub, store, the bundled mock
@@ -54,7 +54,7 @@ try {
   shutdown.add('kafka', () => bus.close());
   await bus.connect();
 
-  const consumer = createAiConsumer({ config, logger, metrics, bus, store, pubsub, model });
+  const consumer = createAiConsumer({ config, logger, metrics, bus, store, pubsub, model, tracer });
   shutdown.add('consumer', () => consumer.close());
   await consumer.start();
   ready = () => bus.healthy() && consumer.ready();
