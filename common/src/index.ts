@@ -8,4 +8,3 @@ export * from './lifecycle/index.js';
 export * from './transport/index.js';
 export * from './http/index.js';
 export * from './tracing/index.js';
-export * from './client/index.js';

@@ -5,3 +5,4 @@ export * from './frames.js';
 export * from './redis-keys.js';
 export * from './history.js';
 export * from './channel-payload.js';
+export * from './http-api.js';
