@@ -221,6 +221,23 @@ export function createRelay(deps: RelayDeps): Relay {
     return tracer.enabled && (event.type !== 'delta' || event.seq === 0);
   }
 
+  /**
+   * `work` in a child span of `parent` when the event is traced, else `work` itself. These helpers
+   * keep the span handling out of `relay`: every local of an async function is saved in each of
+   * its suspended frames, i.e. costs bytes on every frame relayed, traced or not.
+   */
+  function traceStep<T>(parent: Span | undefined, name: string, work: Promise<T>): Promise<T> {
+    return parent ? endsWith(redisSpan(parent, name, 'client'), work) : work;
+  }
+  function endWith<T>(span: Span | undefined, work: Promise<T>): Promise<T> {
+    return span ? endsWith(span, work) : work;
+  }
+  function describe(span: Span, appended: AppendResult, receivers: number): void {
+    span.setAttribute('relay.duplicate', appended.duplicate ? 'newest' : 'no');
+    span.setAttribute('relay.event_id', appended.eventId);
+    span.setAttribute('relay.receivers', receivers);
+  }
+
   /** A child span of the event's processing, for one Redis command. */
   function redisSpan(parent: Span, name: string, kind: 'client' | 'producer'): Span {
     const span = tracer.startSpan(name, kind, parent);
@@ -280,27 +297,29 @@ export function createRelay(deps: RelayDeps): Relay {
 
     let appended: AppendResult | null;
     try {
-      const appending = span && redisSpan(span, 'replay append', 'client');
-      const pending = untilDone('append', log, () =>
-        store.appendFrame({
-          stream: REDIS_KEYS.replayLog(event.userid),
-          state: REDIS_KEYS.relayed(event.userid, event.request_id),
-          frame: serialized,
-          maxLength: delivery.replayMaxEvents,
-          ttlMs: delivery.replayTtlMs,
-          stateTtlMs: delivery.dedupeTtlMs,
-          ...appendKind(event),
-        }),
+      appended = await traceStep(
+        span,
+        'replay append',
+        untilDone('append', log, () =>
+          store.appendFrame({
+            stream: REDIS_KEYS.replayLog(event.userid),
+            state: REDIS_KEYS.relayed(event.userid, event.request_id),
+            frame: serialized,
+            maxLength: delivery.replayMaxEvents,
+            ttlMs: delivery.replayTtlMs,
+            stateTtlMs: delivery.dedupeTtlMs,
+            ...appendKind(event),
+          }),
+        ),
       );
-      appended = await (appending ? endsWith(appending, pending) : pending);
     } catch (err) {
       if (!isRedisReply(err)) throw err;
       // Retrying a refused command would stall the partition for every user on it.
       return deadLetter(message, 'redis_rejected', err instanceof Error ? err.message : String(err), log());
     }
     if (appended === null || appended.duplicate) duplicatesTotal.inc({ type: frame.type });
-    span?.setAttribute('relay.duplicate', appended === null ? 'older' : appended.duplicate ? 'newest' : 'no');
     if (appended === null) {
+      span?.setAttribute('relay.duplicate', 'older');
       // An older redelivery: it was appended and published long ago. Commit, publish nothing.
       if (logger.isLevelEnabled('debug')) log().debug({ type: frame.type }, 'duplicate event skipped');
       return;
@@ -309,18 +328,18 @@ export function createRelay(deps: RelayDeps): Relay {
     // and its publish. Gateways drop an event_id they already delivered.
     const { eventId } = appended;
     const frameBytes = attachEventId(appended.duplicate ? appended.frame : serialized, eventId);
-    span?.setAttribute('relay.event_id', eventId);
+    // Pub/sub has no headers: a traced frame carries the publish's context in front of it, and the
+    // gateway cuts it off before any socket sees the frame (contract/channel-payload.ts). Declared
+    // out here, as before tracing: a block-scoped variable a closure captures costs an allocation.
+    const publishing = span && redisSpan(span, 'user channel publish', 'producer');
+    const payload = publishing ? withTraceContext(frameBytes, carrierOf(publishing)) : frameBytes;
 
     let receivers: number;
     try {
-      // Pub/sub has no headers: a traced frame carries the publish's context in front of it, and
-      // the gateway cuts it off before any socket sees the frame (contract/channel-payload.ts).
-      const publishing = span && redisSpan(span, 'user channel publish', 'producer');
-      const payload = publishing ? withTraceContext(frameBytes, carrierOf(publishing)) : frameBytes;
-      const pending = untilDone('publish', log, () =>
-        pubsub.publish(REDIS_KEYS.userChannel(event.userid), payload),
+      receivers = await endWith(
+        publishing,
+        untilDone('publish', log, () => pubsub.publish(REDIS_KEYS.userChannel(event.userid), payload)),
       );
-      receivers = await (publishing ? endsWith(publishing, pending) : pending);
     } catch (err) {
       if (!isRedisReply(err)) throw err;
       // The frame is in the replay log, so a reconnecting client still gets it.
@@ -331,7 +350,7 @@ export function createRelay(deps: RelayDeps): Relay {
     // A republished copy is counted once, as a duplicate, not as a relayed frame.
     if (!appended.duplicate) framesTotal.inc({ type: frame.type });
     if (receivers === 0) noSubscriberTotal.inc();
-    span?.setAttribute('relay.receivers', receivers);
+    if (span) describe(span, appended, receivers);
     if (Number.isFinite(message.timestamp) && message.timestamp > 0) {
       latency.observe(Math.max(0, Date.now() - message.timestamp) / 1000);
     }
