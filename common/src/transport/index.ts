@@ -5,3 +5,4 @@ export * from './store.js';
 export * from './memory-store.js';
 export * from './redis-store.js';
 export * from './publish-retry.js';
+export * from './consumer-lag.js';
