@@ -120,17 +120,6 @@ async function startReceiver(): Promise<{ url: string; spans: ReceivedSpan[]; se
 /** OTLP span kinds. */
 const KIND = { internal: 1, server: 2, client: 3, producer: 4, consumer: 5 } as const;
 
-/** Port variables of the stack: from the process env when set (so parallel runs stay apart). */
-const PORT_VARIABLES = [
-  'NGINX_PORT',
-  'GATEWAY_1_PORT',
-  'GATEWAY_2_PORT',
-  'MOCK_OPENAI_PORT',
-  'AI_CONSUMER_PORT',
-  'MESSAGE_RELAY_PORT',
-  'PROMETHEUS_PORT',
-];
-
 describe('one message, one trace across gateway, ai-consumer and message-relay', () => {
   let receiver: Awaited<ReturnType<typeof startReceiver>>;
   const clients: TestClient[] = [];
@@ -139,11 +128,8 @@ describe('one message, one trace across gateway, ai-consumer and message-relay',
     receiver = await startReceiver();
     // Settings only reach the services a stackUp starts: begin from a stopped stack.
     await stackDown();
-    const ports = Object.fromEntries(
-      PORT_VARIABLES.flatMap((name) => (process.env[name] ? [[name, process.env[name]]] : [])),
-    );
+    // Ports come from TEST_STACK_ENV or, where set, the process environment.
     await stackUp({
-      ...ports,
       OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
       OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json',
       OTEL_BSP_SCHEDULE_DELAY: '200',
