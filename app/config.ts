@@ -8,7 +8,7 @@ import {
   tracingFragment,
   type Env,
 } from '@relay/common';
-import { consumerFragment, mockModelFragment } from '@relay/ai-consumer';
+import { consumerFragment, fallbackFragment, knowledgeFragment, mockModelFragment } from '@relay/ai-consumer';
 import { relayFragment } from '@relay/message-relay';
 import { gatewayFragment } from '@relay/websocket-server';
 
@@ -22,7 +22,9 @@ export const configFragments = {
   log: logFragment,
   tracing: tracingFragment({ service: SERVICE }),
   openai: openaiFragment,
+  fallback: fallbackFragment,
   consumer: consumerFragment,
+  knowledge: knowledgeFragment,
   mockModel: mockModelFragment,
   gateway: gatewayFragment,
   relay: relayFragment,

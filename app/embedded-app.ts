@@ -15,7 +15,7 @@ import {
   type PubSub,
   type Tracer,
 } from '@relay/common';
-import { createAiConsumer, setupModel } from '@relay/ai-consumer';
+import { createAiConsumer, setupKnowledge, setupModel } from '@relay/ai-consumer';
 import { createRelay } from '@relay/message-relay';
 import {
   createGateway,
@@ -89,6 +89,19 @@ export function createEmbeddedApp(options: EmbeddedAppOptions): EmbeddedApp {
     const model = await setupModel(config, { logger, metrics });
     closers.push(['model', () => model.close()]);
 
+    const knowledge = await setupKnowledge(config.knowledge, {
+      endpoint: model.endpoint,
+      store,
+      openai: config.openai,
+      breaker: {
+        failureThreshold: config.consumer.breakerFailureThreshold,
+        cooldownMs: config.consumer.breakerCooldownMs,
+      },
+      logger,
+      metrics,
+    });
+    if (knowledge) closers.push(['knowledge', () => knowledge.close()]);
+
     const relay = createRelay({ config, logger, metrics, bus, store, pubsub: relayPubsub, tracer });
     await relay.start();
     closers.push(['relay', () => relay.close()]);
@@ -102,6 +115,7 @@ export function createEmbeddedApp(options: EmbeddedAppOptions): EmbeddedApp {
       pubsub: consumerPubsub,
       model: model.model,
       tracer,
+      ...(knowledge ? { knowledge } : {}),
     });
     await consumer.start();
     closers.push(['consumer', () => consumer.close()]);

@@ -38,8 +38,10 @@ import { consumerMetrics } from './consumer-metrics.js';
 import { describeError } from './dead-letters.js';
 import { createDeltaBatcher, type DeltaBatcher } from './delta-batcher.js';
 import { buildMessages, createHistory } from './history.js';
+import { ground, type Retriever } from './knowledge/index.js';
 import type { ModelClient, StreamChatResult } from './model-client.js';
 import { createRequestState, type Claim } from './request-state.js';
+import { ModelCallError } from './upstream-errors.js';
 import { createWorkScheduler } from './user-queue.js';
 
 /** The consumer group of SPEC §3. */
@@ -84,6 +86,11 @@ export interface AiConsumerOptions {
    */
   pubsub?: PubSub;
   model: ModelClient;
+  /**
+   * The sites' knowledge (`KNOWLEDGE_SOURCES`, docs/knowledge.md): prompts of a site that has one
+   * are answered with its best chunks in the system prompt, and their finals list the `sources`.
+   */
+  knowledge?: Retriever;
   /** Topic names; tests use unique ones. @default TOPICS */
   topics?: TopicNames;
   /** @default 'ai-consumer' */
@@ -392,6 +399,17 @@ export function createAiConsumer(options: AiConsumerOptions): AiConsumer {
         return fail('internal_error', error);
       }
 
+      const grounding = await ground({
+        retriever: options.knowledge,
+        site: prompt.site,
+        question: prompt.content,
+        systemPrompt: config.openai.systemPrompt,
+        signal: controller.signal,
+        log,
+        metrics: m,
+        now,
+      });
+
       // One producer span for all of a request's deltas, from the first publish to the flush, and
       // its context on every delta record: a span per delta would be most of the trace (and of
       // its cost) and tell nothing the first delta and the count do not.
@@ -435,7 +453,7 @@ export function createAiConsumer(options: AiConsumerOptions): AiConsumer {
           const chat = span && chatSpan(span);
           try {
             const answered = await model.streamChat(
-              buildMessages(config.openai.systemPrompt, turns, prompt.content),
+              buildMessages(grounding.systemPrompt, turns, prompt.content),
               {
                 signal: controller.signal,
                 onDelta: (text) => {
@@ -461,7 +479,8 @@ export function createAiConsumer(options: AiConsumerOptions): AiConsumer {
         });
       } catch (error) {
         const code: ErrorCode = error instanceof RelayError ? error.code : 'internal_error';
-        m.modelCallDuration.observe({ outcome: code }, (now() - callStarted) / 1000);
+        const failed = error instanceof ModelCallError ? error.model : 'unknown';
+        m.modelCallDuration.observe({ outcome: code, model: failed }, (now() - callStarted) / 1000);
         // The cause goes to the log and the DLQ only; the user gets the catalog message for the code.
         log.warn({ err: error, code }, 'model call failed');
         await flushDeltas(batcher, deltas);
@@ -478,7 +497,12 @@ export function createAiConsumer(options: AiConsumerOptions): AiConsumer {
       const content = result?.content ?? '';
       const finishReason = result?.finishReason ?? 'cancelled';
       const outcome = finishReason === 'cancelled' ? 'cancelled' : 'ok';
-      if (result) m.modelCallDuration.observe({ outcome }, (now() - callStarted) / 1000);
+      if (result) {
+        m.modelCallDuration.observe(
+          { outcome, model: result.model ?? 'unknown' },
+          (now() - callStarted) / 1000,
+        );
+      }
       await finish(outcome, {
         ...base,
         type: 'final',
@@ -487,6 +511,9 @@ export function createAiConsumer(options: AiConsumerOptions): AiConsumer {
         processing_time_ms: Math.max(0, now() - origin),
         finish_reason: finishReason,
         timestamp: new Date(now()).toISOString(),
+        ...(result?.model !== undefined ? { model: result.model } : {}),
+        // Only where a knowledge base was asked and the model then ran (not for a cancel before it).
+        ...(result && grounding.sources ? { sources: grounding.sources } : {}),
       });
       // Before the history: a crash in between loses one turn of context, never duplicates one.
       await markDone();
