@@ -580,6 +580,8 @@ export function createAiConsumer(options: AiConsumerOptions): AiConsumer {
 
   function describeAnswer(chat: Span, answered: StreamChatResult): void {
     chat.setAttribute('gen_ai.response.finish_reasons', answered.finishReason);
+    // The fallback's, when the primary model was not the one that answered.
+    chat.setAttribute('gen_ai.response.model', answered.model);
     chat.setAttribute('gen_ai.usage.input_tokens', answered.usage?.promptTokens);
     chat.setAttribute('gen_ai.usage.output_tokens', answered.usage?.completionTokens);
     chat.setAttribute('relay.attempts', answered.attempts);
