@@ -5,9 +5,10 @@ import {
   logFragment,
   openaiFragment,
   redisFragment,
+  tracingFragment,
   type Env,
 } from '@relay/common';
-import { consumerFragment, mockModelFragment } from '@relay/ai-consumer';
+import { consumerFragment, fallbackFragment, knowledgeFragment, mockModelFragment } from '@relay/ai-consumer';
 import { relayFragment } from '@relay/message-relay';
 import { gatewayFragment } from '@relay/websocket-server';
 
@@ -19,8 +20,11 @@ export const configFragments = {
   redis: redisFragment,
   http: httpFragment({ service: SERVICE, port: 8080 }),
   log: logFragment,
+  tracing: tracingFragment({ service: SERVICE }),
   openai: openaiFragment,
+  fallback: fallbackFragment,
   consumer: consumerFragment,
+  knowledge: knowledgeFragment,
   mockModel: mockModelFragment,
   gateway: gatewayFragment,
   relay: relayFragment,

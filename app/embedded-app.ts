@@ -13,8 +13,9 @@ import {
   type KeyValueStore,
   type Metrics,
   type PubSub,
+  type Tracer,
 } from '@relay/common';
-import { createAiConsumer, setupModel } from '@relay/ai-consumer';
+import { createAiConsumer, setupKnowledge, setupModel } from '@relay/ai-consumer';
 import { createRelay } from '@relay/message-relay';
 import {
   createGateway,
@@ -31,6 +32,8 @@ export interface EmbeddedAppOptions {
   transports: { kafka: boolean; redis: boolean };
   logger: Logger;
   metrics: Metrics;
+  /** One tracer for all three: their spans share the service name `ai-relay`. @default tracing off */
+  tracer?: Tracer;
   /** The gateway's sites (`sitesFor`). */
   sites: Sites;
   /** Directory of the chat page. */
@@ -51,7 +54,7 @@ export interface EmbeddedApp {
  * when their variables are set.
  */
 export function createEmbeddedApp(options: EmbeddedAppOptions): EmbeddedApp {
-  const { config, logger, metrics, transports } = options;
+  const { config, logger, metrics, transports, tracer } = options;
   const hub = createMemoryPubSubHub();
   const bus: Bus = transports.kafka
     ? createKafkaBus({
@@ -86,7 +89,20 @@ export function createEmbeddedApp(options: EmbeddedAppOptions): EmbeddedApp {
     const model = await setupModel(config, { logger, metrics });
     closers.push(['model', () => model.close()]);
 
-    const relay = createRelay({ config, logger, metrics, bus, store, pubsub: relayPubsub });
+    const knowledge = await setupKnowledge(config.knowledge, {
+      endpoint: model.endpoint,
+      store,
+      openai: config.openai,
+      breaker: {
+        failureThreshold: config.consumer.breakerFailureThreshold,
+        cooldownMs: config.consumer.breakerCooldownMs,
+      },
+      logger,
+      metrics,
+    });
+    if (knowledge) closers.push(['knowledge', () => knowledge.close()]);
+
+    const relay = createRelay({ config, logger, metrics, bus, store, pubsub: relayPubsub, tracer });
     await relay.start();
     closers.push(['relay', () => relay.close()]);
 
@@ -98,6 +114,8 @@ export function createEmbeddedApp(options: EmbeddedAppOptions): EmbeddedApp {
       store,
       pubsub: consumerPubsub,
       model: model.model,
+      tracer,
+      ...(knowledge ? { knowledge } : {}),
     });
     await consumer.start();
     closers.push(['consumer', () => consumer.close()]);
@@ -115,6 +133,7 @@ export function createEmbeddedApp(options: EmbeddedAppOptions): EmbeddedApp {
       serverId: config.http.serverId,
       logger,
       metrics,
+      tracer,
       bus,
       store,
       pubsub: gatewayPubsub,

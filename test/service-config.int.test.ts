@@ -26,6 +26,10 @@ describe('a broken config value stops a service with one clear line', () => {
     ['websocket-server/src/main.ts', 'REDIS_PORT', 'not-a-port'],
     ['websocket-server/src/main.ts', 'JWT_SECRET', 'short'],
     ['ai-consumer/src/main.ts', 'MAX_WORKERS', '0'],
+    ['ai-consumer/src/main.ts', 'KNOWLEDGE_SOURCES', '{"demo": "/no/such/knowledge"}'],
+    ['ai-consumer/src/main.ts', 'KNOWLEDGE_MIN_SCORE', '2'],
+    ['ai-consumer/src/main.ts', 'OPENAI_FALLBACK_API_KEY', 'sk-orphan'],
+    ['app/main.ts', 'KNOWLEDGE_SOURCES', 'not json'],
     ['message-relay/src/main.ts', 'KAFKA_BOOTSTRAP_SERVERS', 'nohostport'],
     ['ai-consumer/src/mock-openai/main.ts', 'MOCK_OPENAI_TTFT_MS', '-5'],
   ])('%s with %s=%s', async (entry, variable, value) => {

@@ -4,6 +4,7 @@ import {
   TOPICS,
   clientFrameSchemas,
   createGuard,
+  noopTracer,
   parseClientFrame,
   serializeFrame,
   type Bus,
@@ -13,6 +14,7 @@ import {
   type Metrics,
   type PubSub,
   type ServerFrame,
+  type Tracer,
 } from '@relay/common';
 import type { Logger } from 'pino';
 import { deliveryDefaults, type DeliverySettings, type GatewaySettings } from './config.js';
@@ -59,6 +61,8 @@ export interface SocketSessionsDeps {
   presence?: PresenceSettings;
   /** @default Date.now */
   now?: () => number;
+  /** A trace per client message and a span per traced frame delivered. @default noopTracer */
+  tracer?: Tracer;
 }
 
 /** What an upgrade request carries, read from it while it is valid (uWS' `req` is not after an await). */
@@ -164,6 +168,7 @@ export function createSocketSessions<S extends GatewaySocket>(deps: SocketSessio
   const m = createGatewayMetrics(deps.metrics);
   const guard = createGuard({ logger, metrics: deps.metrics });
   const counts = new ConnectionCounts(settings);
+  const tracer = deps.tracer ?? noopTracer;
   m.maxConnections.set(settings.maxConnections);
   let draining = false;
   let nextConnectionId = 0;
@@ -197,6 +202,7 @@ export function createSocketSessions<S extends GatewaySocket>(deps: SocketSessio
   const sockets = createUserSockets<S>({
     pubsub: deps.pubsub,
     logger,
+    tracer,
     deliver: (ws, payload) =>
       guard.run(
         'deliver',
@@ -236,6 +242,7 @@ export function createSocketSessions<S extends GatewaySocket>(deps: SocketSessio
     connectionsOf: (userid) => sockets.connectionsOf(userid),
     sites: deps.sites,
     now,
+    tracer,
   });
 
   /** `{"type":"presence"}`: the user's chosen status, answered with the presence others now read. */
@@ -376,13 +383,16 @@ export function createSocketSessions<S extends GatewaySocket>(deps: SocketSessio
             frame.id,
           );
         }
+        // The message's trace starts here (tracing on), so its wait in the socket's queue counts.
+        const span = tracer.enabled ? tracer.startSpan('ws message', 'server') : undefined;
         const queued = queue.push(
-          () => intake.message(ws, frame),
+          () => intake.message(ws, frame, span),
           (err) => guard.fail('message', err, internalError(ws, frame.id), contextOf(ws)),
         );
         if (!queued) {
           m.messages.inc({ outcome: 'queue_full' });
-          intake.error(ws, 'queue_full', ERROR_CODES.queue_full.message, frame.id);
+          intake.error(ws, 'queue_full', ERROR_CODES.queue_full.message, frame.id, span);
+          span?.end();
         }
         return;
       }

@@ -4,5 +4,6 @@ export * from './kafka-events.js';
 export * from './frames.js';
 export * from './redis-keys.js';
 export * from './history.js';
+export * from './channel-payload.js';
 export * from './http-api.js';
 export * from './presence.js';
