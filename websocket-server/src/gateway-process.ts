@@ -56,6 +56,7 @@ export async function runGatewayProcess(
   const gateway = await create({
     settings: config.gateway,
     delivery: config.delivery,
+    presence: config.presence,
     host: config.http.host,
     port: config.http.port,
     serverId: config.http.serverId,
