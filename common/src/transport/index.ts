@@ -5,3 +5,5 @@ export * from './store.js';
 export * from './memory-store.js';
 export * from './redis-store.js';
 export * from './publish-retry.js';
+export * from './platformatic-bus.js';
+export * from './kafka-client.js';
