@@ -1,6 +1,6 @@
 import {
   bootService,
-  createKafkaBus,
+  createKafkaClientBus,
   createOpsServer,
   createRedisPubSub,
   createRedisStore,
@@ -41,7 +41,8 @@ try {
   const pubsub = createRedisPubSub({ url: config.redis.url, logger, connectionName: SERVICE });
   shutdown.add('redis-pubsub', () => pubsub.close());
 
-  const bus = createKafkaBus({
+  const bus = createKafkaClientBus({
+    client: config.kafka.client,
     brokers: config.kafka.brokers,
     clientId: `${SERVICE}-${config.http.serverId}`,
     logger,

@@ -1,5 +1,5 @@
 import {
-  createKafkaBus,
+  createKafkaClientBus,
   createOpsServer,
   createRedisPubSub,
   createRedisStore,
@@ -11,7 +11,8 @@ import { createRelay } from './relay.js';
 const { config, logger, metrics, shutdown } = bootService(process, SERVICE, configFragments);
 
 const connectionName = `${SERVICE}:${config.http.serverId}`;
-const bus = createKafkaBus({
+const bus = createKafkaClientBus({
+  client: config.kafka.client,
   brokers: config.kafka.brokers,
   clientId: connectionName,
   logger,
