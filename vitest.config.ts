@@ -11,7 +11,7 @@ export default defineConfig({
         extends: true,
         test: {
           name: 'unit',
-          include: ['**/src/**/*.test.ts', '{app,scripts,test}/**/*.test.ts'],
+          include: ['**/src/**/*.test.ts', '{app,scripts,test,web/test}/**/*.test.ts'],
           exclude: ['**/node_modules/**', '**/dist/**', '**/*.int.test.ts'],
         },
       },
@@ -19,7 +19,7 @@ export default defineConfig({
         extends: true,
         test: {
           name: 'integration',
-          include: ['**/src/**/*.int.test.ts', '{app,scripts,test}/**/*.int.test.ts'],
+          include: ['**/src/**/*.int.test.ts', '{app,scripts,test,web/test}/**/*.int.test.ts'],
           exclude: ['**/node_modules/**', '**/dist/**'],
           fileParallelism: false,
           testTimeout: 60_000,

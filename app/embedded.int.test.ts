@@ -3,6 +3,7 @@ import { chromium } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { connectClient, fetchToken } from '../websocket-server/src/testing/ws-client.js';
 import { spawnEntry, waitForLog, type SpawnedService } from '../test/support/spawn-service.js';
+import { buildWeb } from '../web/build.js';
 
 /** The README's `npm start`: app/main.ts with a free port. */
 function startEmbedded(env: Record<string, string> = {}): SpawnedService {
@@ -24,6 +25,8 @@ describe('npm start — the embedded default (in-process transports, bundled moc
   let base: string;
 
   beforeAll(async () => {
+    // The chat page's script is built, not committed (web/build.ts); `npm start` builds it first.
+    await buildWeb();
     app = startEmbedded();
     const { port, line } = await portOf(app);
     base = `http://127.0.0.1:${port}`;
@@ -81,11 +84,12 @@ describe('npm start — the embedded default (in-process transports, bundled moc
     try {
       const page = await browser.newPage();
       await page.goto(`${base}/`);
-      await page.getByTestId('status').filter({ hasText: 'connected as' }).waitFor({ timeout: 15_000 });
+      // The chat page (web/src/chat): the demo site's anonymous visitor.
+      await page.getByTestId('status').filter({ hasText: 'Connected' }).waitFor({ timeout: 15_000 });
       await expect.poll(() => page.getByTestId('model').textContent()).toMatch(/mock/);
       await page.getByTestId('input').fill('hello from the browser');
       await page.getByTestId('send').click();
-      const answer = page.locator('.bot[data-final="true"]');
+      const answer = page.locator('.msg.assistant[data-final="true"]');
       await answer.waitFor({ timeout: 15_000 });
       expect(await answer.textContent()).toMatch(/^Echo: hello from the browser/);
     } finally {

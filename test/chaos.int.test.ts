@@ -4,11 +4,11 @@
  * restarted, one at a time. Every acked request must end in exactly one final frame for its user;
  * the deltas after the last reset must add up to the final content; no frame may reach another user.
  *
- * The clients are the resilient client from common (reconnect, resend by id, resume). The assertions
+ * The clients are the resilient client of @relay/client (reconnect, resend by id, resume). The assertions
  * count the raw frames off the sockets, before the client's own de-duplication, so a double final
  * from the server cannot hide behind it.
  */
-import { createResilientClient, type ResilientClient, type WebSocketLike } from '@relay/common';
+import { createResilientClient, type ResilientClient, type WebSocketLike } from '@relay/client';
 import { waitFor } from '@relay/common/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';

@@ -7,4 +7,3 @@ export * from './contract/index.js';
 export * from './lifecycle/index.js';
 export * from './transport/index.js';
 export * from './http/index.js';
-export * from './client/index.js';

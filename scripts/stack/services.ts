@@ -11,6 +11,7 @@ import { serviceEndpoints } from '../infra/harness.js';
 import type { ServiceContext, ServiceDefinition } from '../infra/harness.js';
 import { kafka } from '../infra/kafka.js';
 import { nginx } from '../infra/nginx.js';
+import { buildWeb } from '../../web/build.js';
 import { infraPaths, repoRoot } from '../infra/paths.js';
 import type { Env } from '../infra/paths.js';
 import { checkPort, defaultPorts, portFromEnv } from '../infra/ports.js';
@@ -247,7 +248,7 @@ export function upstreamsConf(gatewayPorts: readonly number[]): string {
 /**
  * Before the harness renders and checks the conf: `upstreams.conf` beside it (a relative
  * `include` resolves against the conf's directory, `<prefix>/conf/`), and `<prefix>/html` (the
- * conf's `root html;`) pointing at the UI in `websocket-server/public/`.
+ * conf's `root html;`) pointing at the UI in `websocket-server/public/`, its bundles built first.
  */
 const stackNginx: ServiceDefinition = {
   ...nginx,
@@ -262,6 +263,9 @@ const stackNginx: ServiceDefinition = {
 
     const ui = join(repoRoot, 'websocket-server', 'public');
     await mkdir(ui, { recursive: true });
+    // widget.js and chat.js are built, not committed: nginx serves them from a clean clone too.
+    const built = await buildWeb({ outDir: ui });
+    context.say(`built ${Object.keys(built).join(', ')} into ${ui}`);
     const html = join(prefix, 'html');
     const current = await lstat(html).catch(() => null);
     if (current === null || current.isSymbolicLink()) {

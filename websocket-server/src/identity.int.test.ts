@@ -117,7 +117,9 @@ describe('anonymous visitors (demo site)', () => {
     const h = await production();
     const evil = await postToken(h, { site: 'demo' }, 'https://evil.example');
     expect(evil).toMatchObject({ status: 403, body: { error: 'origin_not_allowed' } });
-    expect(evil.headers.get('access-control-allow-origin')).toBeNull();
+    // The refusal is readable by the page (so a widget there can say why), and holds no token.
+    expect(evil.headers.get('access-control-allow-origin')).toBe('https://evil.example');
+    expect(evil.body.token).toBeUndefined();
     expect((await postToken(h, { site: 'demo' }, '')).status).toBe(403);
     expect((await postToken(h, { site: 'nope' })).body).toMatchObject({ error: 'unknown_site' });
   });

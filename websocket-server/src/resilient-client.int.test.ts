@@ -3,13 +3,11 @@ import {
   createMemoryBus,
   createMemoryPubSubHub,
   createMemoryStore,
-  createResilientClient,
   promptEventSchema,
   type Bus,
-  type FinalFrame,
-  type ResilientClient,
   type ServerFrame,
 } from '@relay/common';
+import { createResilientClient, type FinalFrame, type ResilientClient } from '@relay/client';
 import { waitFor } from '@relay/common/testing';
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
@@ -17,7 +15,7 @@ import { frames, relayFrame } from './testing/frames.js';
 import { startGateway, type Harness } from './testing/gateway-harness.js';
 import { fetchToken } from './testing/ws-client.js';
 
-/** The resilient client (common/src/client) against a real gateway, the test playing consumer + relay. */
+/** The resilient client (@relay/client) against a real gateway, the test playing consumer + relay. */
 describe('resilient client against a real gateway', () => {
   const cleanup: Array<() => Promise<unknown>> = [];
   afterEach(async () => {

@@ -99,11 +99,5 @@ export interface PubSub {
   close(): Promise<void>;
 }
 
-/** Compares two stream ids (`ms-seq`) numerically. */
-export function compareStreamIds(a: string, b: string): number {
-  const [am = 0n, as = 0n] = a.split('-').map((x) => BigInt(x));
-  const [bm = 0n, bs = 0n] = b.split('-').map((x) => BigInt(x));
-  if (am !== bm) return am < bm ? -1 : 1;
-  if (as !== bs) return as < bs ? -1 : 1;
-  return 0;
-}
+// Part of the wire contract (clients compare event_ids too); re-exported for the server side.
+export { compareStreamIds } from '../contract/stream-ids.js';

@@ -411,9 +411,10 @@ export class Connection {
     if (frame?.request_id !== undefined) this.pending?.delete(frame.request_id);
   }
 
-  private parse<T>(payload: string, schema: z.ZodType<T>): T | undefined {
+  private parse<T>(payload: string, schema: z.core.$ZodType<T>): T | undefined {
     try {
-      const result = schema.safeParse(JSON.parse(payload));
+      // The core type and `z.safeParse`: the frame schemas are zod/mini ones (browsers parse them too).
+      const result = z.safeParse(schema, JSON.parse(payload));
       return result.success ? result.data : undefined;
     } catch (err) {
       this.policy.logger.warn({ err, ...this.logContext }, 'frame from the user channel is not JSON');

@@ -83,8 +83,15 @@ export function createTokenIssuer(deps: TokenIssuerDeps): TokenIssuer {
     return { 'access-control-allow-origin': origin, vary: 'Origin' };
   }
 
-  function refuse(r: Refusal, headers: Record<string, string>): TokenAnswer {
+  /**
+   * A refusal is readable by the page that asked (its origin echoed, whatever it is): it holds no
+   * token, and a widget on a page that is not allowed can then say so instead of retrying blind.
+   */
+  function refuse(r: Refusal, origin: string): TokenAnswer {
     m.tokensRefused.inc({ reason: r.error });
+    const headers: Record<string, string> = origin
+      ? { 'access-control-allow-origin': origin, vary: 'Origin' }
+      : {};
     return { status: r.status, body: { error: r.error, message: r.message, ...r.extra }, headers };
   }
 
@@ -132,12 +139,15 @@ export function createTokenIssuer(deps: TokenIssuerDeps): TokenIssuer {
       try {
         return { status: 200 as const, body: await work(), headers };
       } catch (err) {
-        if (err instanceof Refusal) return refuse(err, headers);
+        if (err instanceof Refusal) return refuse(err, request.origin);
         throw err;
       }
     };
     if (!originAllowed(site, request.origin)) {
-      return refuse(new Refusal(403, 'origin_not_allowed', 'Origin not allowed for this site'), headers);
+      return refuse(
+        new Refusal(403, 'origin_not_allowed', 'Origin not allowed for this site'),
+        request.origin,
+      );
     }
     return answer(async () => {
       if (body.identity !== undefined) {
@@ -181,7 +191,7 @@ export function createTokenIssuer(deps: TokenIssuerDeps): TokenIssuer {
       // The original form: no body, the userid in the query.
       if (request.body.trim() === '' && request.query.has('userid')) {
         return await dev(request).catch((err: unknown) => {
-          if (err instanceof Refusal) return refuse(err, cors(sites.get(DEV_SITE_ID), request.origin));
+          if (err instanceof Refusal) return refuse(err, request.origin);
           throw err;
         });
       }
@@ -207,9 +217,12 @@ export function createTokenIssuer(deps: TokenIssuerDeps): TokenIssuer {
       }
       return await forSite(request, body.data);
     } catch (err) {
-      if (err instanceof Refusal) return refuse(err, {});
+      if (err instanceof Refusal) return refuse(err, request.origin);
       deps.logger.warn({ err }, 'token issuance failed');
-      return refuse(new Refusal(503, 'upstream_unavailable', 'Tokens cannot be issued right now'), {});
+      return refuse(
+        new Refusal(503, 'upstream_unavailable', 'Tokens cannot be issued right now'),
+        request.origin,
+      );
     }
   }
 

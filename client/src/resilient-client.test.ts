@@ -1,63 +1,15 @@
 import { describe, expect, it } from 'vitest';
-import { waitFor } from '../testing/wait-for.js';
+import { waitFor } from '@relay/common/testing';
 import { fullJitter } from './backoff.js';
 import {
   createResilientClient,
   type ClientState,
   type FinalFrame,
   type ResilientClientOptions,
-  type WebSocketLike,
 } from './resilient-client.js';
+import { FakeSocket } from './testing/fakes.js';
 
 type Frame = Record<string, unknown>;
-
-/** A socket the test plays the gateway for. */
-class FakeSocket implements WebSocketLike {
-  readyState = 0;
-  sent: Frame[] = [];
-  closedBy: { code?: number; reason?: string } | undefined;
-  onopen: WebSocketLike['onopen'] = null;
-  onmessage: WebSocketLike['onmessage'] = null;
-  onclose: WebSocketLike['onclose'] = null;
-  onerror: WebSocketLike['onerror'] = null;
-
-  constructor(readonly url: string) {}
-
-  get query(): URLSearchParams {
-    return new URL(this.url).searchParams;
-  }
-
-  send(data: string): void {
-    if (this.readyState !== 1) throw new Error('not open');
-    this.sent.push(JSON.parse(data) as Frame);
-  }
-
-  close(code?: number, reason?: string): void {
-    this.closedBy = { code, reason };
-    this.drop(code ?? 1000, reason ?? '');
-  }
-
-  // ---- the gateway's side ----
-  accept(): void {
-    this.readyState = 1;
-    this.onopen?.({});
-  }
-
-  receive(frame: Frame): void {
-    this.onmessage?.({ data: JSON.stringify(frame) });
-  }
-
-  drop(code = 1006, reason = ''): void {
-    if (this.readyState === 3) return;
-    this.readyState = 3;
-    this.onclose?.({ code, reason });
-  }
-
-  refuse(): void {
-    this.onerror?.({});
-    this.drop(1006);
-  }
-}
 
 function setup(overrides: Partial<ResilientClientOptions> = {}) {
   const sockets: FakeSocket[] = [];
@@ -306,6 +258,73 @@ describe('resilient client', () => {
     s.accept();
     client.cancel('m-7');
     expect(s.sent).toEqual([{ type: 'cancel', request_id: 'm-7' }]);
+    await client.close();
+  });
+});
+
+describe('resilient client: tokens and users', () => {
+  it('asks for a fresh token after a 1008 invalid_token, and after an attempt that never opened', async () => {
+    const requests: boolean[] = [];
+    const { client, socket } = setup({
+      getToken: async ({ refresh }) => {
+        requests.push(refresh);
+        return `t${requests.length}`;
+      },
+    });
+    void client.start();
+    (await socket(0)).accept();
+    (await socket(0)).drop(1008, 'invalid_token');
+    (await socket(1)).refuse();
+    (await socket(2)).accept();
+    (await socket(2)).drop(1001, 'server_shutdown');
+    await socket(3);
+    expect(requests).toEqual([false, true, true, false]);
+    await client.close();
+  });
+
+  it('a token error that retrying cannot fix ends the client at once', async () => {
+    const refused = Object.assign(new Error('origin not allowed'), { retryable: false });
+    const { client, sockets, states } = setup({
+      getToken: async () => {
+        throw refused;
+      },
+    });
+    await expect(client.start()).rejects.toBe(refused);
+    expect(sockets).toEqual([]);
+    expect(states).toEqual(['connecting', 'closed']);
+  });
+
+  it('resumes a user from resumePoint, and a new user never from the old one’s event_id', async () => {
+    let user = 'anon-a';
+    const { client, socket } = setup({
+      userid: undefined,
+      getToken: async () => ({ token: 't', userid: user }),
+      resumePoint: (u) => (u === 'anon-a' ? '7-0' : undefined),
+    });
+    void client.start();
+    const first = await socket(0);
+    expect(first.query.get('last_event_id')).toBe('7-0');
+    expect(first.query.get('userid')).toBe('anon-a');
+    first.accept();
+    first.receive(delta('r', 0, 'x', '8-0'));
+    expect(client.lastEventId).toBe('8-0');
+    user = 'anon-b';
+    first.drop(1008, 'invalid_token');
+    const second = await socket(1);
+    expect(second.query.get('userid')).toBe('anon-b');
+    expect(second.query.has('last_event_id')).toBe(false);
+    expect(client.userid).toBe('anon-b');
+    await client.close();
+  });
+
+  it('send with an id already queued does not queue it twice', async () => {
+    const { client, socket } = setup();
+    void client.start();
+    expect(client.send('a', { id: 'k1' })).toBe('k1');
+    expect(client.send('a', { id: 'k1' })).toBe('k1');
+    const s = await socket(0);
+    s.accept();
+    expect(s.sent).toEqual([{ type: 'message', content: 'a', id: 'k1' }]);
     await client.close();
   });
 });

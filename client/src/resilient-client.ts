@@ -1,11 +1,11 @@
-import { isRetryable } from '../errors.js';
 import {
+  compareStreamIds,
+  isRetryable,
   serverFrameSchema,
   type ErrorFrame,
   type ResponseFrame,
   type ServerFrame,
-} from '../contract/server-frames.js';
-import { compareStreamIds } from '../transport/store.js';
+} from '@relay/common/contract';
 import { fullJitter } from './backoff.js';
 
 /** `onmessage = fn` with a parameter type the implementations narrow (method bivariance). */
@@ -27,12 +27,39 @@ export interface WebSocketLike {
 
 const OPEN = 1;
 
+/** What {@link ResilientClientOptions.getToken} is told about the token it gave last. */
+export interface TokenRequest {
+  /**
+   * The gateway refused the last token (close 1008 `invalid_token`), or the last attempt never
+   * opened (a browser cannot see the upgrade's 401, so that is treated the same): get a new one
+   * rather than a cached one.
+   */
+  refresh: boolean;
+}
+
+/** A token and the user it is for (anonymous and signed tokens: the server picks the userid). */
+export interface TokenGrant {
+  token: string;
+  userid: string;
+}
+
 export interface ResilientClientOptions {
   /** The gateway's WebSocket endpoint, e.g. `ws://localhost:8080/ws`. */
   url: string;
-  userid: string;
-  /** Called before every connection attempt (a token may have expired in between). */
-  getToken: () => Promise<string>;
+  /** Sent as `?userid=` (the original protocol); optional, the token names its user anyway. */
+  userid?: string;
+  /**
+   * Called before every connection attempt (a token may have expired in between). An error with
+   * `retryable: false` (a refused origin, an unknown site) ends the client at once.
+   */
+  getToken: (request: TokenRequest) => Promise<string | TokenGrant>;
+  /**
+   * Where to resume a user's stream from when the client first meets that user (the token's
+   * userid), e.g. an `event_id` kept across page loads. Called again if the user changes (an
+   * anonymous visitor whose token could not be renewed): event ids of one user's stream mean
+   * nothing in another's.
+   */
+  resumePoint?: (userid: string) => string | undefined;
   /** `(url) => new WebSocket(url)`: `ws` in Node, the global `WebSocket` in a browser. */
   createSocket: (url: string) => WebSocketLike;
   /** Ask for `response.delta` frames. @default true */
@@ -60,6 +87,8 @@ export interface ResilientClientOptions {
 export type ClientState = 'idle' | 'connecting' | 'open' | 'reconnecting' | 'closed';
 
 export interface StateDetail {
+  /** The user of the connection (state `open`), when known. */
+  userid?: string;
   /** Close code and reason of the connection that was lost. */
   code?: number;
   reason?: string;
@@ -69,6 +98,15 @@ export interface StateDetail {
 
 export type FinalFrame = ResponseFrame | ErrorFrame;
 
+export interface SendOptions {
+  conversation_id?: string;
+  /**
+   * The message's idempotency key, to send again a message an earlier client (a page before a
+   * reload) sent: the gateway answers one `id` once. @default a new one from `generateId`
+   */
+  id?: string;
+}
+
 export interface ResilientClient {
   /** Connects; resolves once the first connection is open, rejects if the client gives up before. */
   start(): Promise<void>;
@@ -76,7 +114,7 @@ export interface ResilientClient {
    * Queues a message and returns its `request_id` (the message's `id`). It is sent now when
    * connected, and again after every reconnect until the gateway acks it.
    */
-  send(content: string, options?: { conversation_id?: string }): string;
+  send(content: string, options?: SendOptions): string;
   /** Asks the gateway to stop a generation; its final then says `finish_reason: "cancelled"`. */
   cancel(requestId: string): void;
   /** Every frame, once (duplicates by `event_id` are dropped), in order. */
@@ -95,6 +133,8 @@ export interface ResilientClient {
   readonly state: ClientState;
   /** The highest `event_id` seen: where a reconnect resumes. */
   readonly lastEventId: string | undefined;
+  /** The user of the last token, once one was had. */
+  readonly userid: string | undefined;
   /** Stops reconnecting and closes the connection. Idempotent. */
   close(): Promise<void>;
 }
@@ -146,6 +186,10 @@ export function createResilientClient(options: ResilientClientOptions): Resilien
   const finals = new Set<string>();
   let state: ClientState = 'idle';
   let lastEventId = options.lastEventId;
+  let userid = options.userid;
+  let resumedFor: string | undefined = options.lastEventId !== undefined ? options.userid : undefined;
+  /** The gateway refused the last token, or the last attempt never opened. */
+  let refreshToken = false;
   let socket: WebSocketLike | undefined;
   let reconnectTimer: ReturnType<typeof setTimeout> | undefined;
   let failures = 0;
@@ -259,6 +303,22 @@ export function createResilientClient(options: ResilientClientOptions): Resilien
     if (parsed.success) onFrame(parsed.data);
   }
 
+  /** A new user (or the first one): resume where that user's stream was left, not another's. */
+  function meet(next: string): void {
+    if (next === resumedFor) return;
+    if (resumedFor !== undefined) {
+      lastEventId = undefined;
+      finals.clear();
+      streamed.clear();
+    }
+    resumedFor = next;
+    userid = next;
+    const kept = options.resumePoint?.(next);
+    if (kept !== undefined && (lastEventId === undefined || compareStreamIds(kept, lastEventId) > 0)) {
+      lastEventId = kept;
+    }
+  }
+
   function giveUp(error: Error): void {
     setState('closed', { error });
     firstOpen?.reject(error);
@@ -283,7 +343,8 @@ export function createResilientClient(options: ResilientClientOptions): Resilien
   }
 
   function urlFor(token: string): string {
-    const query = new URLSearchParams({ token, userid: options.userid });
+    const query = new URLSearchParams({ token });
+    if (userid !== undefined) query.set('userid', userid);
     query.set(stream ? 'stream' : 'ack', '1');
     if (lastEventId !== undefined) query.set('last_event_id', lastEventId);
     return `${options.url}?${query.toString()}`;
@@ -294,12 +355,24 @@ export function createResilientClient(options: ResilientClientOptions): Resilien
     if (state === 'idle') setState('connecting');
     let token: string;
     try {
-      token = await options.getToken();
+      const grant = await options.getToken({ refresh: refreshToken });
+      if (typeof grant === 'string') {
+        token = grant;
+        if (userid !== undefined) meet(userid);
+      } else {
+        token = grant.token;
+        meet(grant.userid);
+      }
     } catch (err) {
-      if (!closing) scheduleReconnect({ error: err instanceof Error ? err : new Error(String(err)) });
+      if (closing) return;
+      const error = err instanceof Error ? err : new Error(String(err));
+      // Retrying cannot fix a refused origin or an unknown site: say so now, not after 20 attempts.
+      if ((error as { retryable?: unknown }).retryable === false) return giveUp(error);
+      scheduleReconnect({ error });
       return;
     }
     if (closing) return;
+    refreshToken = true;
     let ws: WebSocketLike;
     try {
       ws = options.createSocket(urlFor(token));
@@ -313,7 +386,8 @@ export function createResilientClient(options: ResilientClientOptions): Resilien
       if (socket !== ws) return;
       failures = 0;
       disconnectedSince = undefined;
-      setState('open');
+      refreshToken = false;
+      setState('open', userid !== undefined ? { userid } : {});
       firstOpen?.resolve();
       firstOpen = undefined;
       // In the order they were sent; the gateway keeps a socket's order into Kafka.
@@ -334,6 +408,7 @@ export function createResilientClient(options: ResilientClientOptions): Resilien
       if (socket !== ws) return;
       socket = undefined;
       if (closing) return;
+      if (event.code === 1008 && event.reason === 'invalid_token') refreshToken = true;
       scheduleReconnect({ code: event.code, reason: event.reason });
     };
   }
@@ -347,7 +422,9 @@ export function createResilientClient(options: ResilientClientOptions): Resilien
       return started;
     },
     send(content, sendOptions = {}) {
-      const id = generateId();
+      const id = sendOptions.id ?? generateId();
+      const known = outbox.get(id);
+      if (known) return known.id;
       const out: Outgoing = {
         id,
         content,
@@ -382,6 +459,9 @@ export function createResilientClient(options: ResilientClientOptions): Resilien
     },
     get lastEventId() {
       return lastEventId;
+    },
+    get userid() {
+      return userid;
     },
     close() {
       closing ??= new Promise<void>((resolve) => {

@@ -1,2 +1,0 @@
-export * from './backoff.js';
-export * from './resilient-client.js';
