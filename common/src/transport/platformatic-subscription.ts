@@ -91,8 +91,9 @@ interface Incarnation {
  * One consumer-group member on @platformatic/kafka with manual commits of per-partition watermarks,
  * the same bookkeeping as the kafkajs adapter (offset-watermarks, lane-scheduler, commit-coalescer).
  *
- * Messages come off a `MessagesStream` (COMMITTED mode, autocommit off) into the lane scheduler;
- * while the scheduler is full the stream is paused, which stops its fetches. Where platformatic
+ * Messages are read off a `MessagesStream` (COMMITTED mode, autocommit off, pull mode) into the
+ * lane scheduler while it has room; while it has none the stream's buffer fills and it stops
+ * fetching. Where platformatic
  * differs from kafkajs, and what this does about it:
  * - A rebalance does not stop a fetch in flight, and the stream re-reads committed offsets while
  *   that fetch may still land. So each group join opens a new stream (from the committed offsets of
@@ -123,8 +124,6 @@ export async function startPlatformaticSubscription(
   /** Slots of the current assignment, from the last group join. */
   let assigned = new Set<string>();
   const partitions = new Map<string, { topic: string; partition: number }>();
-  /** Taken off the stream, waiting for room in the scheduler (in stream order). */
-  let backlog: StringMessage[] = [];
   /** Incarnations being shut down in the background (a failed close is retried). */
   const retiring = new Set<Promise<void>>();
 
@@ -162,14 +161,12 @@ export async function startPlatformaticSubscription(
     for (const slot of new Set([...assigned, ...watermarks.slots()])) revoke(slot);
     assigned = new Set();
     memberId = undefined;
-    backlog = [];
   }
 
   function fail(err: unknown, message?: BusMessage): void {
     if (failed) return;
     failed = true;
     scheduler.stop();
-    backlog = [];
     current?.stream?.pause();
     const error = err instanceof Error ? err : new Error(String(err));
     log.error(
@@ -210,15 +207,21 @@ export async function startPlatformaticSubscription(
     });
   }
 
-  /** Moves the backlog into the scheduler while it has room; pauses the stream while it has none. */
+  /**
+   * Reads from the stream while the scheduler has room. The stream is read in pull mode, so its own
+   * buffer is the backlog: once `highWaterMark` messages wait there it stops fetching, and reading
+   * below that starts the next fetch. (pause()/resume() would not do: every resume of a
+   * platformatic stream starts a fetch whatever its buffer holds.)
+   */
   function pump(): void {
-    if (holding()) return;
-    while (backlog.length > 0 && !rebalancing && scheduler.hasRoom()) take(backlog.shift() as StringMessage);
+    if (holding() || rebalancing) return;
     const stream = current?.stream;
     if (!stream) return;
-    if (backlog.length > 0 || rebalancing) {
-      if (!stream.isPaused()) stream.pause();
-    } else if (stream.isPaused()) stream.resume();
+    while (scheduler.hasRoom()) {
+      const message = stream.read() as StringMessage | null;
+      if (message === null) return;
+      take(message);
+    }
   }
 
   function consumeOptions() {
@@ -252,10 +255,8 @@ export async function startPlatformaticSubscription(
       if (inc.stream === stream) crash(inc, err);
       else log.debug({ err }, 'a replaced message stream failed');
     });
-    stream.on('data', (message: StringMessage) => {
-      if (inc !== current || inc.stream !== stream || holding()) return;
-      backlog.push(message);
-      pump();
+    stream.on('readable', () => {
+      if (inc === current && inc.stream === stream) pump();
     });
     inc.stream = stream;
     pump();
@@ -265,7 +266,6 @@ export async function startPlatformaticSubscription(
   function replaceStream(inc: Incarnation): void {
     const previous = inc.stream;
     inc.stream = undefined;
-    backlog = [];
     const seq = ++inc.streamSeq;
     inc.consumer.consume(consumeOptions()).then(
       (stream) => {
@@ -446,7 +446,6 @@ export async function startPlatformaticSubscription(
       closing = true;
       clearTimeout(restartTimer);
       scheduler.stop();
-      backlog = [];
       const inc = current;
       for (const stream of inc?.streams ?? []) stream.pause();
       let timer: NodeJS.Timeout | undefined;
