@@ -60,7 +60,10 @@ try {
   await consumer.start();
   ready = () => bus.healthy() && consumer.ready();
 
-  logger.info({ port, model: config.openai.model, base_url: baseUrl }, `${SERVICE} started`);
+  logger.info(
+    { port, model: config.openai.model, base_url: baseUrl, kafka_client: config.kafka.client },
+    `${SERVICE} started`,
+  );
 } catch (err) {
   logger.fatal({ err }, `${SERVICE} failed to start`);
   await shutdown.shutdown('start failed', 1);

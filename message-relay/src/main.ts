@@ -54,7 +54,7 @@ try {
   const { port } = await ops.start();
   await bus.connect();
   await relay.start();
-  logger.info({ port }, `${SERVICE} started`);
+  logger.info({ port, kafka_client: config.kafka.client }, `${SERVICE} started`);
 } catch (err) {
   logger.fatal({ err }, `${SERVICE} failed to start`);
   await shutdown.shutdown('start-up failed', 1);

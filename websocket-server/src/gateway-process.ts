@@ -80,5 +80,8 @@ export async function runGatewayProcess(
   built.gateway = gateway;
   const { port } = await gateway.start();
   shutdown.add('gateway', () => gateway.close());
-  logger.info({ port, kafka: config.kafka.brokers, redis: 'configured' }, `${service} started`);
+  logger.info(
+    { port, kafka: config.kafka.brokers, kafka_client: config.kafka.client, redis: 'configured' },
+    `${service} started`,
+  );
 }
