@@ -326,11 +326,13 @@ export async function startPlatformaticSubscription(
     const done = (async () => {
       for (const stream of inc.streams) stream.pause();
       for (let attempt = 0; attempt < 30; attempt++) {
+        // Closing the bus: one bounded try (the process is on its way out, a shutdown deadline runs).
+        const final = closing;
         try {
           await Promise.race([
             inc.consumer.close(true),
             new Promise((_, reject) =>
-              setTimeout(() => reject(new Error('consumer close timed out')), 10_000).unref(),
+              setTimeout(() => reject(new Error('consumer close timed out')), final ? 5000 : 10_000).unref(),
             ),
           ]);
           return;
@@ -338,7 +340,7 @@ export async function startPlatformaticSubscription(
           // During an outage LeaveGroup cannot reach the coordinator and platformatic keeps the
           // consumer open; a close that gets through later leaves the group for good.
           log.debug({ err, attempt }, 'kafka consumer close failed; retrying');
-          if (closing && attempt >= 1) return;
+          if (final || closing) return;
           await new Promise((resolve) => setTimeout(resolve, Math.min(RESTART_MAX_MS, 500 * 2 ** attempt)));
         }
       }
