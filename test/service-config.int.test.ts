@@ -27,6 +27,7 @@ describe('a broken config value stops a service with one clear line', () => {
     ['websocket-server/src/main.ts', 'JWT_SECRET', 'short'],
     ['ai-consumer/src/main.ts', 'MAX_WORKERS', '0'],
     ['message-relay/src/main.ts', 'KAFKA_BOOTSTRAP_SERVERS', 'nohostport'],
+    ['message-relay/src/main.ts', 'KAFKA_CLIENT', 'librdkafka'],
     ['ai-consumer/src/mock-openai/main.ts', 'MOCK_OPENAI_TTFT_MS', '-5'],
   ])('%s with %s=%s', async (entry, variable, value) => {
     // Every other required variable is valid, so the one broken value is what stops the service.
