@@ -1,6 +1,5 @@
 import {
   Admin,
-  GenericError,
   ProduceAcks,
   Producer,
   compatibilityPartitioner,
@@ -13,6 +12,7 @@ import { BusUnavailableError } from './bus-errors.js';
 import { PROBE_INTERVAL_MS, recordSize, withTimeout } from './kafka-common.js';
 import { createProduceBatcher } from './produce-batcher.js';
 import {
+  hasApiError,
   startPlatformaticSubscription,
   type PlatformaticClientOptions,
   type PlatformaticSubscription,
@@ -264,10 +264,4 @@ export function createPlatformaticBus(options: PlatformaticBusOptions): Bus {
       await Promise.allSettled([admin.close(), producer.close()]);
     }),
   };
-}
-
-/** platformatic errors nest the broker's answer (a ResponseError holds ProtocolErrors); findBy walks them. */
-export function hasApiError(err: unknown, apiId: string): boolean {
-  if (!(err instanceof Error) || !GenericError.isGenericError(err)) return false;
-  return (err as GenericError).findBy('apiId', apiId) !== null;
 }

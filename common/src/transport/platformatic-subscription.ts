@@ -1,6 +1,7 @@
 import {
   ConnectionPool,
   Consumer,
+  GenericError,
   IS_CONTROL,
   ListOffsetTimestamps,
   UserError,
@@ -57,6 +58,12 @@ const INITIAL_JOIN_TIMEOUT_MS = 30_000;
 const FETCH_MIN_BYTES = 1;
 const FETCH_MAX_BYTES = 10 * 1024 * 1024;
 const FETCH_MAX_BYTES_PER_PARTITION = 1024 * 1024;
+
+/** platformatic errors nest the broker's answer (a ResponseError holds ProtocolErrors); findBy walks them. */
+export function hasApiError(err: unknown, apiId: string): boolean {
+  if (!(err instanceof Error) || !GenericError.isGenericError(err)) return false;
+  return (err as GenericError).findBy('apiId', apiId) !== null;
+}
 
 function toBusMessage(
   topic: string,
@@ -215,18 +222,23 @@ export async function startPlatformaticSubscription(
   }
 
   /** Hands one message to the scheduler, unless it is not ours (any more) or already taken. */
-  function take(slot: string, offset: bigint, message: () => BusMessage): void {
-    if (!assigned.has(slot)) return;
-    const next = watermarks.nextOffset(slot);
-    if (next !== undefined && offset < next) return;
-    const ticket = watermarks.track(slot, offset);
-    if (!ticket) return;
-    const busMessage = message();
+  function take(slot: string, message: BusMessage, ticket: WatermarkTicket): void {
     scheduler.submit({
-      lane: laneKey(consumption.ordering, slot, busMessage.key),
+      lane: laneKey(consumption.ordering, slot, message.key),
       tag: slot,
-      run: () => handle(busMessage, ticket),
+      run: () => handle(message, ticket),
     });
+  }
+
+  /**
+   * Tracks a fetched offset, unless its partition is not ours (any more) or it was taken already (a
+   * kept partition refetched from the committed watermark: running or done here).
+   */
+  function track(slot: string, offset: bigint): WatermarkTicket | undefined {
+    if (!assigned.has(slot)) return undefined;
+    const next = watermarks.nextOffset(slot);
+    if (next !== undefined && offset < next) return undefined;
+    return watermarks.track(slot, offset);
   }
 
   const groupOptions = () => ({
@@ -315,21 +327,51 @@ export async function startPlatformaticSubscription(
         await nap(POLL_MS);
         continue;
       }
-      const responses = await Promise.all(
-        [...requests].map(([node, topics]) =>
-          inc.consumer.fetch({
-            node,
-            topics,
-            minBytes: FETCH_MIN_BYTES,
-            maxBytes: FETCH_MAX_BYTES,
-            maxWaitTime: deps.maxWaitTimeMs,
-            connectionPool: inc.pool,
-          }),
-        ),
-      );
-      for (const response of responses) {
-        if (!(await feed(inc, epoch, response, names, position))) return;
+      // A fetch returns whole record batches: the first may start below the offset asked for.
+      const requested = new Map(position);
+      let responses: FetchResponse[];
+      try {
+        responses = await Promise.all(
+          [...requests].map(([node, topics]) =>
+            inc.consumer.fetch({
+              node,
+              topics,
+              minBytes: FETCH_MIN_BYTES,
+              maxBytes: FETCH_MAX_BYTES,
+              maxWaitTime: deps.maxWaitTimeMs,
+              connectionPool: inc.pool,
+            }),
+          ),
+        );
+      } catch (err) {
+        // A position the log no longer has (retention passed it) or does not have yet: move it into
+        // the log, as kafkajs does (the oldest record for a fromBeginning group, else the newest).
+        if (!hasApiError(err, 'OFFSET_OUT_OF_RANGE')) throw err;
+        await clampPositions(inc, position);
+        continue;
       }
+      for (const response of responses) {
+        if (!(await feed(inc, epoch, response, names, position, requested))) return;
+      }
+    }
+  }
+
+  async function clampPositions(inc: Incarnation, position: Map<string, bigint>): Promise<void> {
+    const topics = [...new Set([...position.keys()].map((slot) => partitions.get(slot)?.topic as string))];
+    const [earliest, latest] = await Promise.all([
+      inc.consumer.listOffsets({ topics, timestamp: ListOffsetTimestamps.EARLIEST }),
+      inc.consumer.listOffsets({ topics, timestamp: ListOffsetTimestamps.LATEST }),
+    ]);
+    for (const [slot, at] of position) {
+      const tp = partitions.get(slot) as { topic: string; partition: number };
+      const low = earliest.get(tp.topic)?.[tp.partition];
+      const high = latest.get(tp.topic)?.[tp.partition];
+      if (low === undefined || high === undefined || (at >= low && at <= high)) continue;
+      const to = sub.fromBeginning ? low : high;
+      log.warn({ slot, from: at.toString(), to: to.toString() }, 'fetch position out of the log; moved');
+      // Moved below what was tracked (the topic was recreated): that tracking means nothing now.
+      if (to < (watermarks.nextOffset(slot) ?? to)) revoke(slot);
+      position.set(slot, to);
     }
   }
 
@@ -340,12 +382,14 @@ export async function startPlatformaticSubscription(
     response: FetchResponse,
     names: Map<string, string>,
     position: Map<string, bigint>,
+    requested: Map<string, bigint>,
   ): Promise<boolean> {
     for (const topicResponse of response.responses) {
       const topic = names.get(topicResponse.topicId);
       if (topic === undefined) continue;
       for (const { partitionIndex: partition, records: batches } of topicResponse.partitions) {
         const slot = slotKey(topic, partition);
+        const from = requested.get(slot) ?? 0n;
         for (const batch of batches ?? []) {
           if (!(batch.attributes & IS_CONTROL)) {
             for (const record of batch.records) {
@@ -355,7 +399,10 @@ export async function startPlatformaticSubscription(
               }
               if (!live(inc, epoch)) return false;
               const offset = batch.firstOffset + BigInt(record.offsetDelta);
-              take(slot, offset, () => toBusMessage(topic, partition, offset, batch.firstTimestamp, record));
+              if (offset < from) continue;
+              const ticket = track(slot, offset);
+              if (ticket)
+                take(slot, toBusMessage(topic, partition, offset, batch.firstTimestamp, record), ticket);
             }
           }
           // Past the batch, control batches (transaction markers) included.

@@ -123,6 +123,62 @@ describe.each(clients)('Kafka consumer crash (separate process, SIGKILL, %s)', (
   });
 });
 
+describe.each(clients)('Kafka: a committed offset the log no longer has (%s)', (client) => {
+  const kafka = new Kafka({ clientId: 'retention-test-admin', brokers, logLevel: logLevel.NOTHING });
+  const admin = kafka.admin();
+  const cleanup: Array<() => Promise<void>> = [];
+  afterEach(async () => {
+    for (const c of cleanup.splice(0).reverse()) await c().catch(() => undefined);
+  });
+  afterAll(() => admin.disconnect());
+
+  it('a fromBeginning group resumes from the oldest record still there', async () => {
+    await admin.connect();
+    const topic = uniqueName('retention');
+    const groupId = uniqueName('retention-g');
+    const bus = createKafkaClientBus({
+      client,
+      brokers,
+      clientId: uniqueName('retention'),
+      logger: silentLogger,
+      onFatal: () => {},
+      sessionTimeoutMs: 6000,
+    });
+    cleanup.push(() => bus.close());
+    await bus.connect();
+    await bus.ensureTopics([{ topic, partitions: 1 }]);
+    const subscribe = async (seen: string[]) => {
+      const s = await bus.subscribe({
+        groupId,
+        topics: [topic],
+        fromBeginning: true,
+        handler: async (m) => void seen.push(m.value),
+      });
+      cleanup.push(() => s.close());
+      return s;
+    };
+    const first: string[] = [];
+    const s1 = await subscribe(first);
+    await bus.publish(topic, [
+      { key: 'k', value: 'a' },
+      { key: 'k', value: 'b' },
+    ]);
+    await waitFor(() => first.length === 2, { timeoutMs: 30_000 });
+    await s1.close();
+    // Committed: 2. Retention (here deleteRecords) then moves the log start past it, to 4.
+    await bus.publish(
+      topic,
+      ['c', 'd', 'e', 'f'].map((value) => ({ key: 'k', value })),
+    );
+    await admin.fetchTopicMetadata({ topics: [topic] });
+    await admin.deleteTopicRecords({ topic, partitions: [{ partition: 0, offset: '4' }] });
+    const second: string[] = [];
+    await subscribe(second);
+    await waitFor(() => second.length >= 2, { timeoutMs: 30_000, message: 'records after the reset' });
+    expect(second).toEqual(['e', 'f']);
+  });
+});
+
 describe('Redis restart', () => {
   it('pub/sub delivery continues after Redis restarts (every channel resubscribed)', async () => {
     let resubscribed = 0;
