@@ -5,7 +5,7 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, openSync } from 'node:fs';
-import { chmod, copyFile, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import { createServer as createNetServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -18,8 +18,12 @@ import { WebSocket, WebSocketServer } from 'ws';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { configFragments as consumerFragments } from '../ai-consumer/src/config.js';
+import { dataPanels, loadDashboards } from './support/dashboards.js';
+import { checkDashboardSchema } from './support/grafana-schema.js';
+import { builtinMetricNames, metricNamesInCode, metricNamesOf } from './support/metric-names.js';
 import { configFragments as relayFragments } from '../message-relay/src/config.js';
 import { configFragments as gatewayFragments } from '../websocket-server/src/config.js';
+import { defaultPorts } from '../scripts/infra/ports.js';
 
 const root = resolve(fileURLToPath(new URL('.', import.meta.url)), '..');
 const at = (...parts: string[]) => join(root, ...parts);
@@ -29,6 +33,10 @@ type Yaml = Record<string, unknown>;
 /** The parts of each file the checks read; anything else may be there. */
 const prometheusSchema = z.object({
   global: z.object({ scrape_interval: z.string() }),
+  rule_files: z.array(z.string()),
+  alerting: z.object({
+    alertmanagers: z.array(z.object({ static_configs: z.array(z.object({ targets: z.array(z.string()) })) })),
+  }),
   scrape_configs: z.array(
     z.object({ job_name: z.string(), static_configs: z.array(z.object({ targets: z.array(z.string()) })) }),
   ),
@@ -38,18 +46,6 @@ const datasourcesSchema = z.object({
 });
 const providersSchema = z.object({
   providers: z.array(z.object({ options: z.object({ path: z.string() }) })).min(1),
-});
-const dashboardSchema = z.object({
-  uid: z.string().min(1),
-  title: z.string().min(1),
-  panels: z.array(
-    z.object({
-      id: z.number().int(),
-      type: z.string(),
-      datasource: z.object({ uid: z.string() }).optional(),
-      targets: z.array(z.object({ expr: z.string() })).optional(),
-    }),
-  ),
 });
 const readYaml = async (...parts: string[]): Promise<unknown> =>
   parseYaml(await readFile(at(...parts), 'utf8'));
@@ -271,8 +267,22 @@ describe('prometheus', () => {
         'websocket-server',
       ]);
       expect(jobs['websocket-server']).toHaveLength(2);
+      // Both load the alerting rules (test/alerts.int.test.ts tests them) and send to Alertmanager.
+      expect(config.rule_files).toEqual(['alerts.yml']);
+      const alertmanagers = config.alerting.alertmanagers.flatMap((a) =>
+        a.static_configs.flatMap((c) => c.targets),
+      );
+      expect(alertmanagers).toEqual([
+        file === 'prometheus.yml' ? 'alertmanager:9093' : `127.0.0.1:${defaultPorts.alertmanager}`,
+      ]);
     },
   );
+
+  it('amtool accepts alertmanager.yml, whose routes lead to receivers it defines', async () => {
+    const r = run('amtool', ['check-config', at('prometheus', 'alertmanager.yml')]);
+    expect(r.output).toContain('SUCCESS');
+    expect(r.status).toBe(0);
+  });
 
   it('the local config scrapes the ports the services default to', async () => {
     const text = await readFile(at('prometheus', 'prometheus.local.yml'), 'utf8');
@@ -281,50 +291,68 @@ describe('prometheus', () => {
   });
 });
 
-/** Every metric name the services register, as written in their source (`name: 'x'`). */
-async function metricNamesInCode(): Promise<Set<string>> {
-  const names = new Set<string>();
-  const walk = async (dir: string): Promise<void> => {
-    for (const entry of await readdir(dir, { withFileTypes: true })) {
-      const path = join(dir, entry.name);
-      if (entry.isDirectory()) await walk(path);
-      else if (entry.name.endsWith('.ts') && !entry.name.endsWith('.test.ts')) {
-        for (const m of (await readFile(path, 'utf8')).matchAll(/name: '([a-z][a-z0-9_]*)'/g))
-          names.add(m[1] ?? '');
-      }
-    }
-  };
-  for (const service of ['common', 'websocket-server', 'ai-consumer', 'message-relay'])
-    await walk(at(service, 'src'));
-  return names;
-}
-
 describe('grafana', () => {
-  it('every dashboard parses, uses the provisioned datasource and charts metrics the code defines', async () => {
-    const datasources = datasourcesSchema.parse(
-      await readYaml('grafana', 'provisioning', 'datasources', 'prometheus.yml'),
-    );
-    const uids = new Set(datasources.datasources.map((d) => d.uid));
+  it('the provisioning files point at the dashboards and the Prometheus datasource', async () => {
     const providers = providersSchema.parse(
       await readYaml('grafana', 'provisioning', 'dashboards', 'dashboards.yml'),
     );
     expect(providers.providers[0]?.options.path).toBe('/var/lib/grafana/dashboards');
-
-    const files = (await readdir(at('grafana', 'dashboards'))).filter((f) => f.endsWith('.json'));
+    const files = (await loadDashboards(root)).map((d) => d.file);
     expect(files).toContain('relay.json');
-    const known = await metricNamesInCode();
-    for (const file of files) {
-      const dashboard = dashboardSchema.parse(
-        JSON.parse(await readFile(at('grafana', 'dashboards', file), 'utf8')),
-      );
-      const ids = dashboard.panels.map((p) => p.id);
-      expect(new Set(ids).size).toBe(ids.length);
-      for (const panel of dashboard.panels.filter((p) => p.type !== 'row')) {
-        expect(uids.has(panel.datasource?.uid ?? '')).toBe(true);
-        for (const { expr } of panel.targets ?? []) {
-          for (const [metric] of expr.matchAll(/\b(?:gateway|ai_consumer|message_relay)_[a-z0-9_]+/g)) {
-            const family = metric.replace(/_(bucket|count|sum)$/, '');
-            expect(known, `${file}: ${metric} is not defined in code`).toContain(family);
+  });
+
+  it("every dashboard satisfies Grafana's schema (@grafana/schema, the compose file's version)", async () => {
+    const compose = await readFile(at('docker-compose.yml'), 'utf8');
+    const schema = z
+      .object({ version: z.string() })
+      .parse(JSON.parse(await readFile(at('node_modules', '@grafana', 'schema', 'package.json'), 'utf8')));
+    expect(compose).toContain(`image: grafana/grafana:${schema.version}`);
+    for (const { file, text } of await loadDashboards(root)) {
+      const problems = checkDashboardSchema(text, at('test'));
+      expect(problems.map((p) => `${file}:${p.line}: ${p.message}`)).toEqual([]);
+    }
+  }, 60_000);
+
+  it('every panel has a unique id and title, its own place, the provisioned datasource and known metrics', async () => {
+    const datasources = datasourcesSchema.parse(
+      await readYaml('grafana', 'provisioning', 'datasources', 'prometheus.yml'),
+    );
+    const uids = new Set(datasources.datasources.map((d) => d.uid));
+    const rules = z
+      .object({ groups: z.array(z.object({ rules: z.array(z.object({ record: z.string().optional() })) })) })
+      .parse(await readYaml('prometheus', 'alerts.yml'));
+    const known = new Set([
+      ...(await metricNamesInCode(root)),
+      ...builtinMetricNames(),
+      ...rules.groups.flatMap((g) => g.rules.flatMap((r) => (r.record ? [r.record] : []))),
+    ]);
+    for (const d of await loadDashboards(root)) {
+      const { panels } = d.dashboard;
+      expect(new Set(panels.map((p) => p.id)).size, `${d.file}: panel ids`).toBe(panels.length);
+      expect(new Set(panels.map((p) => p.title)).size, `${d.file}: panel titles`).toBe(panels.length);
+      const cells = new Map<string, string>();
+      for (const panel of panels) {
+        const { x, y, w, h } = panel.gridPos;
+        expect(x + w, `${panel.title}: past the 24 columns`).toBeLessThanOrEqual(24);
+        for (let i = x; i < x + w; i++) {
+          for (let j = y; j < y + h; j++) {
+            const other = cells.get(`${i},${j}`);
+            expect(other, `${d.file}: "${panel.title}" overlaps "${other ?? ''}"`).toBeUndefined();
+            cells.set(`${i},${j}`, panel.title);
+          }
+        }
+      }
+      for (const panel of dataPanels(d)) {
+        expect(uids.has(panel.datasource?.uid ?? ''), `${panel.title}: datasource`).toBe(true);
+        expect(panel.targets.length, `${panel.title}: no query`).toBeGreaterThan(0);
+        for (const target of panel.targets) {
+          expect(uids.has(target.datasource?.uid ?? ''), `${panel.title} ${target.refId}: datasource`).toBe(
+            true,
+          );
+          for (const metric of metricNamesOf(target.expr)) {
+            expect(known, `${d.file}: "${panel.title}" reads ${metric}, which nothing defines`).toContain(
+              metric,
+            );
           }
         }
       }
@@ -344,6 +372,7 @@ describe('docker-compose.yml', () => {
     'redis',
     'nginx',
     'prometheus',
+    'alertmanager',
     'grafana',
     'mock-openai',
     'gateway-1',

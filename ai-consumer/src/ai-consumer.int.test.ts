@@ -187,7 +187,8 @@ describe('ai-consumer on real Kafka and Redis', () => {
     const call = calls.find((c) => c.at(-1)?.content === 'and a follow-up');
     expect(call?.map((m) => m.role)).toEqual(['system', 'user', 'assistant', 'user']);
     expect(call?.[1]?.content).toBe('hello from the integration test');
-    expect(await store.listRange(historyKey(userid, 'default'), 0, -1)).toHaveLength(4);
+    // The turn is saved after the final is published, as in the test above.
+    await waitFor(async () => (await store.listRange(historyKey(userid, 'default'), 0, -1)).length === 4);
   });
 
   it('routes an invalid event to the DLQ and answers its user with invalid_message', async () => {

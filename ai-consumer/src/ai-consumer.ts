@@ -2,6 +2,8 @@ import {
   ERROR_CODES,
   createDailyBudgets,
   createGuard,
+  exportConsumerLag,
+  parseStored,
   type BudgetScope,
   HEADERS,
   REDIS_KEYS,
@@ -115,15 +117,8 @@ export interface AiConsumer {
 const addressSchema = z.object({ userid: z.string().min(1), request_id: z.string().min(1) });
 
 function addressOf(value: string): { userid: string; request_id: string } | undefined {
-  let data: unknown;
-  try {
-    data = JSON.parse(value);
-  } catch {
-    // Not JSON: there is nobody to address, the DLQ record is all that can be done.
-    return undefined;
-  }
-  const parsed = addressSchema.safeParse(data);
-  return parsed.success ? parsed.data : undefined;
+  // Not JSON, or no address: there is nobody to tell, the DLQ record is all that can be done.
+  return parseStored(addressSchema, value);
 }
 
 /**
@@ -148,7 +143,7 @@ export function createAiConsumer(options: AiConsumerOptions): AiConsumer {
   const topics = options.topics ?? TOPICS;
   const now = options.now ?? Date.now;
   const m = consumerMetrics(options.metrics);
-  const guard = createGuard({ logger, metrics: options.metrics });
+  const guard = createGuard({ logger, metrics: options.metrics, handlers: ['prompt'] });
   const scheduler = createWorkScheduler({ maxWorkers: config.openai.maxWorkers });
   const history = createHistory({
     store,
@@ -359,6 +354,8 @@ export function createAiConsumer(options: AiConsumerOptions): AiConsumer {
           if (await cancelledBeforeStart()) return undefined;
           m.inFlight.inc();
           callStarted = now();
+          // The record's timestamp is the gateway's producer clock; a skewed one counts as no wait.
+          m.pickupDelay.observe(Math.max(0, callStarted - message.timestamp) / 1000);
           let firstToken = true;
           try {
             return await model.streamChat(buildMessages(config.openai.systemPrompt, turns, prompt.content), {
@@ -433,10 +430,11 @@ export function createAiConsumer(options: AiConsumerOptions): AiConsumer {
       // Cancelled before a single token there is no answer, and a lone question would only confuse.
       if (outcome === 'cancelled' && content === '') return;
       try {
-        await history.append(prompt.userid, prompt.conversation_id, [
+        const kept = await history.append(prompt.userid, prompt.conversation_id, [
           { role: 'user', content: prompt.content, request_id: prompt.request_id, time: prompt.received_at },
           { role: 'assistant', content, request_id: prompt.request_id, time: new Date(now()).toISOString() },
         ]);
+        if (kept > 0) m.historyLength.observe(kept);
       } catch (error) {
         // The answer is delivered; failing now would redeliver and answer twice. Lose one turn of context.
         m.historyErrors.inc({ operation: 'append' });
@@ -527,6 +525,13 @@ export function createAiConsumer(options: AiConsumerOptions): AiConsumer {
         concurrency: config.openai.maxWorkers,
         ordering: 'key',
         drainTimeoutMs: drainTimeoutFor(config.http.shutdownTimeoutMs),
+      });
+      exportConsumerLag({
+        metrics: options.metrics,
+        bus,
+        logger,
+        groupId: options.groupId ?? CONSUMER_GROUP,
+        topics: [topics.incoming],
       });
       logger.info(
         {

@@ -1,4 +1,4 @@
-import type { Metrics } from '@relay/common';
+import { SIZE_BUCKETS, startAtZero, type Metrics } from '@relay/common';
 
 /**
  * Every ai-consumer metric, in one place so dashboards have one list to read. Get-or-create: the
@@ -6,7 +6,7 @@ import type { Metrics } from '@relay/common';
  * (outcomes, failure kinds); a user id is never one.
  */
 export function consumerMetrics(metrics: Metrics) {
-  return {
+  const m = {
     requests: metrics.counter<'outcome'>({
       name: 'ai_consumer_requests_total',
       help: 'Prompt events answered, by outcome (ok, cancelled, invalid_message or an error code)',
@@ -20,6 +20,15 @@ export function consumerMetrics(metrics: Metrics) {
     timeToFirstToken: metrics.histogram({
       name: 'ai_consumer_time_to_first_token_seconds',
       help: 'From the start of the model call to its first streamed token',
+    }),
+    pickupDelay: metrics.histogram({
+      name: 'ai_consumer_pickup_delay_seconds',
+      help: 'From the prompt record entering Kafka (its timestamp) to its model call starting: the fetch, the user queue and the MAX_WORKERS wait',
+    }),
+    historyLength: metrics.histogram({
+      name: 'ai_consumer_history_length',
+      help: 'Messages a conversation history keeps after an answer was added (capped at HISTORY_MAX_MESSAGES)',
+      buckets: SIZE_BUCKETS,
     }),
     processingTime: metrics.histogram({
       name: 'ai_consumer_processing_time_seconds',
@@ -81,6 +90,23 @@ export function consumerMetrics(metrics: Metrics) {
       labelNames: ['operation'],
     }),
   };
+  // The values these labels take in normal failures, present from the start (see startAtZero).
+  startAtZero(m.attempts, 'result', ['ok', ...FAILURE_KINDS]);
+  startAtZero(m.retries, 'reason', FAILURE_KINDS);
+  startAtZero(m.breakerTransitions, 'state', ['closed', 'half_open', 'open']);
+  startAtZero(m.dlq, 'reason', [
+    'invalid_message',
+    'internal_error',
+    'upstream_unavailable',
+    'upstream_error',
+    'timeout',
+  ]);
+  startAtZero(m.stateErrors, 'operation', ['claim', 'done', 'cancel_check', 'budget']);
+  startAtZero(m.historyErrors, 'operation', ['load', 'append']);
+  return m;
 }
+
+/** The failure kinds of a model attempt that happen in practice (`failureKind`, upstream-errors.ts). */
+const FAILURE_KINDS = ['5xx', '429', 'timeout', 'connection', 'stream'];
 
 export type ConsumerMetrics = ReturnType<typeof consumerMetrics>;

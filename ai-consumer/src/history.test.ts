@@ -10,10 +10,11 @@ describe('conversation history', () => {
       { role: 'user', content: 'hi' },
       { role: 'assistant', content: 'hello' },
     ]);
-    await history.append('u1', 'c1', [
+    const kept = await history.append('u1', 'c1', [
       { role: 'user', content: 'how are you?' },
       { role: 'assistant', content: 'fine' },
     ]);
+    expect(kept).toBe(4);
     await history.append('u1', 'c2', [{ role: 'user', content: 'other' }]);
     await history.append('u2', 'c1', [{ role: 'user', content: 'someone else' }]);
     expect(await history.load('u1', 'c1')).toEqual([

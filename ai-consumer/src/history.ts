@@ -32,9 +32,10 @@ export interface History {
   load(userid: string, conversationId: string): Promise<ChatMessage[]>;
   /**
    * Appends the turns in one atomic command (RPUSH + LTRIM + PEXPIRE), so a pair is never split, and
-   * notes the conversation in the user's index (what `GET /api/v1/conversations` lists).
+   * notes the conversation in the user's index (what `GET /api/v1/conversations` lists). Resolves
+   * with the number of messages the conversation keeps now (0 when history is off).
    */
-  append(userid: string, conversationId: string, turns: HistoryTurn[]): Promise<void>;
+  append(userid: string, conversationId: string, turns: HistoryTurn[]): Promise<number>;
 }
 
 /** Multi-turn context per user and conversation: a capped Redis list with a sliding TTL. */
@@ -55,9 +56,9 @@ export function createHistory(options: HistoryOptions): History {
       return turns;
     },
     async append(userid, conversationId, turns) {
-      if (maxMessages === 0 || turns.length === 0) return;
+      if (maxMessages === 0 || turns.length === 0) return 0;
       const ttlMs = options.ttlSeconds * 1000;
-      await store.listAppend(
+      const kept = await store.listAppend(
         historyKey(userid, conversationId),
         turns.map((t) => JSON.stringify(t)),
         { maxLength: maxMessages, ttlMs },
@@ -72,6 +73,7 @@ export function createHistory(options: HistoryOptions): History {
         maxLength: CONVERSATIONS_KEPT,
         ttlMs,
       });
+      return kept;
     },
   };
 }

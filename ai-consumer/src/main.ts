@@ -18,7 +18,7 @@ let ready = () => false;
 const ops = createOpsServer({
   host: config.http.host,
   port: config.http.port,
-  registry: metrics.registry,
+  metrics,
   health: () => ({ status: 'ok', service: SERVICE, server_id: config.http.serverId }),
   ready: () => {
     const checks = { consuming: ready(), draining: shutdown.draining };

@@ -30,7 +30,7 @@ const relay = createRelay({ config, logger, metrics, bus, store, pubsub });
 const ops = createOpsServer({
   host: config.http.host,
   port: config.http.port,
-  registry: metrics.registry,
+  metrics,
   health: () => ({ status: 'ok', service: SERVICE, server_id: config.http.serverId }),
   ready: () => {
     const r = relay.ready();

@@ -232,6 +232,11 @@ describe('createRelay (in-process bus, store and pub/sub)', () => {
     expect(log.map((e) => attachEventId(e.fields.frame ?? '', e.id))).toEqual(
       f.received.map((r) => r.payload),
     );
+    // Four appends to one log: lengths 1, 2, 3 and 4 observed.
+    await waitForMetric(f.metrics, 'message_relay_replay_log_length_count', {}, 4);
+    expect(await metricValue(f.metrics, 'message_relay_replay_log_length_sum')).toBe(10);
+    expect((await f.relay.ready()).checks).toMatchObject({ kafka: true, redis: true });
+    expect(await metricValue(f.metrics, 'message_relay_upstream_up', { upstream: 'kafka' })).toBe(1);
 
     await waitForMetric(f.metrics, 'message_relay_latency_seconds_count', {}, 4);
     expect(await metricValue(f.metrics, 'message_relay_frames_total', { type: 'response.delta' })).toBe(2);

@@ -3,9 +3,12 @@ import {
   attachEventId,
   createGuard,
   dlqRecord,
+  exportConsumerLag,
   publishWithRetry,
   HEADERS,
   REDIS_KEYS,
+  SIZE_BUCKETS,
+  startAtZero,
   TOPICS,
   frameFromEvent,
   once,
@@ -62,6 +65,7 @@ export interface Relay {
   start(): Promise<void>;
   /** Leaves the group after the message in hand is done or handed back uncommitted. Idempotent. */
   close(): Promise<void>;
+  /** Also sets `message_relay_upstream_up`; the ops server asks before every scrape. */
   ready(): RelayReadiness;
 }
 
@@ -122,6 +126,7 @@ export function createRelay(deps: RelayDeps): Relay {
     help: 'Redelivered events skipped by the relay append (already in the replay log), by frame type',
     labelNames: ['type'] as const,
   });
+  startAtZero(dlqTotal, 'reason', ['invalid_event', 'redis_rejected', 'internal_error']);
   const noSubscriberTotal = metrics.counter({
     name: 'message_relay_no_subscriber_total',
     help: 'Frames published while no gateway held the user (kept in the replay log for resume)',
@@ -131,12 +136,23 @@ export function createRelay(deps: RelayDeps): Relay {
     help: 'Failed Redis commands, by operation (connection failures are retried, refusals are not)',
     labelNames: ['op'] as const,
   });
+  startAtZero(redisErrorsTotal, 'op', ['append', 'publish']);
+  const upstreamUp = metrics.gauge({
+    name: 'message_relay_upstream_up',
+    help: 'Whether Kafka and Redis answer (1) or not (0), as /ready sees them (as of the last scrape)',
+    labelNames: ['upstream'] as const,
+  });
+  const replayLogLength = metrics.histogram({
+    name: 'message_relay_replay_log_length',
+    help: "Entries in the user's replay log after an append (capped at REPLAY_MAX_EVENTS): how much a resume can replay",
+    buckets: SIZE_BUCKETS,
+  });
   const latency = metrics.histogram({
     name: 'message_relay_latency_seconds',
     help: 'From the response record entering Kafka to its frame being published on Redis',
   });
 
-  const guard = createGuard({ logger, metrics });
+  const guard = createGuard({ logger, metrics, handlers: ['response'] });
   // Aborts backoff pauses on close, so a relay waiting for Redis does not hold up shutdown.
   const closing = new AbortController();
   let subscription: Subscription | undefined;
@@ -234,6 +250,7 @@ export function createRelay(deps: RelayDeps): Relay {
     // A duplicate of the newest frame is published again: a crash may have come between its append
     // and its publish. Gateways drop an event_id they already delivered.
     const { eventId } = appended;
+    if (!appended.duplicate) replayLogLength.observe(appended.length);
     const payload = attachEventId(appended.duplicate ? appended.frame : serialized, eventId);
 
     let receivers: number;
@@ -297,6 +314,7 @@ export function createRelay(deps: RelayDeps): Relay {
         ordering: 'key',
         handler: handleGuarded,
       });
+      exportConsumerLag({ metrics, bus, logger, groupId: settings.groupId, topics: [topics.responses] });
       logger.info({ topic: topics.responses, group: settings.groupId }, 'relay subscribed');
     },
     close: once(async () => {
@@ -309,6 +327,8 @@ export function createRelay(deps: RelayDeps): Relay {
         subscription: subscription?.ready ?? false,
         redis: redisHealthy,
       };
+      upstreamUp.set({ upstream: 'kafka' }, checks.kafka ? 1 : 0);
+      upstreamUp.set({ upstream: 'redis' }, checks.redis ? 1 : 0);
       return { ready: checks.kafka && checks.subscription && checks.redis, checks };
     },
   };

@@ -95,6 +95,7 @@ const env: Record<string, string | undefined> = {
   AI_CONSUMER_PORT: '29201',
   MESSAGE_RELAY_PORT: '29202',
   PROMETHEUS_PORT: '29290',
+  ALERTMANAGER_PORT: '29293',
   LOG_LEVEL: 'warn',
   MAX_WORKERS: '5000',
   RATE_LIMIT_MESSAGES: '1000000',

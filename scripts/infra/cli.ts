@@ -23,8 +23,8 @@ const USAGE = `usage: npm run infra -- <command> [names…]
   status [--json]          show pid, port and health of every service
   install [names…|all]     install what is missing (names: ${serviceNames.join(', ')}, chromium)
 
-ports: KAFKA_PORT KAFKA_CONTROLLER_PORT REDIS_PORT NGINX_PORT PROMETHEUS_PORT
-config: NGINX_CONF PROMETHEUS_CONFIG   work dir: RELAY_WORK_DIR   cache: RELAY_CACHE_DIR`;
+ports: KAFKA_PORT KAFKA_CONTROLLER_PORT REDIS_PORT NGINX_PORT PROMETHEUS_PORT ALERTMANAGER_PORT
+config: NGINX_CONF PROMETHEUS_CONFIG ALERTMANAGER_CONFIG   work dir: RELAY_WORK_DIR   cache: RELAY_CACHE_DIR`;
 
 function parseNames(args: readonly string[], fallback: readonly ServiceName[]): ServiceName[] {
   const names = args.filter((a) => !a.startsWith('-'));
@@ -52,8 +52,8 @@ async function down(args: readonly string[]): Promise<void> {
     const statuses = await Promise.all(serviceNames.map((name) => serviceStatus(name)));
     names = statuses.filter((s) => s.pid !== null).map((s) => s.name as ServiceName);
   }
-  // Front to back: nginx and Prometheus first, Kafka last.
-  const order: ServiceName[] = ['nginx', 'prometheus', 'redis', 'kafka'];
+  // Front to back: nginx, Prometheus and Alertmanager first, Kafka last.
+  const order: ServiceName[] = ['nginx', 'prometheus', 'alertmanager', 'redis', 'kafka'];
   for (const name of order.filter((n) => names.includes(n))) await stopService(name);
   console.error(
     `[infra] down: ${names.length > 0 ? names.join(' ') : 'nothing was running'} in ${seconds(started)}`,
@@ -69,7 +69,7 @@ async function status(args: readonly string[]): Promise<void> {
   for (const s of statuses) {
     const state = s.pid === null ? 'stopped' : s.healthy ? 'running' : 'unhealthy';
     console.log(
-      `${s.name.padEnd(11)} ${state.padEnd(9)} ${s.pid === null ? '' : `pid ${s.pid}`.padEnd(11)} 127.0.0.1:${s.port}`.trimEnd(),
+      `${s.name.padEnd(12)} ${state.padEnd(9)} ${s.pid === null ? '' : `pid ${s.pid}`.padEnd(11)} 127.0.0.1:${s.port}`.trimEnd(),
     );
   }
 }

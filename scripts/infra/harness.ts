@@ -1,8 +1,9 @@
 /**
- * Real Kafka, Redis, nginx and Prometheus as plain processes on 127.0.0.1, without Docker.
+ * Real Kafka, Redis, nginx, Prometheus and Alertmanager as plain processes on 127.0.0.1, without Docker.
  * Tests (via the vitest global setup) and `npm run infra` / `npm run stack` drive it.
  */
 import { appendFile, mkdir, readFile } from 'node:fs/promises';
+import { alertmanager } from './alertmanager.js';
 import { ensurePackages, findBinary } from './apt.js';
 import { InfraError } from './errors.js';
 import { kafka } from './kafka.js';
@@ -58,7 +59,7 @@ export interface StartedService extends ServiceStatus {
   startedNow: boolean;
 }
 
-const definitions: Record<ServiceName, ServiceDefinition> = { kafka, redis, nginx, prometheus };
+const definitions: Record<ServiceName, ServiceDefinition> = { kafka, redis, nginx, prometheus, alertmanager };
 
 /** Kafka's first start may include a maven download; a second starter waits for it. */
 const LOCK_TIMEOUT_MS = 10 * 60_000;

@@ -18,6 +18,7 @@ describe('ports', () => {
       redisUrl: 'redis://127.0.0.1:6379',
       nginxUrl: 'http://127.0.0.1:18080',
       prometheusUrl: 'http://127.0.0.1:9090',
+      alertmanagerUrl: 'http://127.0.0.1:9095',
     });
   });
 });

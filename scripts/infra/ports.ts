@@ -21,6 +21,8 @@ export const defaultPorts = {
   redis: 6379,
   nginx: 8080,
   prometheus: 9090,
+  // Not Alertmanager's usual 9093: the local Kafka's controller listens there.
+  alertmanager: 9095,
 } as const;
 
 export interface Endpoints {
@@ -28,6 +30,7 @@ export interface Endpoints {
   redisUrl: string;
   nginxUrl: string;
   prometheusUrl: string;
+  alertmanagerUrl: string;
 }
 
 export function endpointsFor(env: Env): Endpoints {
@@ -35,10 +38,12 @@ export function endpointsFor(env: Env): Endpoints {
   const redis = portFromEnv(env, 'REDIS_PORT', defaultPorts.redis);
   const nginx = portFromEnv(env, 'NGINX_PORT', defaultPorts.nginx);
   const prometheus = portFromEnv(env, 'PROMETHEUS_PORT', defaultPorts.prometheus);
+  const alertmanager = portFromEnv(env, 'ALERTMANAGER_PORT', defaultPorts.alertmanager);
   return {
     kafkaBrokers: `127.0.0.1:${kafka}`,
     redisUrl: `redis://127.0.0.1:${redis}`,
     nginxUrl: `http://127.0.0.1:${nginx}`,
     prometheusUrl: `http://127.0.0.1:${prometheus}`,
+    alertmanagerUrl: `http://127.0.0.1:${alertmanager}`,
   };
 }

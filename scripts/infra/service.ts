@@ -2,9 +2,9 @@ import type { AptRequirement } from './apt.js';
 import type { Env, InfraPaths, ServiceFiles } from './paths.js';
 import type { Progress } from './progress.js';
 
-export type ServiceName = 'kafka' | 'redis' | 'nginx' | 'prometheus';
+export type ServiceName = 'kafka' | 'redis' | 'nginx' | 'prometheus' | 'alertmanager';
 
-export const serviceNames: readonly ServiceName[] = ['kafka', 'redis', 'nginx', 'prometheus'];
+export const serviceNames: readonly ServiceName[] = ['kafka', 'redis', 'nginx', 'prometheus', 'alertmanager'];
 
 export interface ServiceStatus {
   name: string;
@@ -22,14 +22,18 @@ export interface HarnessOptions {
 }
 
 export interface StartOptions extends HarnessOptions {
-  /** @default `KAFKA_PORT`, `REDIS_PORT`, `NGINX_PORT` or `PROMETHEUS_PORT`, else the usual port */
+  /**
+   * @default `KAFKA_PORT`, `REDIS_PORT`, `NGINX_PORT`, `PROMETHEUS_PORT` or `ALERTMANAGER_PORT`,
+   * else the usual port
+   */
   port?: number;
   /** Kafka only. @default `KAFKA_CONTROLLER_PORT`, else 9093 */
   controllerPort?: number;
   /**
    * nginx: config template (`${UPPER_CASE}` placeholders are filled in), @default `NGINX_CONF`,
    * else `<repo>/nginx/nginx.conf`. Prometheus: config file, @default `PROMETHEUS_CONFIG`, else
-   * `<repo>/prometheus/prometheus.yml` (created minimal when missing).
+   * `<repo>/prometheus/prometheus.yml` (created minimal when missing). Alertmanager: config file,
+   * @default `ALERTMANAGER_CONFIG`, else `<repo>/prometheus/alertmanager.yml`.
    */
   confPath?: string;
   /** How long to wait for the service to become ready. @default per service (Kafka 90 s, others 20 s) */

@@ -1,5 +1,5 @@
 /**
- * npm run stack -- up                 start all nine services, wait until healthy
+ * npm run stack -- up                 start all ten services, wait until healthy
  * npm run stack -- down [--keep-infra] stop them (reverse order; SIGTERM, then SIGKILL)
  * npm run stack -- status [--json]
  * npm run stack -- kill NAME          SIGKILL one service (fault tests)
@@ -26,7 +26,8 @@ const USAGE = `usage: npm run stack -- <command>
 
 names: ${stackServiceNames.join(' ')}
 ports: GATEWAY_1_PORT GATEWAY_2_PORT AI_CONSUMER_PORT MESSAGE_RELAY_PORT MOCK_OPENAI_PORT
-       NGINX_PORT PROMETHEUS_PORT KAFKA_PORT KAFKA_CONTROLLER_PORT REDIS_PORT
+       NGINX_PORT PROMETHEUS_PORT ALERTMANAGER_PORT KAFKA_PORT KAFKA_CONTROLLER_PORT REDIS_PORT
+config: PROMETHEUS_CONFIG (template of the stack's config) ALERTMANAGER_CONFIG
 model: without OPENAI_API_KEY the bundled mock answers (MOCK_OPENAI_TTFT_MS, MOCK_OPENAI_TOKEN_MS)
 work dir: RELAY_WORK_DIR (default .work/); other variables (LOG_LEVEL, MAX_WORKERS, …) pass through`;
 

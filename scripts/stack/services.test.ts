@@ -1,5 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { localNginxConf, retargetScrapeConfig, stackPorts, upstreamsConf } from './services.js';
+import {
+  absoluteRuleFiles,
+  localNginxConf,
+  retargetScrapeConfig,
+  stackPorts,
+  upstreamsConf,
+} from './services.js';
 
 describe('localNginxConf', () => {
   it('binds the docker port to loopback on ${NGINX_PORT} and logs to the service log', () => {
@@ -33,6 +39,17 @@ describe('retargetScrapeConfig', () => {
   });
 });
 
+describe('absoluteRuleFiles', () => {
+  it('resolves rule files against the template directory and keeps the rest', () => {
+    const text =
+      '# scrape\nglobal:\n  scrape_interval: 5s\nrule_files:\n  - alerts.yml\n  - /abs/other.yml\n';
+    expect(absoluteRuleFiles(text, '/repo/prometheus')).toBe(
+      '# scrape\nglobal:\n  scrape_interval: 5s\nrule_files:\n  - /repo/prometheus/alerts.yml\n  - /abs/other.yml\n',
+    );
+    expect(absoluteRuleFiles('global: {}\n', '/x')).toBe('global: {}\n');
+  });
+});
+
 describe('stackPorts', () => {
   it('uses the documented defaults and variables', () => {
     expect(stackPorts({})).toEqual({
@@ -45,6 +62,7 @@ describe('stackPorts', () => {
       'gateway-2': 8082,
       nginx: 8080,
       prometheus: 9090,
+      alertmanager: 9095,
     });
     expect(stackPorts({ GATEWAY_2_PORT: '18282', AI_CONSUMER_PORT: '19201' })).toMatchObject({
       'gateway-2': 18282,

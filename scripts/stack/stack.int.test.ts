@@ -16,7 +16,7 @@ import {
   stackToken,
   stackUp,
   stackUrls,
-  TEST_STACK_ENV,
+  testStackEnv,
 } from './testing.js';
 import type { StackUpResult } from './testing.js';
 
@@ -34,7 +34,7 @@ function cli(args: string[]): Promise<{ code: number | null; stdout: string; std
     const child = spawn(
       process.execPath,
       ['--import', 'tsx', '--conditions=source', 'scripts/stack/cli.ts', ...args],
-      { cwd: repoRoot, env: { ...process.env, ...TEST_STACK_ENV }, stdio: ['ignore', 'pipe', 'pipe'] },
+      { cwd: repoRoot, env: { ...process.env, ...testStackEnv() }, stdio: ['ignore', 'pipe', 'pipe'] },
     );
     let stdout = '';
     let stderr = '';
@@ -45,7 +45,7 @@ function cli(args: string[]): Promise<{ code: number | null; stdout: string; std
   });
 }
 
-describe('npm run stack (all nine services as local processes)', () => {
+describe('npm run stack (all ten services as local processes)', () => {
   let first: StackUpResult;
   const clients: TestClient[] = [];
   const connect = async (userid: string, query = ''): Promise<TestClient> => {
@@ -69,7 +69,7 @@ describe('npm run stack (all nine services as local processes)', () => {
     expect(left.filter((s) => s.pid !== null)).toEqual([]);
   });
 
-  it('up brings all nine up and healthy; status has the documented shape', async () => {
+  it('up brings all ten up and healthy; status has the documented shape', async () => {
     const { ports } = stackUrls();
     expect(first.services.map((s) => s.name)).toEqual([...stackServiceNames]);
     const statuses = await stackStatus();
@@ -93,7 +93,10 @@ describe('npm run stack (all nine services as local processes)', () => {
     const table = await cli(['status']);
     expect(table.code).toBe(0);
     expect(table.stdout).toMatch(/^NAME\s+STATE\s+PID\s+ADDRESS$/m);
-    expect(table.stdout).toMatch(/^gateway-1\s+healthy\s+\d+\s+127\.0\.0\.1:18281$/m);
+    const port = stackUrls().ports['gateway-1'];
+    expect(table.stdout).toMatch(
+      new RegExp(`^gateway-1\\s+healthy\\s+\\d+\\s+127\\.0\\.0\\.1:${port}$`, 'm'),
+    );
   });
 
   it('nginx answers /health from a gateway and serves the UI', async () => {
@@ -154,6 +157,27 @@ describe('npm run stack (all nine services as local processes)', () => {
       { timeoutMs: 30_000, intervalMs: 500, message: `targets ${wanted.join(' ')} up` },
     );
   });
+
+  it("Prometheus loads the alerting rules and sends to the stack's Alertmanager (the Watchdog arrives)", async () => {
+    const { prometheus, alertmanager, ports } = stackUrls();
+    const rules = await json(`${prometheus}/api/v1/rules?type=alert`);
+    const names = (rules.data as { groups: { rules: { name: string }[] }[] }).groups.flatMap((g) =>
+      g.rules.map((r) => r.name),
+    );
+    expect(names).toEqual(expect.arrayContaining(['Watchdog', 'ServiceDown', 'TTFTBudgetBurnFast']));
+    const managers = await json(`${prometheus}/api/v1/alertmanagers`);
+    expect(JSON.stringify(managers.data)).toContain(`127.0.0.1:${ports.alertmanager}`);
+    await waitFor(
+      async () => {
+        const res = await fetch(`${alertmanager}/api/v2/alerts?filter=alertname%3D%22Watchdog%22`);
+        const alerts = (await res.json()) as Array<{ labels: Record<string, string> }>;
+        return alerts.some((a) => a.labels.severity === 'none');
+      },
+      // Prometheus' first send may go before it has discovered the Alertmanager (dropped); it sends
+      // firing alerts again every minute (--rules.alert.resend-delay).
+      { timeoutMs: 90_000, intervalMs: 1000, message: 'the Watchdog in Alertmanager' },
+    );
+  }, 120_000);
 
   it('kill gateway-1 crashes it; nginx keeps answering; start brings it back healthy', async () => {
     const before = (await stackStatus()).find((s) => s.name === 'gateway-1');

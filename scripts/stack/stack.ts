@@ -1,8 +1,8 @@
 /**
  * The whole system as local processes on 127.0.0.1: Kafka, Redis, the mock model, message-relay,
- * ai-consumer, two gateways, nginx in front of them and Prometheus. Every service goes through
- * the infra harness (pid files under `<work>/run/`, logs under `<work>/logs/`), so `npm run stack`
- * and `npm run infra` see the same Kafka, Redis, nginx and Prometheus.
+ * ai-consumer, two gateways, nginx in front of them, Alertmanager and Prometheus. Every service goes
+ * through the infra harness (pid files under `<work>/run/`, logs under `<work>/logs/`), so
+ * `npm run stack` and `npm run infra` see the same Kafka, Redis, nginx, Prometheus and Alertmanager.
  */
 import { definitionStatus, InfraError, startDefinition, stopDefinition } from '../infra/harness.js';
 import type { Progress, StartedService } from '../infra/harness.js';
@@ -48,7 +48,7 @@ export interface StackUpResult {
 export interface StackDownOptions extends StackOptions {
   /**
    * Leave Kafka and Redis running (tests, whose global setup owns them). @default false: `down`
-   * stops all nine, Kafka and Redis included, even when `npm run infra` started them; they share
+   * stops all ten, Kafka and Redis included, even when `npm run infra` started them; they share
    * the harness' pid files, so the stack cannot tell and a dev machine should end up clean.
    */
   keepInfra?: boolean;
@@ -75,7 +75,7 @@ export function checkName(name: string): StackServiceName {
   return name;
 }
 
-/** The services `up` runs: all nine, less the mock model when a real `OPENAI_API_KEY` is set. */
+/** The services `up` runs: all ten, less the mock model when a real `OPENAI_API_KEY` is set. */
 function upNames(env: Env): StackServiceName[] {
   return stackServiceNames.filter((name) => name !== 'mock-openai' || usesMockModel(env));
 }
@@ -123,7 +123,7 @@ export async function stackDown(options: StackDownOptions = {}): Promise<void> {
   );
 }
 
-/** Pid, port and health of all nine services; changes nothing. */
+/** Pid, port and health of all ten services; changes nothing. */
 export async function stackStatus(options: StackOptions = {}): Promise<StackServiceStatus[]> {
   return Promise.all(
     stackServiceNames.map(async (name) =>

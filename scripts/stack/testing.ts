@@ -21,7 +21,11 @@ import type { StackPorts, StackServiceName, StackServiceStatus, StackUpResult } 
 export type { StackPorts, StackServiceName, StackServiceStatus, StackUpResult } from './stack.js';
 export { stackServiceNames } from './stack.js';
 
-/** Ports of the test stack; `stackUp(env)` may override any of them. */
+/**
+ * Defaults of the test stack: its ports and settings. A variable set in the process environment
+ * wins over its default here (so concurrent runs on one machine can move every port), and
+ * `stackUp(env)` wins over both. `testStackEnv()` is the result.
+ */
 export const TEST_STACK_ENV: Readonly<Record<string, string>> = {
   NGINX_PORT: '18280',
   GATEWAY_1_PORT: '18281',
@@ -30,13 +34,24 @@ export const TEST_STACK_ENV: Readonly<Record<string, string>> = {
   AI_CONSUMER_PORT: '19201',
   MESSAGE_RELAY_PORT: '19202',
   PROMETHEUS_PORT: '19290',
+  ALERTMANAGER_PORT: '19293',
   // Every test client gets its token through nginx, so all of them share one client IP.
   TOKEN_RATE_LIMIT_PER_MINUTE: '100000',
   // The tests' clients use the original `POST /token?userid=` (the stack's default is off).
   DEV_TOKENS: 'true',
 };
 
-let current: Env = TEST_STACK_ENV;
+/** `TEST_STACK_ENV` with each variable the process environment sets taken from there instead. */
+export function testStackEnv(): Env {
+  const env: Record<string, string> = { ...TEST_STACK_ENV };
+  for (const name of Object.keys(TEST_STACK_ENV)) {
+    const value = process.env[name];
+    if (value !== undefined && value !== '') env[name] = value;
+  }
+  return env;
+}
+
+let current: Env = testStackEnv();
 
 const progress: Progress = (line) => {
   process.stderr.write(`${line}\n`);
@@ -48,12 +63,12 @@ function options(): stack.StackOptions {
 
 /**
  * Starts what is not running (Kafka and Redis are found running when the global setup started
- * them) and waits until all nine are healthy. `env` goes on top of `TEST_STACK_ENV` and reaches
+ * them) and waits until all ten are healthy. `env` goes on top of `testStackEnv()` and reaches
  * every service (`MOCK_OPENAI_TTFT_MS`, `LOG_LEVEL`, …); it only takes effect for services this
  * call starts, so a test that needs other settings should `stackDown()` first.
  */
 export function stackUp(env: Env = {}): Promise<StackUpResult> {
-  current = { ...TEST_STACK_ENV, ...env };
+  current = { ...testStackEnv(), ...env };
   return stack.stackUp(options());
 }
 
@@ -84,6 +99,7 @@ export interface StackUrls {
   /** Each gateway directly, by name. */
   gateways: Record<'gateway-1' | 'gateway-2', string>;
   prometheus: string;
+  alertmanager: string;
   ports: StackPorts;
 }
 
@@ -95,6 +111,7 @@ export function stackUrls(): StackUrls {
     ws: `ws://127.0.0.1:${ports.nginx}/ws`,
     gateways: { 'gateway-1': http(ports['gateway-1']), 'gateway-2': http(ports['gateway-2']) },
     prometheus: http(ports.prometheus),
+    alertmanager: http(ports.alertmanager),
     ports,
   };
 }

@@ -1,12 +1,17 @@
-import type { Metrics } from '@relay/common';
+import { readinessGauge, startAtZero, type Metrics } from '@relay/common';
 
 /**
  * The gateway's series, get-or-create on the process registry: main.ts asks for them too (the Redis
  * resubscribe counter is fed by the pub/sub adapter it builds) and gets the same ones.
  */
 export function createGatewayMetrics(metrics: Metrics) {
-  return {
+  const m = {
     connections: metrics.gauge({ name: 'gateway_connections', help: 'Open WebSocket connections' }),
+    maxConnections: metrics.gauge({
+      name: 'gateway_max_connections',
+      help: 'MAX_CONNECTIONS: open sockets past which upgrades are refused (server_full)',
+    }),
+    ready: readinessGauge(metrics),
     users: metrics.gauge({ name: 'gateway_users', help: 'Users with at least one open socket here' }),
     messages: metrics.counter({
       name: 'gateway_messages_total',
@@ -21,6 +26,10 @@ export function createGatewayMetrics(metrics: Metrics) {
     ackLatency: metrics.histogram({
       name: 'gateway_ack_latency_seconds',
       help: 'From a client message to its ack (rate limit + Kafka acknowledgement)',
+    }),
+    deliveryLatency: metrics.histogram({
+      name: 'gateway_delivery_latency_seconds',
+      help: "From a frame's append to the replay log (its event_id's time) to its hand-over to a socket here: Redis pub/sub and the gateway",
     }),
     upgradesRejected: metrics.counter({
       name: 'gateway_upgrades_rejected_total',
@@ -100,6 +109,19 @@ export function createGatewayMetrics(metrics: Metrics) {
       help: 'Resumes whose last_event_id was ahead of the replay log and was moved back to its end',
     }),
   };
+  // The values these labels take in normal operation, present from the start (see startAtZero).
+  startAtZero(m.upgradesRejected, 'reason', [
+    'invalid_token',
+    'origin_not_allowed',
+    'too_many_connections',
+    'too_many_connections_from_ip',
+    'server_full',
+    'draining',
+  ]);
+  startAtZero(m.tokensIssued, 'mode', ['anonymous', 'signed', 'dev']);
+  startAtZero(m.publishFailures, 'reason', ['failed', 'unhealthy']);
+  startAtZero(m.redisErrors, 'op', ['replay', 'subscribe', 'unsubscribe', 'accept_marker']);
+  return m;
 }
 
 export type GatewayMetrics = ReturnType<typeof createGatewayMetrics>;

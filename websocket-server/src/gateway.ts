@@ -68,6 +68,15 @@ export interface Gateway {
 }
 
 type Socket = WebSocket<UserData>;
+
+/** A percent-encoded path segment; '' for one that is not valid UTF-8 (then refused as not an id). */
+function decodePathPart(part: string): string {
+  try {
+    return decodeURIComponent(part);
+  } catch {
+    return '';
+  }
+}
 type UpgradeContext = Parameters<HttpResponse['upgrade']>[4];
 
 /**
@@ -228,7 +237,7 @@ export function createGateway(deps: GatewayDeps): Gateway {
         route(
           'history',
           historyRoute((request, req) =>
-            history.conversation(request, decodeURIComponent(req.getParameter(0) ?? '')),
+            history.conversation(request, decodePathPart(req.getParameter(0) ?? '')),
           ),
         ),
       )
@@ -259,6 +268,8 @@ export function createGateway(deps: GatewayDeps): Gateway {
       .get(
         '/metrics',
         route('metrics', async (exchange) => {
+          // Readiness and upstream gauges as of this scrape: nothing else calls /ready for Prometheus.
+          ready();
           const { contentType, body } = await renderMetrics(metrics.registry);
           exchange.end('200 OK', contentType, body);
         }),

@@ -273,6 +273,8 @@ describe('history API', () => {
     expect((await get('/api/v1/conversations', 'forged')).status).toBe(401);
     expect((await get('/api/v1/conversations', alice.body.token, 'https://evil.example')).status).toBe(403);
     expect((await fetch(`${h.base}/api/v1/conversations`)).status).toBe(401);
+    // Found by the fuzz suite: a segment that is not UTF-8 once decoded was a 500.
+    expect((await get('/api/v1/conversations/%ff', alice.body.token)).status).toBe(400);
   });
 });
 

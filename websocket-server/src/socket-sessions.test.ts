@@ -7,7 +7,7 @@ import {
   renderMetrics,
 } from '@relay/common';
 import { silentLogger, waitFor } from '@relay/common/testing';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { configFragments, sitesFor } from './config.js';
 import { createSocketSessions, validResumePoint, type GatewaySocket } from './socket-sessions.js';
 import { createTokenService } from './token-service.js';
@@ -243,6 +243,28 @@ describe('client frames (both gateways)', () => {
     await waitFor(() => healthy.sent.length === 1);
     expect(broken.closedWith).toEqual({ code: 1011, reason: 'internal_error' });
     expect(healthy.closedWith).toBeNull();
-    expect((await renderMetrics(metrics.registry)).body).toMatch(/handler_errors_total\{handler="deliver"/);
+    expect((await renderMetrics(metrics.registry)).body).toMatch(
+      /handler_errors_total\{handler="deliver"[^}]*\} 1$/m,
+    );
+  });
+});
+
+describe('gauges for alerts', () => {
+  it('a scrape after ready() sees service_ready, the upstreams and the connection limit', async () => {
+    const { sessions, metrics } = setup({ MAX_CONNECTIONS: '1234' });
+    // Closed after the test: watchRedis pings on a timer.
+    onTestFinished(() => sessions.drainAndClose());
+    const text = async () => (await renderMetrics(metrics.registry)).body;
+    // Before the Redis watch has answered, the gateway is not ready.
+    sessions.ready();
+    expect(await text()).toMatch(/^service_ready\{[^}]*\} 0$/m);
+    expect(await text()).toMatch(/^gateway_upstream_up\{upstream="redis"[^}]*\} 0$/m);
+    expect(await text()).toMatch(/^gateway_max_connections\{[^}]*\} 1234$/m);
+    await sessions.watchRedis();
+    await waitFor(() => sessions.ready().checks.redis);
+    expect(await text()).toMatch(/^gateway_upstream_up\{upstream="redis"[^}]*\} 1$/m);
+    // The (memory) bus was never connected: Kafka is down, so the gateway is still not ready.
+    expect(await text()).toMatch(/^gateway_upstream_up\{upstream="kafka"[^}]*\} 0$/m);
+    expect(await text()).toMatch(/^service_ready\{[^}]*\} 0$/m);
   });
 });

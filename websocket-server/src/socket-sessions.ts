@@ -18,7 +18,7 @@ import { deliveryDefaults, type DeliverySettings, type GatewaySettings } from '.
 import { Connection, type DeliveryPolicy, type OutboundSocket } from './connection/connection.js';
 import { replayLog } from './connection/replay.js';
 import { ConnectionCounts, type OverLimit } from './connection-counts.js';
-import { streamIdMs } from './event-id.js';
+import { eventIdOf, streamIdMs } from './event-id.js';
 import { createGatewayMetrics, type GatewayMetrics } from './gateway-metrics.js';
 import { createMessageIntake } from './message-intake.js';
 import { FrameRate, IntakeQueue } from './socket-intake.js';
@@ -147,6 +147,7 @@ export function createSocketSessions<S extends GatewaySocket>(deps: SocketSessio
   const m = createGatewayMetrics(deps.metrics);
   const guard = createGuard({ logger, metrics: deps.metrics });
   const counts = new ConnectionCounts(settings);
+  m.maxConnections.set(settings.maxConnections);
   let draining = false;
   let nextConnectionId = 0;
   let redisOk = false;
@@ -170,8 +171,21 @@ export function createSocketSessions<S extends GatewaySocket>(deps: SocketSessio
     pubsub: deps.pubsub,
     logger,
     deliver: (ws, payload) =>
-      guard.run('deliver', () => connectionOf(ws).live(payload), failSocket(ws), contextOf(ws)),
+      guard.run(
+        'deliver',
+        () => {
+          connectionOf(ws).live(payload);
+          observeDelivery(payload);
+        },
+        failSocket(ws),
+        contextOf(ws),
+      ),
   });
+  /** The event id's time is Redis' clock at the append; a clock ahead of ours counts as no delay. */
+  function observeDelivery(payload: string): void {
+    const id = eventIdOf(payload);
+    if (id !== undefined) m.deliveryLatency.observe(Math.max(0, now() - streamIdMs(id)) / 1000);
+  }
   const updateGauges = () => {
     m.connections.set(sockets.connections);
     m.users.set(sockets.users);
@@ -217,11 +231,14 @@ export function createSocketSessions<S extends GatewaySocket>(deps: SocketSessio
     }
   }
 
+  /** Also what a scrape reports: the gateway calls it before rendering /metrics. */
   function ready() {
     const checks = { kafka: deps.bus.healthy(), redis: redisOk, draining };
+    const isReady = checks.kafka && checks.redis && !draining;
     m.upstreamUp.set({ upstream: 'kafka' }, checks.kafka ? 1 : 0);
     m.upstreamUp.set({ upstream: 'redis' }, checks.redis ? 1 : 0);
-    return { ready: checks.kafka && checks.redis && !draining, checks };
+    m.ready.set(isReady ? 1 : 0);
+    return { ready: isReady, checks };
   }
 
   function admit({ query, origin, ip }: UpgradeRequest): Admission {

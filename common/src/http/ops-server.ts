@@ -1,12 +1,12 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { Registry } from 'prom-client';
 import { once } from '../lifecycle/once.js';
-import { renderMetrics } from '../metrics/metrics.js';
+import { readinessGauge, renderMetrics, type Metrics } from '../metrics/metrics.js';
 
 export interface OpsServerOptions {
   host: string;
   port: number;
-  registry: Registry;
+  /** The process registry: `/metrics` renders it, and `service_ready` is kept in it. */
+  metrics: Metrics;
   /** Liveness body (SPEC: at least `status`, `service`, `server_id`). */
   health: () => Record<string, unknown>;
   /** Readiness: dependencies reachable and not draining. */
@@ -18,8 +18,13 @@ export interface OpsServer {
   close(): Promise<void>;
 }
 
-/** `/health`, `/ready` and `/metrics` for services that have no other HTTP surface. */
+/**
+ * `/health`, `/ready` and `/metrics` for services that have no other HTTP surface. Every scrape
+ * asks `ready()` first, so `service_ready` says what `/ready` would answer at that moment (no
+ * prober calls `/ready` for Prometheus).
+ */
 export function createOpsServer(options: OpsServerOptions): OpsServer {
+  const ready = readinessGauge(options.metrics);
   const json = (res: ServerResponse, status: number, body: unknown) => {
     res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
   };
@@ -32,7 +37,8 @@ export function createOpsServer(options: OpsServerOptions): OpsServer {
       return json(res, r.ready ? 200 : 503, { status: r.ready ? 'ready' : 'not_ready', checks: r.checks });
     }
     if (path === '/metrics') {
-      renderMetrics(options.registry).then(
+      ready.set(options.ready().ready ? 1 : 0);
+      renderMetrics(options.metrics.registry).then(
         (m) => res.writeHead(200, { 'content-type': m.contentType }).end(m.body),
         (err: unknown) => json(res, 500, { error: String(err) }),
       );

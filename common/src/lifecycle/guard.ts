@@ -24,6 +24,12 @@ export interface Guard {
 export interface GuardOptions {
   logger: Logger;
   metrics: Metrics;
+  /**
+   * Handlers whose failures reach the guard only through `fail` (a Kafka handler's catch): their
+   * `handler_errors_total` series start at 0 now, as `run` starts those of the handlers it runs.
+   * @default []
+   */
+  handlers?: readonly string[];
 }
 
 /** One guard per process (or per component): every input path of a service goes through it. */
@@ -34,6 +40,18 @@ export function createGuard(options: GuardOptions): Guard {
     help: 'Callbacks that threw or rejected (a bug met while serving one client), by handler',
     labelNames: ['handler'],
   });
+
+  /**
+   * Handlers that ran at least once have a `handler_errors_total` series from then on, at 0 until a
+   * failure: an alert on `increase()` then sees the first failure too, not only the second.
+   */
+  const seen = new Set<string>();
+  const register = (handler: string): void => {
+    if (seen.has(handler)) return;
+    seen.add(handler);
+    failures.inc({ handler }, 0);
+  };
+  for (const handler of options.handlers ?? []) register(handler);
 
   function contextOf(context: (() => GuardContext) | undefined): GuardContext {
     if (!context) return {};
@@ -50,6 +68,7 @@ export function createGuard(options: GuardOptions): Guard {
     recover: ((err: unknown) => void) | undefined,
     context: (() => GuardContext) | undefined,
   ): void {
+    register(handler);
     failures.inc({ handler });
     logger.error({ err, handler, ...contextOf(context) }, 'handler failed; recovered for this client only');
     if (!recover) return;
@@ -66,6 +85,7 @@ export function createGuard(options: GuardOptions): Guard {
   return {
     fail: failed,
     run(handler, fn, recover, context) {
+      register(handler);
       let result: unknown;
       try {
         result = fn();

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { createMetrics, renderMetrics } from './metrics.js';
+import { createMetrics, readinessGauge, renderMetrics, startAtZero } from './metrics.js';
 
 describe('metrics', () => {
   it('labels every series with service and instance and includes default process metrics', async () => {
@@ -26,5 +26,23 @@ describe('metrics', () => {
     const two = createMetrics({ service: 'b', instance: '2', defaultMetrics: false });
     one.gauge({ name: 'only_in_one', help: 'g' }).set(1);
     expect((await renderMetrics(two.registry)).body).not.toContain('only_in_one');
+  });
+
+  it('startAtZero makes a series per value before the first event', async () => {
+    const m = createMetrics({ service: 's', instance: 'i', defaultMetrics: false });
+    const dlq = m.counter({ name: 'dlq_total', help: 'h', labelNames: ['reason'] });
+    startAtZero(dlq, 'reason', ['invalid', 'timeout']);
+    dlq.inc({ reason: 'timeout' });
+    startAtZero(dlq, 'reason', ['timeout']);
+    const { body } = await renderMetrics(m.registry);
+    expect(body).toContain('dlq_total{reason="invalid",service="s",instance="i"} 0');
+    expect(body).toContain('dlq_total{reason="timeout",service="s",instance="i"} 1');
+  });
+
+  it('readinessGauge is one service_ready series per registry', async () => {
+    const m = createMetrics({ service: 's', instance: 'i', defaultMetrics: false });
+    readinessGauge(m).set(1);
+    readinessGauge(m).set(0);
+    expect((await renderMetrics(m.registry)).body).toMatch(/^service_ready\{service="s",instance="i"\} 0$/m);
   });
 });

@@ -356,6 +356,41 @@ export function busContract(name: string, fixture: BusFixture): void {
       expect(secondSeen).toEqual(['after']);
     });
 
+    it('consumerLag counts, per partition, what the group has not committed yet', async () => {
+      const b = await bus();
+      const topic = uniqueName('contract-lag');
+      const groupId = uniqueName('glag');
+      await b.ensureTopics([{ topic, partitions: 2 }]);
+      const lagOf = async () => {
+        if (!b.consumerLag) throw new Error('this bus reports no consumer lag');
+        return (await b.consumerLag(groupId, [topic])).sort((x, y) => x.partition - y.partition);
+      };
+      // A group that never committed starts from the beginning: everything counts.
+      for (let i = 0; i < 6; i++) await b.publish(topic, [{ key: `user-${i}`, value: `v${i}` }]);
+      const before = await lagOf();
+      expect(before.map((p) => p.partition)).toEqual([0, 1]);
+      expect(before.every((p) => p.topic === topic)).toBe(true);
+      expect(before.reduce((n, p) => n + p.lag, 0)).toBe(6);
+      // Held handlers: taken, not finished, so not committed and still lag.
+      let release = () => {};
+      const held = new Promise<void>((resolve) => (release = resolve));
+      let seen = 0;
+      await sub(b, {
+        groupId,
+        topics: [topic],
+        fromBeginning: true,
+        concurrency: 10,
+        handler: async () => {
+          seen++;
+          await held;
+        },
+      });
+      await wait(() => seen >= 1);
+      expect((await lagOf()).reduce((n, p) => n + p.lag, 0)).toBe(6);
+      release();
+      await wait(async () => (await lagOf()).every((p) => p.lag === 0));
+    });
+
     it('ensureTopics is idempotent and healthy() reflects connect and close', async () => {
       const b = await bus();
       const topic = uniqueName('contract-topics');

@@ -137,7 +137,8 @@ export function storeContract(name: string, fixture: StoreFixture): void {
         const t = target();
         const first = await s.appendFrame(delta(t, 0));
         const second = await s.appendFrame(delta(t, 1));
-        expect(first).toEqual({ eventId: expect.stringMatching(/^\d+-\d+$/), duplicate: false });
+        expect(first).toEqual({ eventId: expect.stringMatching(/^\d+-\d+$/), duplicate: false, length: 1 });
+        expect(second).toMatchObject({ duplicate: false, length: 2 });
         expect(compareStreamIds(first?.eventId ?? '', second?.eventId ?? '')).toBe(-1);
         const before = await s.streamInfo(t.stream);
         // The newest frame again: its original id, to be published again (it may never have been).
@@ -240,8 +241,13 @@ export function storeContract(name: string, fixture: StoreFixture): void {
         const s = await store();
         const t = target();
         const ids: Array<string | null> = [];
-        for (const seq of [0, 1, 2, 3])
-          ids.push((await s.appendFrame({ ...delta(t, seq), maxLength: 2 }))?.eventId ?? null);
+        const lengths: number[] = [];
+        for (const seq of [0, 1, 2, 3]) {
+          const appended = await s.appendFrame({ ...delta(t, seq), maxLength: 2 });
+          ids.push(appended?.eventId ?? null);
+          if (appended && !appended.duplicate) lengths.push(appended.length);
+        }
+        expect(lengths).toEqual([1, 2, 2, 2]);
         expect(await s.streamInfo(t.stream)).toEqual({
           firstId: ids[2],
           lastId: ids[3],

@@ -88,6 +88,17 @@ export interface TopicSpec {
   partitions: number;
 }
 
+/** How far a consumer group is behind on one partition. */
+export interface PartitionLag {
+  topic: string;
+  partition: number;
+  /**
+   * Records the group has not committed: log end − committed offset, from the partition's oldest
+   * retained record where the group never committed (our groups start from the beginning).
+   */
+  lag: number;
+}
+
 /** Called when a subscription cannot continue; the process should become unready and exit. */
 export type FatalHandler = (error: Error) => void;
 
@@ -108,6 +119,12 @@ export interface Bus {
    * publish a background probe clears that once the broker answers again).
    */
   healthy(): boolean;
+  /**
+   * The group's lag on every partition of `topics`, as the broker sees it (committed offsets, so it
+   * counts what this process has in hand too). Both buses implement it; a test double may not.
+   * Rejects like `publish` when the broker does not answer in time.
+   */
+  consumerLag?(groupId: string, topics: string[]): Promise<PartitionLag[]>;
   close(): Promise<void>;
 }
 

@@ -7,3 +7,4 @@ export * from './redis-store.js';
 export * from './publish-retry.js';
 export * from './platformatic-bus.js';
 export * from './kafka-client.js';
+export * from './consumer-lag.js';

@@ -9,7 +9,15 @@ import {
   type logCreator,
 } from 'kafkajs';
 import type { Logger } from 'pino';
-import type { Bus, BusRecord, FatalHandler, SubscribeOptions, Subscription, TopicSpec } from './bus.js';
+import type {
+  Bus,
+  BusRecord,
+  FatalHandler,
+  PartitionLag,
+  SubscribeOptions,
+  Subscription,
+  TopicSpec,
+} from './bus.js';
 import { BusUnavailableError } from './bus-errors.js';
 import { createProduceBatcher } from './produce-batcher.js';
 import { startKafkaSubscription, type KafkaSubscription } from './kafka-subscription.js';
@@ -225,6 +233,36 @@ export function createKafkaBus(options: KafkaBusOptions): Bus {
     },
     subscribe,
     healthy: () => producerConnected && !crashed && !publishFailing,
+    consumerLag: (groupId: string, topics: string[]) =>
+      withTimeout(
+        (async (): Promise<PartitionLag[]> => {
+          await connectAdmin();
+          const [ends, committed] = await Promise.all([
+            Promise.all(
+              topics.map(async (topic) => ({ topic, offsets: await admin.fetchTopicOffsets(topic) })),
+            ),
+            admin.fetchOffsets({ groupId, topics }),
+          ]);
+          const done = new Map<string, number>();
+          for (const t of committed) {
+            for (const p of t.partitions) done.set(`${t.topic}|${p.partition}`, Number(p.offset));
+          }
+          return ends.flatMap(({ topic, offsets }) =>
+            offsets.map((p) => {
+              // -1: the group never committed on this partition; it starts from the oldest record.
+              const at = done.get(`${topic}|${p.partition}`) ?? -1;
+              const end = Number(p.high);
+              return {
+                topic,
+                partition: p.partition,
+                lag: Math.max(0, end - (at >= 0 ? at : Number(p.low))),
+              };
+            }),
+          );
+        })(),
+        publishTimeoutMs,
+        'consumer lag',
+      ),
     close: once(async () => {
       closed = true;
       clearTimeout(probeTimer);

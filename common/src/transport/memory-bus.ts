@@ -3,6 +3,7 @@ import type {
   BusMessage,
   BusRecord,
   FatalHandler,
+  PartitionLag,
   SubscribeOptions,
   Subscription,
   TopicSpec,
@@ -266,6 +267,16 @@ export function createMemoryBus(options: MemoryBusOptions = {}): Bus {
       };
     },
     healthy: () => connected && !crashed,
+    async consumerLag(groupId: string, wanted: string[]): Promise<PartitionLag[]> {
+      const committed = groups.get(groupId)?.committed;
+      return wanted.flatMap((topic) =>
+        topicLog(topic).map((log, partition) => ({
+          topic,
+          partition,
+          lag: log.length - (committed?.get(slotKey(topic, partition)) ?? 0),
+        })),
+      );
+    },
     close: once(async () => {
       connected = false;
       await Promise.all([...groups.values()].flatMap((g) => [...g.members].map((m) => leave(g, m))));

@@ -131,7 +131,8 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): KeyValueSto
         value: next,
         expiresAt: opts.stateTtlMs ? expiry(opts.stateTtlMs) : state ? previous : null,
       });
-      return { eventId: id, duplicate: false };
+      const stream = live(opts.stream)?.value;
+      return { eventId: id, duplicate: false, length: Array.isArray(stream) ? stream.length : 0 };
     },
     async streamRead(key, afterId, count) {
       const e = live(key);

@@ -1,5 +1,6 @@
 import {
   Admin,
+  ListOffsetTimestamps,
   ProduceAcks,
   Producer,
   compatibilityPartitioner,
@@ -7,7 +8,15 @@ import {
   type MessageToProduce,
 } from '@platformatic/kafka';
 import type { Logger } from 'pino';
-import type { Bus, BusRecord, FatalHandler, SubscribeOptions, Subscription, TopicSpec } from './bus.js';
+import type {
+  Bus,
+  BusRecord,
+  FatalHandler,
+  PartitionLag,
+  SubscribeOptions,
+  Subscription,
+  TopicSpec,
+} from './bus.js';
 import { BusUnavailableError } from './bus-errors.js';
 import { PROBE_INTERVAL_MS, recordSize, withTimeout } from './kafka-common.js';
 import { createProduceBatcher } from './produce-batcher.js';
@@ -210,6 +219,46 @@ export function createPlatformaticBus(options: PlatformaticBusOptions): Bus {
     }
   }
 
+  /** Log end − committed offset per partition (from the oldest record where the group never committed). */
+  async function consumerLag(groupId: string, topics: string[]): Promise<PartitionLag[]> {
+    const metadata = await admin.metadata({ topics, forceUpdate: true });
+    const request = topics.map((name) => ({
+      name,
+      partitions: Array.from(
+        { length: metadata.topics.get(name)?.partitionsCount ?? 0 },
+        (_, partitionIndex) => ({
+          partitionIndex,
+        }),
+      ),
+    }));
+    const at = (timestamp: bigint) =>
+      admin.listOffsets({
+        topics: request.map((t) => ({ ...t, partitions: t.partitions.map((p) => ({ ...p, timestamp })) })),
+      });
+    const [ends, starts, groups] = await Promise.all([
+      at(ListOffsetTimestamps.LATEST),
+      at(ListOffsetTimestamps.EARLIEST),
+      admin.listConsumerGroupOffsets({ groups: [groupId] }),
+    ]);
+    const key = (topic: string, partition: number) => `${topic}|${partition}`;
+    const low = new Map<string, bigint>();
+    for (const t of starts) for (const p of t.partitions) low.set(key(t.name, p.partitionIndex), p.offset);
+    const done = new Map<string, bigint>();
+    for (const g of groups) {
+      for (const t of g.topics) {
+        for (const p of t.partitions) done.set(key(t.name, p.partitionIndex), p.committedOffset);
+      }
+    }
+    return ends.flatMap((t) =>
+      t.partitions.map((p) => {
+        // -1: the group never committed on this partition; it starts from the oldest record.
+        const committed = done.get(key(t.name, p.partitionIndex)) ?? -1n;
+        const from = committed >= 0n ? committed : (low.get(key(t.name, p.partitionIndex)) ?? 0n);
+        return { topic: t.name, partition: p.partitionIndex, lag: Math.max(0, Number(p.offset - from)) };
+      }),
+    );
+  }
+
   return {
     kind: 'kafka',
     async connect() {
@@ -251,6 +300,8 @@ export function createPlatformaticBus(options: PlatformaticBusOptions): Bus {
       }
     },
     subscribe,
+    consumerLag: (groupId: string, topics: string[]) =>
+      withTimeout(consumerLag(groupId, topics), publishTimeoutMs, 'consumer lag'),
     healthy: () => producerConnected && !crashed && !publishFailing && !closed,
     close: once(async () => {
       closed = true;

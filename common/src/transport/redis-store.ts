@@ -113,7 +113,8 @@ return capped_xadd(KEYS[1], KEYS[2], tonumber(ARGV[1]), tonumber(ARGV[2]), {unpa
 // The relay's exactly-once append (docs/delivery.md): the state check, the XADD and the state
 // update in one script, so a relay crash can never leave a frame appended without its state or the
 // other way round. KEYS: stream, trimmed, state. ARGV: maxlen, ttl, kind, seq, state ttl, frame.
-// Returns false (a nil reply) for a skipped redelivery.
+// Returns false (a nil reply) for a skipped redelivery, {id, 1, frame} for a repeat of the newest
+// frame, {id, 0, stream length} for an append.
 const APPEND_FRAME = lua(`${CAPPED_XADD}
 local kind = ARGV[3]
 local seq = tonumber(ARGV[4])
@@ -150,7 +151,7 @@ else
 end
 redis.call('HSET', KEYS[3], 'last', id, 'lastkey', key)
 if tonumber(ARGV[5]) > 0 then redis.call('PEXPIRE', KEYS[3], ARGV[5]) end
-return {id, 0}`);
+return {id, 0, redis.call('XLEN', KEYS[1])}`);
 
 /** Where a stream's highest trimmed id is kept (a prefix no other key uses, so no collisions). */
 const trimmedKey = (key: string) => `stream-trimmed:${key}`;
@@ -226,11 +227,11 @@ export function createRedisStore(options: RedisOptions): KeyValueStore & { reado
             opts.frame,
           ],
         );
-        // Lua false arrives as null; a table as [id, duplicate].
+        // Lua false arrives as null; a table as [id, duplicate, frame] or [id, duplicate, length].
         if (!Array.isArray(reply)) return null;
         return Number(reply[1]) === 1
           ? { eventId: String(reply[0]), duplicate: true, frame: String(reply[2]) }
-          : { eventId: String(reply[0]), duplicate: false };
+          : { eventId: String(reply[0]), duplicate: false, length: Number(reply[2]) };
       }),
     streamRead: (key, afterId, count) =>
       withClient(async (c) => {

@@ -15,7 +15,8 @@ export interface StreamEntry {
  * they already delivered that `event_id`. `null`: an older duplicate, nothing to publish.
  */
 export type AppendResult =
-  | { eventId: string; duplicate: false }
+  /** `length`: entries in the stream after the append (at most `maxLength`), for the size metrics. */
+  | { eventId: string; duplicate: false; length: number }
   /** `frame`: the stored frame of that event (not the redelivered event's), to publish again. */
   | { eventId: string; duplicate: true; frame: string };
 

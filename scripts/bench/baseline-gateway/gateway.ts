@@ -165,6 +165,8 @@ export function createBaselineGateway(deps: BaselineGatewayDeps): Gateway {
       return json(res, r.ready ? 200 : 503, { status: r.ready ? 'ready' : 'not_ready', checks: r.checks });
     }
     if (req.method === 'GET' && path === '/metrics') {
+      // As the uWS gateway: readiness gauges as of this scrape.
+      ready();
       renderMetrics(metrics.registry).then(
         ({ contentType, body }) => res.writeHead(200, { 'content-type': contentType }).end(body),
         (err: unknown) => {
