@@ -455,11 +455,16 @@ export async function startPlatformaticSubscription(
     runFetchLoop(inc, [...assigned]);
   }
 
-  /** Closes an incarnation: its fetch loop, consumer (leaving the group) and fetch connections (leaving the group), retrying while the broker is away. */
+  /**
+   * Closes an incarnation: its fetch loop, its fetch connections and its consumer (leaving the
+   * group), the consumer retried while the broker is away.
+   */
   function retire(inc: Incarnation): Promise<void> {
     const done = (async () => {
       inc.epoch++;
       wakeAll();
+      // The fetch loop stops at its next step; a fetch in flight on these connections just fails.
+      await inc.pool.close().catch(() => undefined);
       for (let attempt = 0; attempt < 30; attempt++) {
         // Closing the bus: one bounded try (the process is on its way out, a shutdown deadline runs).
         const final = closing;
@@ -470,7 +475,6 @@ export async function startPlatformaticSubscription(
               setTimeout(() => reject(new Error('consumer close timed out')), final ? 5000 : 10_000).unref(),
             ),
           ]);
-          await inc.pool.close().catch(() => undefined);
           return;
         } catch (err) {
           // During an outage LeaveGroup cannot reach the coordinator and platformatic keeps the
