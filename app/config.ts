@@ -7,7 +7,7 @@ import {
   redisFragment,
   type Env,
 } from '@relay/common';
-import { consumerFragment, mockModelFragment } from '@relay/ai-consumer';
+import { consumerFragment, fallbackFragment, knowledgeFragment, mockModelFragment } from '@relay/ai-consumer';
 import { relayFragment } from '@relay/message-relay';
 import { gatewayFragment } from '@relay/websocket-server';
 
@@ -20,7 +20,9 @@ export const configFragments = {
   http: httpFragment({ service: SERVICE, port: 8080 }),
   log: logFragment,
   openai: openaiFragment,
+  fallback: fallbackFragment,
   consumer: consumerFragment,
+  knowledge: knowledgeFragment,
   mockModel: mockModelFragment,
   gateway: gatewayFragment,
   relay: relayFragment,

@@ -14,7 +14,7 @@ import {
   type Metrics,
   type PubSub,
 } from '@relay/common';
-import { createAiConsumer, setupModel } from '@relay/ai-consumer';
+import { createAiConsumer, setupKnowledge, setupModel } from '@relay/ai-consumer';
 import { createRelay } from '@relay/message-relay';
 import {
   createGateway,
@@ -87,6 +87,19 @@ export function createEmbeddedApp(options: EmbeddedAppOptions): EmbeddedApp {
     const model = await setupModel(config, { logger, metrics });
     closers.push(['model', () => model.close()]);
 
+    const knowledge = await setupKnowledge(config.knowledge, {
+      endpoint: model.endpoint,
+      store,
+      openai: config.openai,
+      breaker: {
+        failureThreshold: config.consumer.breakerFailureThreshold,
+        cooldownMs: config.consumer.breakerCooldownMs,
+      },
+      logger,
+      metrics,
+    });
+    if (knowledge) closers.push(['knowledge', () => knowledge.close()]);
+
     const relay = createRelay({ config, logger, metrics, bus, store, pubsub: relayPubsub });
     await relay.start();
     closers.push(['relay', () => relay.close()]);
@@ -99,6 +112,7 @@ export function createEmbeddedApp(options: EmbeddedAppOptions): EmbeddedApp {
       store,
       pubsub: consumerPubsub,
       model: model.model,
+      ...(knowledge ? { knowledge } : {}),
     });
     await consumer.start();
     closers.push(['consumer', () => consumer.close()]);

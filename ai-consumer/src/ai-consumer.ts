@@ -35,8 +35,10 @@ import { consumerMetrics } from './consumer-metrics.js';
 import { describeError } from './dead-letters.js';
 import { createDeltaBatcher } from './delta-batcher.js';
 import { buildMessages, createHistory } from './history.js';
+import { ground, type Retriever } from './knowledge/index.js';
 import type { ModelClient, StreamChatResult } from './model-client.js';
 import { createRequestState, type Claim } from './request-state.js';
+import { ModelCallError } from './upstream-errors.js';
 import { createWorkScheduler } from './user-queue.js';
 
 /** The consumer group of SPEC §3. */
@@ -80,6 +82,11 @@ export interface AiConsumerOptions {
    */
   pubsub?: PubSub;
   model: ModelClient;
+  /**
+   * The sites' knowledge (`KNOWLEDGE_SOURCES`, docs/knowledge.md): prompts of a site that has one
+   * are answered with its best chunks in the system prompt, and their finals list the `sources`.
+   */
+  knowledge?: Retriever;
   /** Topic names; tests use unique ones. @default TOPICS */
   topics?: TopicNames;
   /** @default 'ai-consumer' */
@@ -328,6 +335,17 @@ export function createAiConsumer(options: AiConsumerOptions): AiConsumer {
         return fail('internal_error', error);
       }
 
+      const grounding = await ground({
+        retriever: options.knowledge,
+        site: prompt.site,
+        question: prompt.content,
+        systemPrompt: config.openai.systemPrompt,
+        signal: controller.signal,
+        log,
+        metrics: m,
+        now,
+      });
+
       const batcher = createDeltaBatcher({
         flushMs: config.consumer.deltaFlushMs,
         publish: async (seq, delta) => {
@@ -358,7 +376,7 @@ export function createAiConsumer(options: AiConsumerOptions): AiConsumer {
           m.pickupDelay.observe(Math.max(0, callStarted - message.timestamp) / 1000);
           let firstToken = true;
           try {
-            return await model.streamChat(buildMessages(config.openai.systemPrompt, turns, prompt.content), {
+            return await model.streamChat(buildMessages(grounding.systemPrompt, turns, prompt.content), {
               signal: controller.signal,
               onDelta: (text) => {
                 if (firstToken) {
@@ -374,7 +392,8 @@ export function createAiConsumer(options: AiConsumerOptions): AiConsumer {
         });
       } catch (error) {
         const code: ErrorCode = error instanceof RelayError ? error.code : 'internal_error';
-        m.modelCallDuration.observe({ outcome: code }, (now() - callStarted) / 1000);
+        const failed = error instanceof ModelCallError ? error.model : 'unknown';
+        m.modelCallDuration.observe({ outcome: code, model: failed }, (now() - callStarted) / 1000);
         // The cause goes to the log and the DLQ only; the user gets the catalog message for the code.
         log.warn({ err: error, code }, 'model call failed');
         await batcher.flush();
@@ -391,7 +410,12 @@ export function createAiConsumer(options: AiConsumerOptions): AiConsumer {
       const content = result?.content ?? '';
       const finishReason = result?.finishReason ?? 'cancelled';
       const outcome = finishReason === 'cancelled' ? 'cancelled' : 'ok';
-      if (result) m.modelCallDuration.observe({ outcome }, (now() - callStarted) / 1000);
+      if (result) {
+        m.modelCallDuration.observe(
+          { outcome, model: result.model ?? 'unknown' },
+          (now() - callStarted) / 1000,
+        );
+      }
       await finish(outcome, {
         ...base,
         type: 'final',
@@ -400,6 +424,9 @@ export function createAiConsumer(options: AiConsumerOptions): AiConsumer {
         processing_time_ms: Math.max(0, now() - origin),
         finish_reason: finishReason,
         timestamp: new Date(now()).toISOString(),
+        ...(result?.model !== undefined ? { model: result.model } : {}),
+        // Only where a knowledge base was asked and the model then ran (not for a cancel before it).
+        ...(result && grounding.sources ? { sources: grounding.sources } : {}),
       });
       // Before the history: a crash in between loses one turn of context, never duplicates one.
       await markDone();

@@ -1,4 +1,5 @@
 import {
+  ConfigError,
   deliveryFragment,
   fragment,
   httpFragment,
@@ -7,8 +8,10 @@ import {
   logFragment,
   openaiFragment,
   redisFragment,
+  url,
 } from '@relay/common';
 import { z } from 'zod';
+import { knowledgeFragment } from './knowledge/options.js';
 
 export const SERVICE = 'ai-consumer';
 
@@ -45,6 +48,41 @@ export const consumerFragment = fragment(
 );
 
 export type ConsumerSettings = ReturnType<typeof consumerFragment.build>;
+
+/**
+ * A second model for when `OPENAI_MODEL` cannot answer (breaker open, retries exhausted before any
+ * delta): same timeout, retries and breaker settings, its own breaker. Unset: no fallback.
+ */
+export const fallbackFragment = fragment(
+  {
+    /** Model asked when the primary is down. */
+    OPENAI_FALLBACK_MODEL: z.string().min(1).optional(),
+    /** Its server, if not the primary's (`OPENAI_BASE_URL`, OpenAI's, or the bundled mock). */
+    OPENAI_FALLBACK_BASE_URL: url(['http', 'https']).optional(),
+    /** Its key (secret: no default). Without it: the primary's key on the primary's server, none on another. */
+    OPENAI_FALLBACK_API_KEY: z.string().min(1).optional(),
+  },
+  (e) => {
+    if (!e.OPENAI_FALLBACK_MODEL) {
+      const orphan = e.OPENAI_FALLBACK_BASE_URL
+        ? 'OPENAI_FALLBACK_BASE_URL'
+        : e.OPENAI_FALLBACK_API_KEY
+          ? 'OPENAI_FALLBACK_API_KEY'
+          : undefined;
+      if (orphan) {
+        throw new ConfigError(orphan, `config error: ${orphan} is set but OPENAI_FALLBACK_MODEL is not`);
+      }
+      return undefined;
+    }
+    return {
+      model: e.OPENAI_FALLBACK_MODEL,
+      baseUrl: e.OPENAI_FALLBACK_BASE_URL,
+      apiKey: e.OPENAI_FALLBACK_API_KEY,
+    };
+  },
+);
+
+export type FallbackSettings = ReturnType<typeof fallbackFragment.build>;
 
 const failRate = z
   .string()
@@ -90,7 +128,9 @@ export const configFragments = {
   http: httpFragment({ service: SERVICE, port: 9101 }),
   log: logFragment,
   openai: openaiFragment,
+  fallback: fallbackFragment,
   consumer: consumerFragment,
+  knowledge: knowledgeFragment,
   delivery: deliveryFragment,
   mockModel: mockModelFragment,
 };

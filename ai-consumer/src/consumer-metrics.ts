@@ -12,10 +12,10 @@ export function consumerMetrics(metrics: Metrics) {
       help: 'Prompt events answered, by outcome (ok, cancelled, invalid_message or an error code)',
       labelNames: ['outcome'],
     }),
-    modelCallDuration: metrics.histogram<'outcome'>({
+    modelCallDuration: metrics.histogram<'outcome' | 'model'>({
       name: 'ai_consumer_model_call_duration_seconds',
-      help: 'Model call duration including retries, from the first attempt to the end of the stream',
-      labelNames: ['outcome'],
+      help: 'Model call duration including retries and a fallback, from the first attempt to the end of the stream, by outcome and the model that answered (or failed last)',
+      labelNames: ['outcome', 'model'],
     }),
     timeToFirstToken: metrics.histogram({
       name: 'ai_consumer_time_to_first_token_seconds',
@@ -42,24 +42,25 @@ export function consumerMetrics(metrics: Metrics) {
       name: 'ai_consumer_model_calls_queued',
       help: 'Model calls waiting for a MAX_WORKERS slot',
     }),
-    attempts: metrics.counter<'result'>({
+    attempts: metrics.counter<'result' | 'model'>({
       name: 'ai_consumer_model_attempts_total',
-      help: 'Model call attempts, by result (ok or a failure kind: 5xx, 429, connection, timeout, stream, …)',
-      labelNames: ['result'],
+      help: 'Model call attempts, by result (ok or a failure kind: 5xx, 429, connection, timeout, stream, …) and model',
+      labelNames: ['result', 'model'],
     }),
-    retries: metrics.counter<'reason'>({
+    retries: metrics.counter<'reason' | 'model'>({
       name: 'ai_consumer_model_retries_total',
-      help: 'Model call retries, by the failure kind that caused them',
-      labelNames: ['reason'],
+      help: 'Model call retries, by the failure kind that caused them and model',
+      labelNames: ['reason', 'model'],
     }),
-    breakerState: metrics.gauge({
+    breakerState: metrics.gauge<'model'>({
       name: 'ai_consumer_circuit_breaker_state',
-      help: 'Model circuit breaker: 0 closed, 1 half-open, 2 open',
+      help: 'Model circuit breaker per model (the primary and the fallback have one each): 0 closed, 1 half-open, 2 open',
+      labelNames: ['model'],
     }),
-    breakerTransitions: metrics.counter<'state'>({
+    breakerTransitions: metrics.counter<'state' | 'model'>({
       name: 'ai_consumer_circuit_breaker_transitions_total',
-      help: 'Circuit breaker state changes, by the state entered',
-      labelNames: ['state'],
+      help: 'Circuit breaker state changes, by the state entered and model',
+      labelNames: ['state', 'model'],
     }),
     deltaEvents: metrics.counter({
       name: 'ai_consumer_delta_events_total',
@@ -84,16 +85,42 @@ export function consumerMetrics(metrics: Metrics) {
       name: 'ai_consumer_model_tokens_total',
       help: 'Model tokens answers used (prompt + completion; the provider count, else estimated), as counted against the daily budgets',
     }),
+    knowledgeChunks: metrics.gauge<'site'>({
+      name: 'ai_consumer_knowledge_chunks',
+      help: "Chunks in a site's knowledge index (KNOWLEDGE_SOURCES)",
+      labelNames: ['site'],
+    }),
+    knowledgeEmbedded: metrics.counter<'source'>({
+      name: 'ai_consumer_knowledge_chunk_embeddings_total',
+      help: 'Knowledge chunks indexed, by where their vector came from: api (embedded, paid) or cache (Redis)',
+      labelNames: ['source'],
+    }),
+    knowledgeRefreshErrors: metrics.counter({
+      name: 'ai_consumer_knowledge_refresh_errors_total',
+      help: 'Knowledge files or sources that could not be read or embedded at a check (kept as they were, tried again at the next)',
+    }),
+    retrievals: metrics.counter<'result'>({
+      name: 'ai_consumer_knowledge_retrievals_total',
+      help: 'Retrievals for prompts of sites with knowledge, by result: grounded, none (nothing above KNOWLEDGE_MIN_SCORE), error, unavailable (breaker open)',
+      labelNames: ['result'],
+    }),
+    retrievalDuration: metrics.histogram({
+      name: 'ai_consumer_knowledge_retrieval_duration_seconds',
+      help: "Embedding a prompt's question and ranking its site's chunks",
+    }),
+    fallbacks: metrics.counter<'reason'>({
+      name: 'ai_consumer_model_fallbacks_total',
+      help: 'Model calls handed to OPENAI_FALLBACK_MODEL before any delta, by why: circuit_open, upstream_unavailable, timeout',
+      labelNames: ['reason'],
+    }),
     historyErrors: metrics.counter<'operation'>({
       name: 'ai_consumer_history_errors_total',
       help: 'Conversation history reads or writes that failed',
       labelNames: ['operation'],
     }),
   };
-  // The values these labels take in normal failures, present from the start (see startAtZero).
-  startAtZero(m.attempts, 'result', ['ok', ...FAILURE_KINDS]);
-  startAtZero(m.retries, 'reason', FAILURE_KINDS);
-  startAtZero(m.breakerTransitions, 'state', ['closed', 'half_open', 'open']);
+  // The values these labels take in normal failures, present from the start (see startAtZero). The
+  // model metrics start per model, with their client (startModelAtZero).
   startAtZero(m.dlq, 'reason', [
     'invalid_message',
     'internal_error',
@@ -108,5 +135,12 @@ export function consumerMetrics(metrics: Metrics) {
 
 /** The failure kinds of a model attempt that happen in practice (`failureKind`, upstream-errors.ts). */
 const FAILURE_KINDS = ['5xx', '429', 'timeout', 'connection', 'stream'];
+
+/** A model client's series (labelled with its `model`), present from the start like the others. */
+export function startModelAtZero(m: ConsumerMetrics, model: string): void {
+  for (const result of ['ok', ...FAILURE_KINDS]) m.attempts.inc({ result, model }, 0);
+  for (const reason of FAILURE_KINDS) m.retries.inc({ reason, model }, 0);
+  for (const state of ['closed', 'half_open', 'open']) m.breakerTransitions.inc({ state, model }, 0);
+}
 
 export type ConsumerMetrics = ReturnType<typeof consumerMetrics>;

@@ -1,5 +1,7 @@
 export * from './config.js';
-export { setupModel, type ModelSetup, type ModelSetupConfig } from './model-setup.js';
+export { setupModel, type ModelEndpoint, type ModelSetup, type ModelSetupConfig } from './model-setup.js';
+export { createFallbackModel, type FallbackModelOptions } from './fallback-model.js';
+export * from './knowledge/index.js';
 export {
   CONSUMER_GROUP,
   createAiConsumer,

@@ -7,13 +7,14 @@ import {
 } from '@relay/common';
 import { createAiConsumer } from './ai-consumer.js';
 import { SERVICE, configFragments } from './config.js';
+import { setupKnowledge } from './knowledge/index.js';
 import { setupModel } from './model-setup.js';
 
 const { config, logger, metrics, shutdown } = bootService(process, SERVICE, configFragments);
 
 // Resources are closed in reverse order of registration: consumer (finishes the messages in hand,
-// their final events acknowledged), bus (producer flushed), cancel pub/sub, store, the bundled mock
-// model (if started), ops server.
+// their final events acknowledged), bus (producer flushed), cancel pub/sub, knowledge checks, store,
+// the bundled mock model (if started), ops server.
 let ready = () => false;
 const ops = createOpsServer({
   host: config.http.host,
@@ -30,12 +31,32 @@ shutdown.add('ops-server', () => ops.close());
 try {
   const { port } = await ops.start();
 
-  const { model, baseUrl, close: closeModel } = await setupModel(config, { logger, metrics });
+  const {
+    model,
+    baseUrl,
+    endpoint,
+    fallback,
+    close: closeModel,
+  } = await setupModel(config, { logger, metrics });
   shutdown.add('model', closeModel);
 
   const store = createRedisStore({ url: config.redis.url, logger, connectionName: SERVICE });
   shutdown.add('redis', () => store.close());
   await store.ping();
+
+  // Embeddings cached in Redis by content hash; the first index is built before consuming.
+  const knowledge = await setupKnowledge(config.knowledge, {
+    endpoint,
+    store,
+    openai: config.openai,
+    breaker: {
+      failureThreshold: config.consumer.breakerFailureThreshold,
+      cooldownMs: config.consumer.breakerCooldownMs,
+    },
+    logger,
+    metrics,
+  });
+  if (knowledge) shutdown.add('knowledge', () => knowledge.close());
 
   // Closed after the consumer: a cancel can still stop a generation while the consumer drains.
   const pubsub = createRedisPubSub({ url: config.redis.url, logger, connectionName: SERVICE });
@@ -55,13 +76,28 @@ try {
   shutdown.add('kafka', () => bus.close());
   await bus.connect();
 
-  const consumer = createAiConsumer({ config, logger, metrics, bus, store, pubsub, model });
+  const consumer = createAiConsumer({
+    config,
+    logger,
+    metrics,
+    bus,
+    store,
+    pubsub,
+    model,
+    ...(knowledge ? { knowledge } : {}),
+  });
   shutdown.add('consumer', () => consumer.close());
   await consumer.start();
   ready = () => bus.healthy() && consumer.ready();
 
   logger.info(
-    { port, model: config.openai.model, base_url: baseUrl, kafka_client: config.kafka.client },
+    {
+      port,
+      model: config.openai.model,
+      base_url: baseUrl,
+      kafka_client: config.kafka.client,
+      ...(fallback ? { fallback_model: fallback.model, fallback_base_url: fallback.baseUrl } : {}),
+    },
     `${SERVICE} started`,
   );
 } catch (err) {

@@ -1,7 +1,8 @@
+import { getEventListeners } from 'node:events';
 import { createServer } from 'node:net';
 import { createMetrics, RelayError } from '@relay/common';
 import { silentLogger } from '@relay/common/testing';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { answerTokens, createMockOpenAI, type MockOpenAIOptions } from './mock-openai/index.js';
 import { createModelClient, type ModelClientOptions } from './model-client.js';
 
@@ -192,5 +193,24 @@ describe('model client (real openai client against the mock)', () => {
     expect(deltas).toHaveLength(2);
     expect(model.breakerState).toBe('closed');
     expect(mock.stats().requests).toBe(1);
+  });
+
+  it('leaves nothing on the caller’s signal once a call is done (every attempt stayed in memory)', async () => {
+    const { baseUrl } = await startMock();
+    const { model } = client(baseUrl);
+    // Node 20 keeps an AbortSignal.any() signal that has a listener (the openai client adds one and
+    // never removes it) until it aborts: one leaked per attempt.
+    const any = vi.spyOn(AbortSignal, 'any');
+    cleanups.push(async () => any.mockRestore());
+    const controller = new AbortController();
+    for (let i = 0; i < 3; i++) {
+      const result = await model.streamChat(ask(`call ${i}`), {
+        signal: controller.signal,
+        onDelta: () => {},
+      });
+      expect(result.finishReason).toBe('stop');
+    }
+    expect(getEventListeners(controller.signal, 'abort')).toEqual([]);
+    expect(any).not.toHaveBeenCalled();
   });
 });

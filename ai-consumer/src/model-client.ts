@@ -1,11 +1,12 @@
-import { RelayError, type Logger, type Metrics } from '@relay/common';
+import type { Logger, Metrics } from '@relay/common';
 import OpenAI, { APIError } from 'openai';
 import { BREAKER_STATE_VALUE, createCircuitBreaker, type BreakerState } from './circuit-breaker.js';
-import { consumerMetrics } from './consumer-metrics.js';
+import { consumerMetrics, startModelAtZero } from './consumer-metrics.js';
 import type { ChatMessage } from './history.js';
 import { retryWithBackoff } from './retry.js';
 import {
   AttemptTimeoutError,
+  ModelCallError,
   StreamBrokenError,
   errorCodeFor,
   failureKind,
@@ -19,6 +20,11 @@ export interface ModelClientOptions {
   /** OpenAI-compatible base URL including `/v1`. @default OpenAI's */
   baseUrl?: string;
   model: string;
+  /**
+   * The `model` label of this client's metrics (attempts, retries, breaker). Two clients with the
+   * same model name on different servers (a fallback) need different labels. @default model
+   */
+  label?: string;
   /** `max_tokens` of every call (`OPENAI_MAX_TOKENS`). */
   maxTokens: number;
   /** Per attempt, from sending the request to the end of the stream. */
@@ -54,15 +60,18 @@ export interface StreamChatResult {
   /** The provider's (`stop`, `length`, `content_filter`, …) or `cancelled`. */
   finishReason: string;
   usage?: { promptTokens: number; completionTokens: number };
-  /** Attempts made, retries included. */
+  /** Attempts made, retries included (on every model tried). */
   attempts: number;
+  /** The model that answered, as requested (`OPENAI_MODEL`, or the fallback's). */
+  model?: string;
 }
 
 /** The model port: the consumer depends on this, tests may wrap it. */
 export interface ModelClient {
   /**
-   * Streams a chat completion. Fails only with a `RelayError` whose code is safe to show a user:
-   * `timeout`, `upstream_unavailable`, `upstream_error` or `internal_error`.
+   * Streams a chat completion. Fails only with a `RelayError` (a `ModelCallError` from
+   * {@link createModelClient}) whose code is safe to show a user: `timeout`,
+   * `upstream_unavailable`, `upstream_error` or `internal_error`.
    */
   streamChat(messages: ChatMessage[], options: StreamChatOptions): Promise<StreamChatResult>;
   readonly breakerState: BreakerState;
@@ -85,6 +94,7 @@ export function createModelClient(options: ModelClientOptions): ModelClient {
   const { logger, timeoutMs } = options;
   const now = options.now ?? Date.now;
   const m = consumerMetrics(options.metrics);
+  const label = options.label ?? options.model;
   const client = new OpenAI({
     apiKey: options.apiKey,
     baseURL: options.baseUrl,
@@ -96,13 +106,14 @@ export function createModelClient(options: ModelClientOptions): ModelClient {
     cooldownMs: options.breaker.cooldownMs,
     now,
     onStateChange: (state, previous) => {
-      m.breakerState.set(BREAKER_STATE_VALUE[state]);
-      m.breakerTransitions.inc({ state });
+      m.breakerState.set({ model: label }, BREAKER_STATE_VALUE[state]);
+      m.breakerTransitions.inc({ state, model: label });
       const log = state === 'open' ? logger.warn.bind(logger) : logger.info.bind(logger);
-      log({ state, previous }, `model circuit breaker ${state}`);
+      log({ state, previous, model: label }, `model circuit breaker ${state}`);
     },
   });
-  m.breakerState.set(BREAKER_STATE_VALUE.closed);
+  m.breakerState.set({ model: label }, BREAKER_STATE_VALUE.closed);
+  startModelAtZero(m, label);
 
   async function attemptOnce(
     messages: ChatMessage[],
@@ -115,7 +126,13 @@ export function createModelClient(options: ModelClientOptions): ModelClient {
       timedOut = true;
       attempt.abort();
     }, timeoutMs);
-    const combined = signal ? AbortSignal.any([signal, attempt.signal]) : attempt.signal;
+    // The caller's cancel reaches the attempt through a listener removed when it ends. Not
+    // AbortSignal.any: the client leaves an abort listener on the signal it is given, and Node 20
+    // keeps a combined signal with a listener alive until it aborts (nodejs/node#55328), so every
+    // attempt stayed in memory (~1 kB each, found by the soak).
+    const forward = () => attempt.abort(signal?.reason);
+    signal?.addEventListener('abort', forward, { once: true });
+    if (signal?.aborted) forward();
     // Abort is silent inside the client's stream iterator (it just ends), so the flags decide.
     const interrupted = (cause?: unknown): Error | undefined => {
       if (timedOut) return new AttemptTimeoutError(timeoutMs, { cause });
@@ -133,7 +150,7 @@ export function createModelClient(options: ModelClientOptions): ModelClient {
             stream: true,
             stream_options: { include_usage: true },
           },
-          { signal: combined, timeout: timeoutMs },
+          { signal: attempt.signal, timeout: timeoutMs },
         );
       } catch (error) {
         throw interrupted(error) ?? error;
@@ -165,6 +182,7 @@ export function createModelClient(options: ModelClientOptions): ModelClient {
       return { finishReason, ...(usage ? { usage } : {}) };
     } finally {
       clearTimeout(timer);
+      signal?.removeEventListener('abort', forward);
     }
   }
 
@@ -173,7 +191,8 @@ export function createModelClient(options: ModelClientOptions): ModelClient {
       return breaker.state;
     },
     async streamChat(messages, { signal, onDelta }) {
-      if (signal?.aborted) return { content: '', finishReason: 'cancelled', attempts: 0 };
+      if (signal?.aborted)
+        return { content: '', finishReason: 'cancelled', attempts: 0, model: options.model };
       let content = '';
       let attempts = 0;
       const emit = (text: string) => {
@@ -188,10 +207,12 @@ export function createModelClient(options: ModelClientOptions): ModelClient {
               async () => {
                 try {
                   const r = await attemptOnce(messages, signal, emit);
-                  m.attempts.inc({ result: 'ok' });
+                  m.attempts.inc({ result: 'ok', model: label });
                   return r;
                 } catch (error) {
-                  if (!(error instanceof CancelledAttempt)) m.attempts.inc({ result: failureKind(error) });
+                  if (!(error instanceof CancelledAttempt)) {
+                    m.attempts.inc({ result: failureKind(error), model: label });
+                  }
                   throw error;
                 }
               },
@@ -219,9 +240,15 @@ export function createModelClient(options: ModelClientOptions): ModelClient {
             retryAfterMs: (error) => retryAfterMs(error, now),
             onRetry: ({ retry, delayMs, error, fromRetryAfter }) => {
               const reason = failureKind(error);
-              m.retries.inc({ reason });
+              m.retries.inc({ reason, model: label });
               logger.warn(
-                { retry, delay_ms: Math.round(delayMs), reason, from_retry_after: fromRetryAfter },
+                {
+                  retry,
+                  delay_ms: Math.round(delayMs),
+                  reason,
+                  from_retry_after: fromRetryAfter,
+                  model: label,
+                },
                 'model call failed, retrying',
               );
             },
@@ -230,16 +257,16 @@ export function createModelClient(options: ModelClientOptions): ModelClient {
             ...(options.sleep ? { sleep: options.sleep } : {}),
           },
         );
-        return { content, ...result, attempts };
+        return { content, ...result, attempts, model: options.model };
       } catch (error) {
         // Cancelled in an attempt or during a backoff wait: not a failure, the partial answer stands.
-        if (signal?.aborted) return { content, finishReason: 'cancelled', attempts };
+        if (signal?.aborted) return { content, finishReason: 'cancelled', attempts, model: options.model };
         if (content !== '' && isRetryableUpstreamError(error)) {
           const code = error instanceof AttemptTimeoutError ? 'timeout' : 'upstream_error';
-          throw new RelayError(code, undefined, { cause: error });
+          throw new ModelCallError(code, options.model, attempts, { cause: error });
         }
-        if (error instanceof RelayError) throw error;
-        throw new RelayError(errorCodeFor(error), undefined, { cause: error });
+        // A CircuitOpenError keeps its code and stays the cause (the fallback tells it apart).
+        throw new ModelCallError(errorCodeFor(error), options.model, attempts, { cause: error });
       }
     },
   };

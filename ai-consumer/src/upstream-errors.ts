@@ -12,6 +12,22 @@ export class CircuitOpenError extends RelayError {
   }
 }
 
+/**
+ * A model call failed for good (what `ModelClient.streamChat` throws): the catalog `code` for the
+ * user, plus which model it was and how many attempts it made, for metrics, logs and the fallback.
+ */
+export class ModelCallError extends RelayError {
+  readonly model: string;
+  readonly attempts: number;
+
+  constructor(code: ErrorCode, model: string, attempts: number, options?: { cause?: unknown }) {
+    super(code, undefined, options);
+    this.name = 'ModelCallError';
+    this.model = model;
+    this.attempts = attempts;
+  }
+}
+
 /** One attempt ran past the per-attempt timeout (time to first byte through the end of the stream). */
 export class AttemptTimeoutError extends Error {
   constructor(timeoutMs: number, options?: { cause?: unknown }) {

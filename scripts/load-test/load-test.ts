@@ -1,8 +1,17 @@
-import { readFile } from 'node:fs/promises';
-import { SignJWT } from 'jose';
 import WebSocket from 'ws';
+import {
+  createMessageTracker,
+  failureReason,
+  filler,
+  openUserSocket,
+  runOpenLoop,
+  sleep,
+  tokenMaker,
+} from './client.js';
 import type { LoadTestOptions } from './options.js';
-import { latencyHistogram, summarize, type LatencySummary } from './stats.js';
+import type { LatencySummary } from './stats.js';
+
+export { filler, tokenMaker } from './client.js';
 
 export interface LoadTestResult {
   options: Omit<LoadTestOptions, 'json'>;
@@ -46,43 +55,6 @@ export interface LoadTestResult {
   overheadMs?: Record<'firstDelta' | 'deltaGap' | 'final', LatencySummary>;
 }
 
-interface Pending {
-  sentAt: number;
-  acked: boolean;
-  firstDeltaAt?: number;
-  lastDeltaAt?: number;
-  done: boolean;
-}
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** Tokens from POST /token, or signed locally with the gateways' secret (many users, one IP). */
-export async function tokenMaker(
-  options: Pick<LoadTestOptions, 'url' | 'tokenSource'>,
-): Promise<(userid: string) => Promise<string>> {
-  if (options.tokenSource === 'post') {
-    return async (userid) => {
-      const res = await fetch(`${options.url}/token?userid=${encodeURIComponent(userid)}`, {
-        method: 'POST',
-      });
-      if (!res.ok) throw new Error(`POST /token: HTTP ${res.status}`);
-      return ((await res.json()) as { token: string }).token;
-    };
-  }
-  const key = new TextEncoder().encode(
-    (await readFile(options.tokenSource.slice('secret:'.length), 'utf8')).trim(),
-  );
-  return (userid) =>
-    new SignJWT({})
-      .setProtectedHeader({ alg: 'HS256' })
-      .setSubject(userid)
-      .setIssuer('ai-relay')
-      .setAudience('ai-relay-ws')
-      .setIssuedAt()
-      .setExpirationTime('1h')
-      .sign(key);
-}
-
 /**
  * Open-loop load: messages are sent on a schedule (the arrival rate), whether or not earlier ones
  * were answered, so a slow server shows up as latency and loss instead of a slower client.
@@ -95,84 +67,26 @@ export async function runLoadTest(
 ): Promise<LoadTestResult> {
   const started = performance.now();
   const deadline = started + options.duration * 1000;
-  const h = {
-    connect: latencyHistogram(),
-    ack: latencyHistogram(),
-    firstDelta: latencyHistogram(),
-    deltaGap: latencyHistogram(),
-    final: latencyHistogram(),
-  };
   const model =
     options.modelTtftMs !== undefined && options.modelTokenMs !== undefined
-      ? { ttftUs: options.modelTtftMs * 1000, tokenUs: options.modelTokenMs * 1000 }
+      ? { ttftMs: options.modelTtftMs, tokenMs: options.modelTokenMs }
       : undefined;
-  const overhead = {
-    firstDelta: latencyHistogram(),
-    deltaGap: latencyHistogram(),
-    final: latencyHistogram(),
-  };
-  /** Records `us − modelUs` of the pipeline's own cost (≥ 1 µs: HDR keeps no zero or negative). */
-  const recordOverhead = (h: ReturnType<typeof latencyHistogram>, us: number, modelUs: number) =>
-    h.recordValue(Math.max(1, Math.round(us - modelUs)));
-  const errors: Record<string, number> = {};
+  const tracker = createMessageTracker(model);
   const connectFailures: Record<string, number> = {};
   const closedByServer: Record<string, number> = {};
   let finished = false;
-  const pending = new Map<string, Pending>();
-  const counts = { sent: 0, acked: 0, answered: 0, frames: 0, open: 0, failed: 0 };
+  const counts = { open: 0, failed: 0 };
   const makeToken = await tokenMaker(options);
   const run = Date.now().toString(36);
-  const wsBase = options.url.replace(/^http/, 'ws');
   const sockets: WebSocket[] = [];
-  const us = (from: number) => Math.max(1, Math.round((performance.now() - from) * 1000));
 
   const report = setInterval(() => {
     const t = ((performance.now() - started) / 1000).toFixed(0);
+    const c = tracker.counts;
     progress(
-      `[load] ${t}s open ${counts.open}/${options.users} sent ${counts.sent} acked ${counts.acked} answered ${counts.answered} errors ${Object.values(errors).reduce((a, b) => a + b, 0)} in flight ${[...pending.values()].filter((p) => !p.done).length}`,
+      `[load] ${t}s open ${counts.open}/${options.users} sent ${c.sent} acked ${c.acked} answered ${c.answered} errors ${c.errored} in flight ${tracker.inFlight()}`,
     );
   }, 1000);
-
-  function onFrame(raw: string): void {
-    counts.frames++;
-    const frame = JSON.parse(raw) as { type: string; request_id?: string; code?: string; content?: string };
-    const p = frame.request_id ? pending.get(frame.request_id) : undefined;
-    if (frame.type === 'error') {
-      errors[frame.code ?? 'unknown'] = (errors[frame.code ?? 'unknown'] ?? 0) + 1;
-      if (p && !p.done) p.done = true;
-      return;
-    }
-    if (!p) return;
-    const now = performance.now();
-    if (frame.type === 'ack' && !p.acked) {
-      p.acked = true;
-      counts.acked++;
-      h.ack.recordValue(us(p.sentAt));
-    } else if (frame.type === 'response.delta') {
-      if (p.firstDeltaAt === undefined) {
-        p.firstDeltaAt = now;
-        const t = us(p.sentAt);
-        h.firstDelta.recordValue(t);
-        if (model) recordOverhead(overhead.firstDelta, t, model.ttftUs);
-      } else if (p.lastDeltaAt !== undefined) {
-        const t = us(p.lastDeltaAt);
-        h.deltaGap.recordValue(t);
-        if (model) recordOverhead(overhead.deltaGap, t, model.tokenUs);
-      }
-      p.lastDeltaAt = now;
-    } else if (frame.type === 'response' && !p.done) {
-      p.done = true;
-      counts.answered++;
-      const t = us(p.sentAt);
-      h.final.recordValue(t);
-      if (model) {
-        // The mock's tokens are `Echo:` and then one per space-led word: its stream took TTFT plus
-        // one interval per token after the first.
-        const tokens = (frame.content ?? '').split(' ').length;
-        recordOverhead(overhead.final, t, model.ttftUs + (tokens - 1) * model.tokenUs);
-      }
-    }
-  }
 
   // Connect every user, at most connectRate per second, spread over the source addresses.
   const gap = 1000 / options.connectRate;
@@ -187,24 +101,23 @@ export async function runLoadTest(
         const t0 = performance.now();
         try {
           const token = await makeToken(userid);
-          const query = `token=${encodeURIComponent(token)}&userid=${userid}&ack=1${options.stream ? '&stream=1' : ''}`;
-          const ws = new WebSocket(`${wsBase}/ws?${query}`, localAddress ? { localAddress } : {});
-          await new Promise<void>((resolve, reject) => {
-            ws.once('open', () => resolve());
-            ws.once('error', reject);
-            ws.once('unexpected-response', (_req, res) => reject(new Error(`HTTP ${res.statusCode}`)));
+          const ws = await openUserSocket({
+            url: options.url,
+            userid,
+            token,
+            stream: options.stream,
+            ...(localAddress && { localAddress }),
           });
-          h.connect.recordValue(us(t0));
+          tracker.recordConnect(Math.max(1, Math.round((performance.now() - t0) * 1000)));
           counts.open++;
-          ws.on('message', (data) => onFrame(String(data)));
+          ws.on('message', (data) => tracker.onFrame(String(data)));
           ws.on('close', (code) => {
             if (!finished) closedByServer[code] = (closedByServer[code] ?? 0) + 1;
           });
           sockets[i] = ws;
         } catch (err) {
           counts.failed++;
-          const reason =
-            err instanceof Error ? ((err as NodeJS.ErrnoException).code ?? err.message) : String(err);
+          const reason = failureReason(err);
           connectFailures[reason] = (connectFailures[reason] ?? 0) + 1;
         }
       })(),
@@ -213,33 +126,30 @@ export async function runLoadTest(
   }
   await Promise.all(connecting);
 
-  // Open-loop schedule: message k goes out at start + k / rate, to user k % users.
-  const total = options.users * options.messages;
+  // Message k goes to user k % users.
   const content = filler(options.contentLength);
   await hooks.beforeSending?.();
-  const sendStart = performance.now();
-  for (let k = 0; k < total && performance.now() < deadline; k++) {
-    const due = options.rate > 0 ? sendStart + (k * 1000) / options.rate : sendStart;
-    const wait = due - performance.now();
-    if (wait > 1) await sleep(wait);
-    const ws = sockets[k % options.users];
-    if (!ws || ws.readyState !== WebSocket.OPEN) continue;
-    const id = `m${k}`;
-    pending.set(id, { sentAt: performance.now(), acked: false, done: false });
-    ws.send(JSON.stringify({ type: 'message', content: `msg ${k} ${content}`, id }));
-    counts.sent++;
-  }
-  const sendEnd = performance.now();
-  const sendSeconds = (sendEnd - sendStart) / 1000;
+  const window = await runOpenLoop({
+    rate: options.rate,
+    count: options.users * options.messages,
+    stopAt: deadline,
+    send: (k) => {
+      const ws = sockets[k % options.users];
+      if (ws && ws.readyState === WebSocket.OPEN) tracker.send(ws, `m${k}`, `msg ${k} ${content}`);
+    },
+  });
+  const sendSeconds = (window.to - window.from) / 1000;
 
   // Wait for answers, bounded by the grace period and the overall duration.
   const graceEnd = Math.min(deadline, performance.now() + options.grace * 1000);
-  while (performance.now() < graceEnd && [...pending.values()].some((p) => !p.done)) await sleep(50);
+  while (performance.now() < graceEnd && tracker.inFlight() > 0) await sleep(50);
   clearInterval(report);
   finished = true;
   for (const ws of sockets) ws?.terminate();
 
-  const values = [...pending.values()];
+  const c = tracker.counts;
+  const unfinished = tracker.unfinished();
+  const overheadMs = tracker.overheadMs();
   return {
     options: { ...options, json: undefined } as Omit<LoadTestOptions, 'json'>,
     durationS: (performance.now() - started) / 1000,
@@ -251,47 +161,18 @@ export async function runLoadTest(
       closedByServer,
     },
     messages: {
-      sent: counts.sent,
-      acked: counts.acked,
-      answered: counts.answered,
-      errors,
-      lost: values.filter((p) => p.acked && !p.done).length,
-      unanswered: values.filter((p) => !p.acked && !p.done).length,
+      sent: c.sent,
+      acked: c.acked,
+      answered: c.answered,
+      errors: { ...tracker.errors },
+      lost: unfinished.acked,
+      unanswered: unfinished.unacked,
     },
-    achievedRate: counts.sent / Math.max(sendSeconds, 1e-3),
-    sendWindow: { from: sendStart, to: sendEnd },
-    frames: counts.frames,
-    framesPerSecond: counts.frames / Math.max(sendSeconds, 1e-3),
-    latencyMs: {
-      connect: summarize(h.connect),
-      ack: summarize(h.ack),
-      firstDelta: summarize(h.firstDelta),
-      deltaGap: summarize(h.deltaGap),
-      final: summarize(h.final),
-    },
-    ...(model && {
-      overheadMs: {
-        firstDelta: summarize(overhead.firstDelta),
-        deltaGap: summarize(overhead.deltaGap),
-        final: summarize(overhead.final),
-      },
-    }),
+    achievedRate: c.sent / Math.max(sendSeconds, 1e-3),
+    sendWindow: { from: window.from, to: window.to },
+    frames: c.frames,
+    framesPerSecond: c.frames / Math.max(sendSeconds, 1e-3),
+    latencyMs: tracker.latencyMs(),
+    ...(overheadMs && { overheadMs }),
   };
-}
-
-const WORDS = 'the relay carries each prompt through kafka and back over redis to the socket'.split(' ');
-
-/**
- * About `length` characters of words: the mock model echoes a prompt's first eight words, so a
- * prompt of words gets a longer, more realistic streamed answer than one long token would.
- */
-export function filler(length: number): string {
-  const out: string[] = [];
-  let size = 0;
-  for (let i = 0; size < length; i++) {
-    const word = WORDS[i % WORDS.length] ?? 'x';
-    out.push(word);
-    size += word.length + 1;
-  }
-  return out.join(' ');
 }

@@ -77,18 +77,3 @@ export function answerTokens(prompt: string, minTokens = 0): string[] {
 export function approximateTokenCount(text: string): number {
   return Math.ceil(text.length / 4);
 }
-
-/** A unit-length vector of `dimensions` float32 values derived from a hash of `text`. */
-export function embeddingFor(text: string, dimensions: number): Float32Array {
-  const random = createPrng(hash32(text));
-  const vector = new Float32Array(dimensions);
-  let norm = 0;
-  for (let i = 0; i < dimensions; i++) {
-    const value = random() * 2 - 1;
-    vector[i] = value;
-    norm += value * value;
-  }
-  const scale = norm > 0 ? 1 / Math.sqrt(norm) : 0;
-  for (let i = 0; i < dimensions; i++) vector[i] = (vector[i] ?? 0) * scale;
-  return vector;
-}

@@ -9,6 +9,8 @@ export interface ForcedStatus {
   retryAfterMs?: number;
   /** Only the first `times` requests carrying the same prompt are forced; absent = every one. */
   times?: number;
+  /** Only requests for this model are forced (prompt marker `model=`); absent = any model. */
+  model?: string;
   source: 'header' | 'prompt marker';
 }
 
@@ -64,8 +66,8 @@ export function forcedStatusFromHeaders(headers: IncomingHttpHeaders): ForcedSta
 const MARKER = /\[mock:([^\]]*)\]/u;
 
 /**
- * `[mock:status=429,retry_after=1,retry_after_ms=250,times=1]` anywhere in the prompt. `status` is required;
- * the others are optional. A malformed marker is reported rather than ignored, so a typo cannot silently
+ * `[mock:status=429,retry_after=1,retry_after_ms=250,times=1,model=gpt-x]` anywhere in the prompt. `status`
+ * is required; the others are optional. A malformed marker is reported rather than ignored, so a typo cannot silently
  * turn a failure test into a passing one.
  */
 export function forcedStatusFromPrompt(prompt: string): ForcedStatusResult {
@@ -89,6 +91,10 @@ export function forcedStatusFromPrompt(prompt: string): ForcedStatusResult {
   const forced: ForcedStatus = { status, source: 'prompt marker' };
   for (const [key, value] of fields) {
     if (key === 'status') continue;
+    if (key === 'model') {
+      forced.model = value;
+      continue;
+    }
     const number = parseNonNegative(value);
     if (number === undefined) return invalid(`${key} must be a non-negative number`);
     if (key === 'retry_after') forced.retryAfter = number;

@@ -7,4 +7,6 @@ export {
   type MockOpenAIOptions,
   type ResolvedMockOpenAIOptions,
 } from './options.js';
-export { answerTokens, embeddingFor } from './answer.js';
+export { answerTokens } from './answer.js';
+export { embeddingFor, stems } from './similarity.js';
+export { citationTokens } from './grounding.js';

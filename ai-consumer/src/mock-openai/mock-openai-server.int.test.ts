@@ -221,6 +221,37 @@ describe('mock OpenAI server', () => {
       await expect(client.chat.completions.create(body)).rejects.toMatchObject({ status: 503 });
     });
 
+    it('a marker with model= fails only the requests for that model', async () => {
+      const mock = await startMock();
+      const client = clientFor(mock);
+      const content = 'which one [mock:status=503,model=primary-x]';
+      await expect(
+        client.chat.completions.create({ model: 'primary-x', messages: [{ role: 'user', content }] }),
+      ).rejects.toMatchObject({ status: 503 });
+      const other = await client.chat.completions.create({
+        model: 'fallback-y',
+        messages: [{ role: 'user', content }],
+      });
+      expect(other.choices[0]?.message.content).toMatch(/^Echo: which one — /);
+      expect(other.model).toBe('fallback-y');
+    });
+
+    it('cites the knowledge excerpt in its system prompt that answers the question', async () => {
+      const client = clientFor(await startMock());
+      const system =
+        'Be brief.\n\n<excerpt source="returns.md">\n# Returns\n\nKettles can be returned within 45 days.\n</excerpt>';
+      const completion = await client.chat.completions.create({
+        model: 'm',
+        messages: [
+          { role: 'system', content: system },
+          { role: 'user', content: 'can I return a kettle?' },
+        ],
+      });
+      expect(completion.choices[0]?.message.content).toMatch(
+        /^Echo: can I return a kettle\? — .*\. \[returns\.md\] Kettles can be returned within 45 days\.$/,
+      );
+    });
+
     it('a malformed marker answers 400', async () => {
       const client = clientFor(await startMock());
       await expect(client.chat.completions.create(ask('[mock:status=200] nope'))).rejects.toBeInstanceOf(
@@ -291,7 +322,7 @@ describe('mock OpenAI server', () => {
       expect(viaBase64.object).toBe('list');
       expect(viaBase64.data.map((item) => item.index)).toEqual([0, 1]);
       const [alpha, beta] = viaBase64.data.map((item) => item.embedding);
-      expect(alpha).toHaveLength(16);
+      expect(alpha).toHaveLength(256);
       expect(alpha).toEqual(viaFloat.data[0]?.embedding);
       expect(alpha).not.toEqual(beta);
       const norm = Math.sqrt((alpha ?? []).reduce((sum, value) => sum + value * value, 0));
@@ -300,6 +331,20 @@ describe('mock OpenAI server', () => {
 
       const sized = await client.embeddings.create({ model: 'emb', input: 'alpha', dimensions: 4 });
       expect(sized.data[0]?.embedding).toHaveLength(4);
+    });
+
+    it('gives texts sharing words close vectors, and counts every input embedded', async () => {
+      const mock = await startMock();
+      const client = clientFor(mock);
+      const { data } = await client.embeddings.create({
+        model: 'emb',
+        input: ['returning a kettle', 'kettles can be returned within 45 days', 'the capital of France'],
+      });
+      const [q, near, far] = data.map((d) => d.embedding);
+      const dot = (a: number[] = [], b: number[] = []) => a.reduce((sum, v, i) => sum + v * (b[i] ?? 0), 0);
+      expect(dot(q, near)).toBeGreaterThan(0.5);
+      expect(dot(q, far)).toBeLessThan(0.2);
+      expect(mock.stats().embeddings).toBe(3);
     });
   });
 

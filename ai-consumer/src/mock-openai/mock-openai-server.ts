@@ -7,8 +7,11 @@
  *   `ttftMs`/`tokenMs`; honours `max_tokens`/`max_completion_tokens` (`finish_reason: 'length'`) and
  *   `stream_options.include_usage`.
  * - `GET /v1/models`, `GET /v1/models/{id}` — the configured model.
- * - `POST /v1/embeddings` — deterministic unit vectors (16 dimensions unless `dimensions` says otherwise),
- *   as floats or base64 (the client's default).
+ * - `POST /v1/embeddings` — deterministic unit vectors (256 dimensions unless `dimensions` says otherwise),
+ *   as floats or base64 (the client's default), in which texts sharing words point the same way
+ *   (`similarity.ts`), so retrieval is testable; `stats().embeddings` counts the inputs embedded.
+ * - Grounding: excerpts of a knowledge base in the system prompt (`<excerpt source="…">`, see
+ *   `knowledge/prompt.ts`) make the answer cite the best-matching one (`grounding.ts`).
  * - anything else — 404 with OpenAI's error envelope. Any bearer token, or none, is accepted.
  *
  * Forcing an error status, to test retries and breakers:
@@ -17,7 +20,8 @@
  * - Prompt marker (chat completions; for callers that cannot set headers, e.g. through the whole pipeline):
  *   `[mock:status=429,retry_after=1,retry_after_ms=250,times=1]` anywhere in the last user message. The
  *   first `times` requests carrying that exact prompt get the status, later ones a normal answer (without
- *   `times`, every one fails). Counts are per server instance.
+ *   `times`, every one fails). Counts are per server instance. `model=<name>` limits it to requests for
+ *   that model, so one mock can play a failing primary and a healthy fallback.
  * - `failRate`: each chat completion fails with 500 with that probability, from a PRNG seeded by `seed`.
  */
 import { randomUUID } from 'node:crypto';
@@ -25,7 +29,7 @@ import { createServer } from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
-import { answerTokens, approximateTokenCount, createPrng, embeddingFor } from './answer.js';
+import { answerTokens, approximateTokenCount, createPrng } from './answer.js';
 import {
   forcedStatusFromHeaders,
   forcedStatusFromPrompt,
@@ -37,6 +41,8 @@ import {
   type MockOpenAIOptions,
   type ResolvedMockOpenAIOptions,
 } from './options.js';
+import { citationTokens } from './grounding.js';
+import { embeddingFor } from './similarity.js';
 import { SSE_DONE, SSE_HEADERS, SseWriter, pause, sseData } from './sse.js';
 import {
   chatCompletionRequestSchema,
@@ -55,6 +61,8 @@ export interface MockOpenAIStats {
   completions: number;
   /** Completions cut short because the client went away before the response finished. */
   aborted: number;
+  /** Inputs embedded by `/v1/embeddings` (one request may carry many). */
+  embeddings: number;
 }
 
 export interface MockOpenAIServer {
@@ -68,7 +76,7 @@ export interface MockOpenAIServer {
 }
 
 const MAX_BODY_BYTES = 4 * 1024 * 1024;
-const DEFAULT_EMBEDDING_DIMENSIONS = 16;
+const DEFAULT_EMBEDDING_DIMENSIONS = 256;
 const SYSTEM_FINGERPRINT = 'fp_mock';
 
 interface CompletionPlan {
@@ -84,7 +92,7 @@ export function createMockOpenAI(options: MockOpenAIOptions = {}): MockOpenAISer
   const config: ResolvedMockOpenAIOptions = resolveMockOpenAIOptions(options);
   const failDraw = createPrng(config.seed);
   const markerHits = new Map<string, number>();
-  const counters: MockOpenAIStats = { requests: 0, completions: 0, aborted: 0 };
+  const counters: MockOpenAIStats = { requests: 0, completions: 0, aborted: 0, embeddings: 0 };
   let requestSeq = 0;
   let starting: Promise<{ url: string; port: number }> | undefined;
   let closing: Promise<void> | undefined;
@@ -144,8 +152,13 @@ export function createMockOpenAI(options: MockOpenAIOptions = {}): MockOpenAISer
 
     const fromPrompt = forcedStatusFromPrompt(prompt);
     if (!fromPrompt.ok) return sendJson(res, 400, openAIError(400, fromPrompt.message));
-    if (fromPrompt.forced && takeMarkerHit(prompt, fromPrompt.forced))
-      return sendForced(res, fromPrompt.forced);
+    const forced = fromPrompt.forced;
+    if (
+      forced &&
+      (forced.model === undefined || forced.model === request.model) &&
+      takeMarkerHit(prompt, forced)
+    )
+      return sendForced(res, forced);
 
     if (config.failRate > 0 && failDraw() < config.failRate) {
       return sendJson(
@@ -188,7 +201,7 @@ export function createMockOpenAI(options: MockOpenAIOptions = {}): MockOpenAISer
   }
 
   function planCompletion(request: ChatCompletionRequest, prompt: string): CompletionPlan {
-    const all = answerTokens(prompt, config.minTokens);
+    const all = [...answerTokens(prompt, config.minTokens), ...citationTokens(request.messages, prompt)];
     const caps = [request.max_tokens, request.max_completion_tokens].filter(
       (cap): cap is number => cap != null,
     );
@@ -274,6 +287,7 @@ export function createMockOpenAI(options: MockOpenAIOptions = {}): MockOpenAISer
             ? [JSON.stringify(input)]
             : input.map((item) => JSON.stringify(item));
     const promptTokens = inputs.reduce((sum, text) => sum + approximateTokenCount(text), 0);
+    counters.embeddings += inputs.length;
     sendJson(res, 200, {
       object: 'list',
       data: inputs.map((text, index) => {

@@ -61,6 +61,25 @@ describe('frameFromEvent', () => {
     expect(Object.keys(frameFromEvent(noConversation as ResponseEvent))).not.toContain('conversation_id');
   });
 
+  it('carries the answering model and the knowledge sources of a final, picking only their fields', () => {
+    const grounded = event({
+      type: 'final',
+      content: 'Within 45 days [returns.md]',
+      timestamp: '2024-01-01T12:00:00Z',
+      processing_time_ms: 10,
+      model: 'gpt-fallback',
+      sources: [{ name: 'returns.md', score: 0.62, chunk_text: 'not for clients' }],
+    });
+    const frame = frameFromEvent(grounded);
+    expect(frame).toMatchObject({ model: 'gpt-fallback', sources: [{ name: 'returns.md', score: 0.62 }] });
+    expect(JSON.stringify(frame)).not.toContain('chunk_text');
+    expect(serverFrameSchema.safeParse(frame).success).toBe(true);
+    // An empty list (the site has knowledge, nothing matched) is kept: it is not the same as none.
+    expect(frameFromEvent(event({ ...grounded, sources: [] }))).toMatchObject({ sources: [] });
+    expect(Object.keys(frameFromEvent(final))).not.toContain('sources');
+    expect(Object.keys(frameFromEvent(final))).not.toContain('model');
+  });
+
   it('maps an error event to the original error frame with a code', () => {
     expect(frameFromEvent(error)).toEqual({
       type: 'error',

@@ -45,6 +45,11 @@ export function frameFromEvent(event: ResponseEvent): ServerFrame {
         request_id: event.request_id,
         ...(event.conversation_id !== undefined ? { conversation_id: event.conversation_id } : {}),
         finish_reason: event.finish_reason,
+        ...(event.model !== undefined ? { model: event.model } : {}),
+        // Picked field by field too: a newer producer's extra fields on a source stay out.
+        ...(event.sources !== undefined
+          ? { sources: event.sources.map((s) => ({ name: s.name, score: s.score })) }
+          : {}),
       };
     case 'error':
       return {

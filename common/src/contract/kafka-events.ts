@@ -52,6 +52,9 @@ const deltaEvent = z.looseObject({
   seq: z.number().int().nonnegative(),
   delta: z.string(),
 });
+/** A knowledge source an answer was grounded in (docs/knowledge.md), with its best cosine similarity. */
+const sourceRef = z.looseObject({ name: z.string(), score: z.number() });
+
 const finalEvent = z.looseObject({
   ...base,
   type: z.literal('final'),
@@ -60,6 +63,13 @@ const finalEvent = z.looseObject({
   processing_time_ms: z.number().nonnegative(),
   finish_reason: z.string().default('stop'),
   timestamp: z.string(),
+  /** The model that answered: `OPENAI_MODEL`, or `OPENAI_FALLBACK_MODEL` when the primary was down. */
+  model: z.string().optional(),
+  /**
+   * Present when the user's site has a knowledge source: the sources of the excerpts the model was
+   * given, best first (empty: nothing scored high enough). Absent for sites without one.
+   */
+  sources: z.array(sourceRef).optional(),
 });
 const errorEvent = z.looseObject({
   ...base,

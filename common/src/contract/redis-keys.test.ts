@@ -22,6 +22,13 @@ describe('REDIS_KEYS', () => {
     }
     expect(REDIS_KEYS.accepted('a:b', 'c d/é')).toBe('accepted:a%3Ab:c%20d%2F%C3%A9');
   });
+
+  it('names a cached embedding by model and content hash', () => {
+    expect(REDIS_KEYS.embedding('text-embedding-3-small', 'ab12')).toBe(
+      'embedding:text-embedding-3-small:ab12',
+    );
+    expect(REDIS_KEYS.embedding('org:model', 'ab12')).toBe('embedding:org%3Amodel:ab12');
+  });
 });
 
 describe('cancelControlSchema', () => {

@@ -36,6 +36,11 @@ export const REDIS_KEYS = {
   messageRate: (userid: string): string => `ratelimit:msg:${userid}`,
   /** Fixed-window counter of tokens issued to one client IP. */
   tokenRate: (ip: string): string => `ratelimit:token:${ip}`,
+  /**
+   * String (base64 float32 vector): a knowledge chunk's embedding by model and SHA-256 of its text,
+   * shared by every ai-consumer so unchanged chunks are not embedded again after a restart.
+   */
+  embedding: (model: string, sha256: string): string => `embedding:${part(model)}:${sha256}`,
   /** Pub/sub channel every ai-consumer listens on; messages follow {@link cancelControlSchema}. */
   cancelChannel: 'control:cancel',
 } as const;

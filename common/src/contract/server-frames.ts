@@ -16,12 +16,19 @@ const common = {
   event_id: z.optional(z.string()),
 };
 
+/** A knowledge source the answer was grounded in, with its best cosine similarity (0..1). */
+export const sourceSchema = z.object({ name: z.string(), score: z.number() });
+
 export const responseFrameSchema = z.object({
   type: z.literal('response'),
   content: z.string(),
   timestamp: z.string(),
   processing_time_ms: z.number().check(z.nonnegative()),
   finish_reason: z.optional(z.string()),
+  /** The model that answered (the fallback's name when the primary was down). */
+  model: z.optional(z.string()),
+  /** Sources of the site's knowledge the answer was given, best first; only for sites with one. */
+  sources: z.optional(z.array(sourceSchema)),
   ...common,
 });
 
@@ -68,6 +75,7 @@ export const serverFrameSchema = z.discriminatedUnion('type', [
 ]);
 
 export type ResponseFrame = z.infer<typeof responseFrameSchema>;
+export type SourceRef = z.infer<typeof sourceSchema>;
 export type ErrorFrame = z.infer<typeof errorFrameSchema>;
 export type AckFrame = z.infer<typeof ackFrameSchema>;
 export type DeltaFrame = z.infer<typeof deltaFrameSchema>;

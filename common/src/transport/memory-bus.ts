@@ -10,6 +10,7 @@ import type {
 } from './bus.js';
 import { partitionFor } from './bus.js';
 import { createLaneScheduler, type LaneScheduler } from './lane-scheduler.js';
+import { createPartitionLog, type PartitionLog } from './memory-log.js';
 import { createOffsetWatermarks, type OffsetWatermarks } from './offset-watermarks.js';
 import { laneKey, resolveConsumption, slotKey, type ResolvedConsumption } from './subscribe-options.js';
 import { once } from '../lifecycle/once.js';
@@ -48,7 +49,28 @@ interface Group {
 export interface MemoryBusOptions {
   /** Partitions for topics created implicitly by publish. @default 1 */
   defaultPartitions?: number;
+  /**
+   * Records kept per partition that no active group holds: the newest this many of a topic that
+   * nobody consumes (yet, or any more), like Kafka's retention. What an active group has not
+   * committed is never released; what every active group committed is released at once.
+   * @default 1000
+   */
+  retainRecords?: number;
   onFatal?: FatalHandler;
+}
+
+/** What one partition retains, for tests and diagnostics. */
+export interface PartitionRetention {
+  partition: number;
+  /** Offset of the oldest retained record. */
+  start: number;
+  /** Offset the next record gets. */
+  end: number;
+}
+
+export interface MemoryBus extends Bus {
+  /** Per partition of `topic`, which offsets are retained; empty for an unknown topic. */
+  retention(topic: string): PartitionRetention[];
 }
 
 function parseSlot(slot: string): { topic: string; partition: number } {
@@ -61,20 +83,56 @@ function parseSlot(slot: string): { topic: string; partition: number } {
  * committed offsets, watermark commits after handlers resolve, the same concurrency and ordering
  * options as the Kafka bus, redelivery of uncommitted messages to the next owner of a partition,
  * partitions spread over the members of a group.
+ *
+ * Bounded like a broker with retention, so the embedded default can run for weeks: offsets stay
+ * absolute, and a partition releases the records below the lowest offset committed by the groups
+ * that hold it (groups with members subscribed to the topic). A group without members holds
+ * nothing: its topic keeps the newest `retainRecords` per partition, and a group coming back to an
+ * offset released meanwhile starts over like a new one (Kafka's offset reset). A new group with
+ * `fromBeginning` starts at the oldest retained record.
  */
-export function createMemoryBus(options: MemoryBusOptions = {}): Bus {
-  const topics = new Map<string, StoredRecord[][]>();
+export function createMemoryBus(options: MemoryBusOptions = {}): MemoryBus {
+  const topics = new Map<string, PartitionLog<StoredRecord>[]>();
   const groups = new Map<string, Group>();
+  const retainRecords = options.retainRecords ?? 1000;
+  if (!Number.isInteger(retainRecords) || retainRecords < 0) {
+    throw new TypeError(`invalid memory bus option retainRecords: ${retainRecords}`);
+  }
   let connected = false;
   let crashed = false;
 
-  function topicLog(topic: string): StoredRecord[][] {
+  const newLogs = (n: number) => Array.from({ length: n }, () => createPartitionLog<StoredRecord>());
+
+  function topicLog(topic: string): PartitionLog<StoredRecord>[] {
     let parts = topics.get(topic);
     if (!parts) {
-      parts = Array.from({ length: options.defaultPartitions ?? 1 }, () => []);
+      parts = newLogs(options.defaultPartitions ?? 1);
       topics.set(topic, parts);
     }
     return parts;
+  }
+
+  /**
+   * Releases what nobody can ask for any more: below the lowest committed offset of the groups
+   * holding the partition, or, when no group holds it, all but the newest `retainRecords`.
+   */
+  function trim(topic: string, partition: number): void {
+    const log = topics.get(topic)?.[partition];
+    if (!log || log.size === 0) return;
+    const slot = slotKey(topic, partition);
+    let floor = Number.POSITIVE_INFINITY;
+    for (const group of groups.values()) {
+      if (!group.members.some((m) => m.topics.has(topic))) continue;
+      // A member that has not been handed this partition yet sets its group's position on its first
+      // pump; until then the group holds everything retained.
+      const committed = group.committed.get(slot);
+      floor = Math.min(floor, committed ?? log.start);
+    }
+    log.releaseBelow(Number.isFinite(floor) ? floor : log.end - retainRecords);
+  }
+
+  function trimTopic(topic: string): void {
+    topics.get(topic)?.forEach((_, p) => trim(topic, p));
   }
 
   const active = (m: Member) => !m.closed && !m.failed && !m.left;
@@ -115,7 +173,8 @@ export function createMemoryBus(options: MemoryBusOptions = {}): Bus {
   /** Hands the owner of a partition its next records while its scheduler has room. */
   function pump(group: Group, member: Member, slot: string): void {
     const { topic, partition } = parseSlot(slot);
-    const log = topicLog(topic)[partition] ?? [];
+    const log = topicLog(topic)[partition];
+    if (!log) return;
     while (active(member) && member.owned.has(slot)) {
       if (!member.scheduler.hasRoom()) {
         waitForRoom(group, member);
@@ -124,13 +183,14 @@ export function createMemoryBus(options: MemoryBusOptions = {}): Bus {
       let next = member.watermarks.nextOffset(slot);
       if (next === undefined) {
         let committed = group.committed.get(slot);
-        if (committed === undefined) {
-          committed = member.options.fromBeginning ? 0 : log.length;
+        // No position yet, or one released while the group had no members: start like a new group.
+        if (committed === undefined || committed < log.start) {
+          committed = member.options.fromBeginning ? log.start : log.end;
           group.committed.set(slot, committed);
         }
         next = BigInt(committed);
       }
-      const record = log[Number(next)];
+      const record = log.get(Number(next));
       if (!record) return;
       const ticket = member.watermarks.track(slot, next);
       if (!ticket) return;
@@ -160,6 +220,7 @@ export function createMemoryBus(options: MemoryBusOptions = {}): Bus {
           const watermark = member.watermarks.finish(ticket);
           if (watermark !== undefined && !member.left && member.owned.has(slot)) {
             group.committed.set(slot, Number(watermark));
+            trim(topic, partition);
           }
         },
       });
@@ -201,20 +262,18 @@ export function createMemoryBus(options: MemoryBusOptions = {}): Bus {
     for (const slot of member.owned) member.watermarks.drop(slot);
     member.owned.clear();
     rebalance(group);
+    // A group left without members holds nothing any more.
+    for (const topic of member.topics) trimTopic(topic);
   }
 
-  const bus: Bus = {
+  const bus: MemoryBus = {
     kind: 'memory',
     async connect() {
       connected = true;
     },
     async ensureTopics(specs: TopicSpec[]) {
       for (const { topic, partitions } of specs) {
-        if (!topics.has(topic))
-          topics.set(
-            topic,
-            Array.from({ length: partitions }, () => []),
-          );
+        if (!topics.has(topic)) topics.set(topic, newLogs(partitions));
       }
     },
     async publish(topic: string, records: BusRecord[]) {
@@ -223,12 +282,14 @@ export function createMemoryBus(options: MemoryBusOptions = {}): Bus {
       const touched = new Set<number>();
       for (const r of records) {
         const p = partitionFor(r.key, parts.length);
-        parts[p]?.push({ key: r.key, value: r.value, headers: r.headers ?? {}, timestamp: Date.now() });
+        parts[p]?.append({ key: r.key, value: r.value, headers: r.headers ?? {}, timestamp: Date.now() });
         touched.add(p);
       }
       for (const group of groups.values()) {
         for (const m of group.members) for (const p of touched) pump(group, m, slotKey(topic, p));
       }
+      // Only a partition nobody holds can have grown past what it may keep.
+      for (const p of touched) trim(topic, p);
     },
     async subscribe(subOptions: SubscribeOptions): Promise<Subscription> {
       const consumption = resolveConsumption(subOptions);
@@ -267,13 +328,17 @@ export function createMemoryBus(options: MemoryBusOptions = {}): Bus {
       };
     },
     healthy: () => connected && !crashed,
+    retention: (topic) =>
+      (topics.get(topic) ?? []).map((log, partition) => ({ partition, start: log.start, end: log.end })),
     async consumerLag(groupId: string, wanted: string[]): Promise<PartitionLag[]> {
       const committed = groups.get(groupId)?.committed;
+      // What the group still has to read of what is retained: a position below the log's start
+      // (released while the group had no members) counts from the start, where it resumes.
       return wanted.flatMap((topic) =>
         topicLog(topic).map((log, partition) => ({
           topic,
           partition,
-          lag: log.length - (committed?.get(slotKey(topic, partition)) ?? 0),
+          lag: log.end - Math.max(committed?.get(slotKey(topic, partition)) ?? log.start, log.start),
         })),
       );
     },

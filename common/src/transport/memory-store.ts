@@ -1,3 +1,4 @@
+import { once } from '../lifecycle/once.js';
 import type { KeyValueStore, MessageListener, PubSub, StreamEntry } from './store.js';
 import { compareStreamIds } from './store.js';
 
@@ -5,31 +6,134 @@ interface Entry {
   /** A string, a list, a stream, or a hash (the relay's per-request state). */
   value: string | string[] | StreamEntry[] | Map<string, string>;
   expiresAt: number | null;
+  /** A stream (the replay log): never evicted, see `maxKeys`. */
+  stream?: true;
+  /** Streams: the highest id trimmed away, as Redis 7 tracks it (gone with the key, as there). */
+  maxDeletedId?: string;
 }
 
 export interface MemoryStoreOptions {
   /** Injected clock for TTL tests. @default Date.now */
   now?: () => number;
+  /**
+   * How often expired keys are swept, ms (0: only when read, as before). Redis expires keys in the
+   * background too; without it a key written once and never read again stayed forever.
+   * @default 1000
+   */
+  sweepIntervalMs?: number;
+  /** Keys one sweep looks at, continuing where the previous one stopped. @default 10000 */
+  sweepBatch?: number;
+  /**
+   * Most keys held, like Redis' `maxmemory` with `volatile-lru`: past it, the least recently
+   * written keys that have a TTL are evicted (the dedupe markers of old requests first: every key
+   * the services write has a TTL, most of a day, so at a steady rate the TTL alone lets the store
+   * reach rate × 3 keys × DEDUPE_TTL_SECONDS). Never evicted: keys without a TTL, and streams —
+   * a resume reads a missing replay log as "nothing new", so losing one would drop frames without
+   * the `resume.gap` the client is owed; they go with their TTL (REPLAY_TTL_SECONDS) only, and each
+   * is capped (REPLAY_MAX_EVENTS).
+   * @default 100000
+   */
+  maxKeys?: number;
 }
 
-/** In-process twin of the Redis store: same semantics, including TTLs and stream ids. */
-export function createMemoryStore(options: MemoryStoreOptions = {}): KeyValueStore {
+export interface MemoryStoreStats {
+  /** Keys held, expired ones not swept yet included. */
+  keys: number;
+  /** Removed since creation because their TTL passed (on read or by the sweep). */
+  expired: number;
+  /** Removed since creation to stay within `maxKeys`. */
+  evicted: number;
+}
+
+export interface MemoryStore extends KeyValueStore {
+  stats(): MemoryStoreStats;
+  /** Removes every expired key now; returns how many. The timer does the same in batches. */
+  sweep(): number;
+}
+
+/**
+ * In-process twin of the Redis store: same semantics, including TTLs and stream ids. Bounded:
+ * expired keys are swept in the background (the timer is unref'd and stops on `close()`), and
+ * at most `maxKeys` are held.
+ */
+export function createMemoryStore(options: MemoryStoreOptions = {}): MemoryStore {
   const now = options.now ?? Date.now;
+  const sweepIntervalMs = options.sweepIntervalMs ?? 1000;
+  const sweepBatch = options.sweepBatch ?? 10_000;
+  const maxKeys = options.maxKeys ?? 100_000;
+  for (const [name, value] of Object.entries({ sweepIntervalMs, sweepBatch, maxKeys })) {
+    if (!Number.isInteger(value) || value < (name === 'sweepIntervalMs' ? 0 : 1)) {
+      throw new TypeError(`invalid memory store option ${name}: ${value}`);
+    }
+  }
+  /** In write order (a write moves its key to the end), so the front is the least recently written. */
   const data = new Map<string, Entry>();
+  const counts = { expired: 0, evicted: 0 };
   let lastStreamMs = 0;
   let lastStreamSeq = 0;
-  /** Per stream: the highest id trimmed away, as Redis 7 tracks it. */
-  const maxDeleted = new Map<string, string>();
+
+  const expired = (e: Entry, t: number) => e.expiresAt !== null && e.expiresAt <= t;
 
   function live(key: string): Entry | undefined {
     const e = data.get(key);
-    if (e && e.expiresAt !== null && e.expiresAt <= now()) {
+    if (e && expired(e, now())) {
       data.delete(key);
+      counts.expired++;
       return undefined;
     }
     return e;
   }
   const expiry = (ttlMs?: number) => (ttlMs ? now() + ttlMs : null);
+
+  /** Every write goes through here: the key moves to the back of the eviction order. */
+  function put(key: string, entry: Entry): void {
+    data.delete(key);
+    data.set(key, entry);
+    if (data.size > maxKeys) evict();
+  }
+
+  function evict(): void {
+    const t = now();
+    // Keys that are never evicted go to the back instead, so each is stepped over once per round,
+    // not on every eviction; a store of only such keys grows past maxKeys (Redis would refuse writes).
+    let persistent = 0;
+    for (const [key, e] of data) {
+      if (data.size <= maxKeys || persistent >= data.size) return;
+      if (e.expiresAt === null || (e.stream && !expired(e, t))) {
+        persistent++;
+        data.delete(key);
+        data.set(key, e);
+        continue;
+      }
+      data.delete(key);
+      if (expired(e, t)) counts.expired++;
+      else counts.evicted++;
+    }
+  }
+
+  let cursor: Iterator<[string, Entry]> | undefined;
+  /** Looks at up to `limit` keys from where the last call stopped and removes the expired ones. */
+  function sweepSome(limit: number): number {
+    const t = now();
+    let removed = 0;
+    for (let i = 0; i < limit; i++) {
+      cursor ??= data.entries();
+      const next = cursor.next();
+      if (next.done) {
+        cursor = undefined;
+        break;
+      }
+      const [key, e] = next.value;
+      if (expired(e, t)) {
+        data.delete(key);
+        removed++;
+      }
+    }
+    counts.expired += removed;
+    return removed;
+  }
+  const timer = sweepIntervalMs > 0 ? setInterval(() => sweepSome(sweepBatch), sweepIntervalMs) : undefined;
+  timer?.unref();
 
   /** The capped append of both `streamAppend` and `appendFrame`, as the Redis scripts share it. */
   function xadd(key: string, fields: Record<string, string>, maxLength: number, ttlMs?: number): string {
@@ -40,10 +144,17 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): KeyValueSto
     lastStreamMs = ms;
     const id = `${ms}-${lastStreamSeq}`;
     stream.push({ id, fields: { ...fields } });
-    const trimmed = stream.slice(-maxLength);
-    const dropped = stream.length - trimmed.length;
-    if (dropped > 0) maxDeleted.set(key, (stream[dropped - 1] as StreamEntry).id);
-    data.set(key, { value: trimmed, expiresAt: ttlMs ? expiry(ttlMs) : (e?.expiresAt ?? null) });
+    // In place: the replay log takes an append per frame, and a copy of up to maxLength each time
+    // was most of its cost.
+    const dropped = Math.max(0, stream.length - maxLength);
+    const maxDeletedId = dropped > 0 ? (stream[dropped - 1] as StreamEntry).id : e?.maxDeletedId;
+    if (dropped > 0) stream.splice(0, dropped);
+    put(key, {
+      stream: true,
+      value: stream,
+      expiresAt: ttlMs ? expiry(ttlMs) : (e?.expiresAt ?? null),
+      ...(maxDeletedId !== undefined && { maxDeletedId }),
+    });
     return id;
   }
 
@@ -67,7 +178,7 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): KeyValueSto
     },
     async set(key, value, opts = {}) {
       if (opts.onlyIfAbsent && live(key)) return false;
-      data.set(key, { value, expiresAt: expiry(opts.ttlMs) });
+      put(key, { value, expiresAt: expiry(opts.ttlMs) });
       return true;
     },
     async del(key) {
@@ -78,20 +189,21 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): KeyValueSto
     async incrementWindow(key, windowMs, by = 1) {
       const e = live(key);
       if (!e) {
-        data.set(key, { value: String(by), expiresAt: now() + windowMs });
+        put(key, { value: String(by), expiresAt: now() + windowMs });
         return { count: by, resetMs: windowMs };
       }
       const count = Number(e.value) + by;
       e.value = String(count);
+      put(key, e);
       return { count, resetMs: e.expiresAt === null ? windowMs : e.expiresAt - now() };
     },
     async listAppend(key, values, opts) {
       const e = live(key);
       const list = e && Array.isArray(e.value) ? (e.value as string[]) : [];
       list.push(...values);
-      const trimmed = list.slice(-opts.maxLength);
-      data.set(key, { value: trimmed, expiresAt: opts.ttlMs ? expiry(opts.ttlMs) : (e?.expiresAt ?? null) });
-      return trimmed.length;
+      if (list.length > opts.maxLength) list.splice(0, list.length - opts.maxLength);
+      put(key, { value: list, expiresAt: opts.ttlMs ? expiry(opts.ttlMs) : (e?.expiresAt ?? null) });
+      return list.length;
     },
     async listRange(key, start, stop) {
       const e = live(key);
@@ -127,7 +239,7 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): KeyValueSto
       next.set('last', id);
       next.set('lastkey', key);
       const previous = data.get(opts.state)?.expiresAt ?? null;
-      data.set(opts.state, {
+      put(opts.state, {
         value: next,
         expiresAt: opts.stateTtlMs ? expiry(opts.stateTtlMs) : state ? previous : null,
       });
@@ -144,19 +256,24 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): KeyValueSto
     },
     async streamInfo(key) {
       const e = live(key);
-      if (!e || !Array.isArray(e.value)) {
-        maxDeleted.delete(key);
-        return null;
-      }
+      if (!e || !Array.isArray(e.value)) return null;
       const stream = e.value as StreamEntry[];
       return {
         firstId: stream[0]?.id ?? null,
         lastId: stream.at(-1)?.id ?? null,
-        maxDeletedId: maxDeleted.get(key) ?? '0-0',
+        maxDeletedId: e.maxDeletedId ?? '0-0',
         length: stream.length,
       };
     },
-    async close() {},
+    stats: () => ({ keys: data.size, ...counts }),
+    sweep() {
+      cursor = undefined;
+      return sweepSome(Number.POSITIVE_INFINITY);
+    },
+    close: once(async () => {
+      clearInterval(timer);
+      cursor = undefined;
+    }),
   };
 }
 
