@@ -5,6 +5,7 @@ import {
   logFragment,
   openaiFragment,
   redisFragment,
+  tracingFragment,
   type Env,
 } from '@relay/common';
 import { consumerFragment, fallbackFragment, knowledgeFragment, mockModelFragment } from '@relay/ai-consumer';
@@ -19,6 +20,7 @@ export const configFragments = {
   redis: redisFragment,
   http: httpFragment({ service: SERVICE, port: 8080 }),
   log: logFragment,
+  tracing: tracingFragment({ service: SERVICE }),
   openai: openaiFragment,
   fallback: fallbackFragment,
   consumer: consumerFragment,

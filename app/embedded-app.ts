@@ -13,6 +13,7 @@ import {
   type KeyValueStore,
   type Metrics,
   type PubSub,
+  type Tracer,
 } from '@relay/common';
 import { createAiConsumer, setupKnowledge, setupModel } from '@relay/ai-consumer';
 import { createRelay } from '@relay/message-relay';
@@ -31,6 +32,8 @@ export interface EmbeddedAppOptions {
   transports: { kafka: boolean; redis: boolean };
   logger: Logger;
   metrics: Metrics;
+  /** One tracer for all three: their spans share the service name `ai-relay`. @default tracing off */
+  tracer?: Tracer;
   /** The gateway's sites (`sitesFor`). */
   sites: Sites;
   /** Directory of the chat page. */
@@ -51,7 +54,7 @@ export interface EmbeddedApp {
  * when their variables are set.
  */
 export function createEmbeddedApp(options: EmbeddedAppOptions): EmbeddedApp {
-  const { config, logger, metrics, transports } = options;
+  const { config, logger, metrics, transports, tracer } = options;
   const hub = createMemoryPubSubHub();
   const bus: Bus = transports.kafka
     ? createKafkaClientBus({
@@ -100,7 +103,7 @@ export function createEmbeddedApp(options: EmbeddedAppOptions): EmbeddedApp {
     });
     if (knowledge) closers.push(['knowledge', () => knowledge.close()]);
 
-    const relay = createRelay({ config, logger, metrics, bus, store, pubsub: relayPubsub });
+    const relay = createRelay({ config, logger, metrics, bus, store, pubsub: relayPubsub, tracer });
     await relay.start();
     closers.push(['relay', () => relay.close()]);
 
@@ -112,6 +115,7 @@ export function createEmbeddedApp(options: EmbeddedAppOptions): EmbeddedApp {
       store,
       pubsub: consumerPubsub,
       model: model.model,
+      tracer,
       ...(knowledge ? { knowledge } : {}),
     });
     await consumer.start();
@@ -130,6 +134,7 @@ export function createEmbeddedApp(options: EmbeddedAppOptions): EmbeddedApp {
       serverId: config.http.serverId,
       logger,
       metrics,
+      tracer,
       bus,
       store,
       pubsub: gatewayPubsub,

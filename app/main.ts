@@ -20,7 +20,7 @@ env.DEV_TOKENS ??= 'true';
 env.DEMO_SITE ??= 'true';
 env.HOST ??= '127.0.0.1';
 
-const { config, logger, metrics, shutdown } = bootService(
+const { config, logger, metrics, shutdown, tracer } = await bootService(
   {
     env,
     exit: (code) => process.exit(code),
@@ -43,6 +43,7 @@ const app = createEmbeddedApp({
   transports,
   logger,
   metrics,
+  tracer,
   sites,
   staticDir: fileURLToPath(new URL('../websocket-server/public', import.meta.url)),
   onFatal: (err) => {

@@ -374,6 +374,7 @@ describe('docker-compose.yml', () => {
     'prometheus',
     'alertmanager',
     'grafana',
+    'jaeger',
     'mock-openai',
     'gateway-1',
     'gateway-2',
@@ -445,6 +446,23 @@ describe('docker-compose.yml', () => {
     );
     expect(config.kafka.brokers).toEqual(['kafka:9092']);
     expect(config.redis.url).toBe('redis://redis:6379/0');
+  });
+
+  it.each(Object.keys(ours))('%s sends its traces to the jaeger service over OTLP/HTTP', (service) => {
+    const tracing = loadConfig(ours[service as keyof typeof ours], envOf(service)).tracing;
+    expect(tracing).toMatchObject({
+      enabled: true,
+      exporters: { otlp: true },
+      otlp: { url: 'http://jaeger:4318/v1/traces', protocol: 'http/protobuf' },
+      serviceName: service.startsWith('gateway-') ? 'websocket-server' : service,
+    });
+    const ports = z.array(z.string()).parse(services.jaeger?.ports);
+    expect(ports).toContain('4318:4318');
+    // The switch off is one variable.
+    expect(
+      loadConfig(ours[service as keyof typeof ours], { ...envOf(service), OTEL_SDK_DISABLED: 'true' }).tracing
+        .enabled,
+    ).toBe(false);
   });
 
   it('requires JWT_SECRET from the operator and gives each gateway its own SERVER_ID', async () => {

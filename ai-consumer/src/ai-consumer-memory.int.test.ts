@@ -13,8 +13,9 @@ import {
   type BusMessage,
   type DlqEvent,
   type ResponseEvent,
+  type Tracer,
 } from '@relay/common';
-import { silentLogger, waitFor } from '@relay/common/testing';
+import { createRecordingTracer, silentLogger, waitFor } from '@relay/common/testing';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { createAiConsumer, type AiConsumerConfig } from './ai-consumer.js';
 import type { ChatMessage } from './history.js';
@@ -45,6 +46,7 @@ async function setup(
     shutdownTimeoutMs?: number;
     /** Around the model the consumer calls (fault injection). */
     wrapModel?: (model: ModelClient) => ModelClient;
+    tracer?: Tracer;
   } = {},
 ) {
   const mock = createMockOpenAI({ port: 0, ttftMs: 0, tokenMs: 2, ...options.mock });
@@ -94,7 +96,7 @@ async function setup(
 
   const config: AiConsumerConfig = {
     kafka: { partitions: 4 },
-    openai: { maxWorkers: options.maxWorkers ?? 4, systemPrompt: SYSTEM_PROMPT },
+    openai: { maxWorkers: options.maxWorkers ?? 4, systemPrompt: SYSTEM_PROMPT, model: 'mock-gpt' },
     consumer: { deltaFlushMs: 10, historyMaxMessages: 20, historyTtlSeconds: 3600 },
     delivery: { dedupeTtlMs: 3_600_000 },
     http: { shutdownTimeoutMs: options.shutdownTimeoutMs ?? 10_000 },
@@ -109,6 +111,7 @@ async function setup(
       store,
       pubsub: consumerPubsub,
       model,
+      ...(options.tracer ? { tracer: options.tracer } : {}),
     });
     await made.start();
     cleanups.push(() => made.close());
@@ -232,6 +235,57 @@ describe('ai-consumer (memory bus + memory store + mock model via the openai cli
     const metrics = await t.metrics.registry.metrics();
     expect(metrics).toMatch(/ai_consumer_requests_total\{outcome="ok"[^}]*\} 1/);
     expect(metrics).not.toMatch(/alice/);
+  });
+
+  it('traces a prompt: process → queue waits, chat (first_token), one deltas publish, the final publish', async () => {
+    const recording = createRecordingTracer('ai-consumer');
+    cleanups.push(() => recording.close());
+    const t = await setup({ tracer: recording.tracer });
+    const gatewaySpan = { traceId: '0af7651916cd43dd8448eb211c80319c', spanId: 'b7ad6b7169203331' };
+    const id = await t.send(
+      'tracy',
+      'trace me',
+      {},
+      { correlation_id: 'c-1', traceparent: `00-${gatewaySpan.traceId}-${gatewaySpan.spanId}-01` },
+    );
+    await t.finalOf(id);
+    await waitFor(() => recording.spans().some((s) => s.name === 'incoming_messages process'));
+    const spans = recording.spans();
+    const one = (name: string) => {
+      const found = spans.filter((s) => s.name === name);
+      expect(found, name).toHaveLength(1);
+      return found[0] as (typeof spans)[number];
+    };
+    const processing = one('incoming_messages process');
+    expect(processing).toMatchObject({
+      kind: 'consumer',
+      traceId: gatewaySpan.traceId,
+      parentSpanId: gatewaySpan.spanId,
+      attributes: { 'relay.request_id': id, 'relay.outcome': 'ok', 'messaging.system': 'kafka' },
+    });
+    for (const name of ['user queue wait', 'model slot wait', 'chat mock-gpt']) {
+      expect(one(name).parentSpanId, name).toBe(processing.spanId);
+    }
+    expect(one('chat mock-gpt')).toMatchObject({
+      kind: 'client',
+      events: ['first_token'],
+      attributes: { 'gen_ai.request.model': 'mock-gpt', 'gen_ai.response.finish_reasons': 'stop' },
+    });
+    const publishes = spans.filter((s) => s.name === 'responses publish');
+    expect(publishes.map((s) => [s.attributes['relay.event_type'], s.parentSpanId])).toEqual([
+      ['delta', processing.spanId],
+      ['final', processing.spanId],
+    ]);
+    const deltaEvents = t.responses.filter((r) => r.event.type === 'delta');
+    expect(publishes[0]?.attributes['messaging.batch.message_count']).toBe(deltaEvents.length);
+    // Every record carries the context of the span it was published under.
+    const contextOf = (s: (typeof spans)[number] | undefined) => `00-${s?.traceId}-${s?.spanId}-01`;
+    for (const r of t.responses) {
+      expect(r.headers).toEqual({
+        correlation_id: 'c-1',
+        traceparent: contextOf(r.event.type === 'delta' ? publishes[0] : publishes[1]),
+      });
+    }
   });
 
   it('publishes no delta events for a prompt no streaming socket asked for, only the whole final', async () => {

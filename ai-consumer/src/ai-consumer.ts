@@ -14,6 +14,7 @@ import {
   promptEventSchema,
   runAll,
   withContext,
+  noopTracer,
   type Bus,
   type BusMessage,
   type BusRecord,
@@ -27,13 +28,15 @@ import {
   type PromptEvent,
   type PubSub,
   type ResponseEvent,
+  type Span,
   type Subscription,
+  type Tracer,
 } from '@relay/common';
 import { z } from 'zod';
 import { createCancelListener, type CancelListener } from './cancel-listener.js';
 import { consumerMetrics } from './consumer-metrics.js';
 import { describeError } from './dead-letters.js';
-import { createDeltaBatcher } from './delta-batcher.js';
+import { createDeltaBatcher, type DeltaBatcher } from './delta-batcher.js';
 import { buildMessages, createHistory } from './history.js';
 import { ground, type Retriever } from './knowledge/index.js';
 import type { ModelClient, StreamChatResult } from './model-client.js';
@@ -49,7 +52,8 @@ export type TopicNames = { [K in keyof typeof TOPICS]: string };
 /** The settings `createAiConsumer` reads; main.ts passes the loaded config, tests a plain object. */
 export interface AiConsumerConfig {
   kafka: { partitions: number };
-  openai: { maxWorkers: number; systemPrompt: string };
+  /** `model`: the model name requested, for the model call's span. */
+  openai: { maxWorkers: number; systemPrompt: string; model?: string };
   consumer: { deltaFlushMs: number; historyMaxMessages: number; historyTtlSeconds: number };
   /** From `deliveryFragment`: how long request states (`request:{userid}:{request_id}`) are kept. */
   delivery: { dedupeTtlMs: number };
@@ -98,6 +102,8 @@ export interface AiConsumerOptions {
   fromBeginning?: boolean;
   /** @default Date.now */
   now?: () => number;
+  /** Spans of each prompt (process, queue waits, model call, publishes). @default noopTracer */
+  tracer?: Tracer;
 }
 
 export interface AiConsumer {
@@ -159,6 +165,8 @@ export function createAiConsumer(options: AiConsumerOptions): AiConsumer {
   });
   const requestState = createRequestState({ store, ttlMs: config.delivery.dedupeTtlMs });
   const budgets = createDailyBudgets(store);
+  const tracer = options.tracer ?? noopTracer;
+  const modelName = config.openai.model;
 
   /** The daily budgets a prompt spends, as its gateway resolved them; undefined when none apply. */
   function budgetScope(prompt: PromptEvent): BudgetScope | undefined {
@@ -194,8 +202,9 @@ export function createAiConsumer(options: AiConsumerOptions): AiConsumer {
     m.dlq.inc({ reason: error.code });
   }
 
-  async function handleInvalid(message: BusMessage, reason: string): Promise<void> {
+  async function handleInvalid(message: BusMessage, reason: string, span?: Span): Promise<void> {
     m.requests.inc({ outcome: 'invalid_message' });
+    span?.setAttribute('relay.outcome', 'invalid_message');
     logger.warn(
       { topic: message.topic, partition: message.partition, offset: message.offset, reason },
       'invalid prompt event, sent to the DLQ',
@@ -212,30 +221,83 @@ export function createAiConsumer(options: AiConsumerOptions): AiConsumer {
         message: ERROR_CODES.invalid_message.message,
       };
       await send(topics.responses, [
-        { key: address.userid, value: JSON.stringify(event), headers: responseHeaders(message, address) },
+        {
+          key: address.userid,
+          value: JSON.stringify(event),
+          headers: responseHeaders(message, address, span),
+        },
       ]);
     }
   }
 
-  function responseHeaders(message: BusMessage, prompt: { request_id: string }): Record<string, string> {
+  /**
+   * Headers of the events about a prompt: its correlation id, and the trace context of `span` (the
+   * prompt's processing here) or, when this consumer does not trace, the prompt's own, passed on so
+   * the relay's spans still join the gateway's trace.
+   */
+  function responseHeaders(
+    message: BusMessage,
+    prompt: { request_id: string },
+    span?: Span,
+  ): Record<string, string> {
     const headers: Record<string, string> = {
       [HEADERS.correlationId]: message.headers[HEADERS.correlationId] ?? prompt.request_id,
     };
+    if (span) {
+      span.inject(headers);
+      return headers;
+    }
     const traceparent = message.headers[HEADERS.traceparent];
     if (traceparent) headers[HEADERS.traceparent] = traceparent;
     return headers;
   }
 
-  async function answer(prompt: PromptEvent, message: BusMessage, startedAt: number): Promise<void> {
+  /** A producer span for events on `responses`, a child of the prompt's span. */
+  function publishSpan(parent: Span, type: ResponseEvent['type']): Span {
+    const span = tracer.startSpan(`${topics.responses} publish`, 'producer', parent);
+    span.setAttribute('messaging.system', 'kafka');
+    span.setAttribute('messaging.destination.name', topics.responses);
+    span.setAttribute('messaging.operation.type', 'send');
+    span.setAttribute('relay.event_type', type);
+    return span;
+  }
+
+  /** `headers` with the trace context of `span` in place of theirs. */
+  function headersOf(headers: Record<string, string>, span: Span): Record<string, string> {
+    const out = { ...headers };
+    span.inject(out);
+    return out;
+  }
+
+  /** `span`: the prompt's process span, when tracing is on. */
+  async function answer(
+    prompt: PromptEvent,
+    message: BusMessage,
+    startedAt: number,
+    span: Span | undefined,
+  ): Promise<void> {
     const log = withContext(logger, {
       correlation_id: message.headers[HEADERS.correlationId],
       request_id: prompt.request_id,
       userid: prompt.userid,
     });
-    const headers = responseHeaders(message, prompt);
+    const headers = responseHeaders(message, prompt, span);
     const base = { v: 1 as const, request_id: prompt.request_id, userid: prompt.userid };
-    const publish = (event: ResponseEvent) =>
-      send(topics.responses, [{ key: prompt.userid, value: JSON.stringify(event), headers }]);
+    const send1 = (event: ResponseEvent, recordHeaders: Record<string, string>) =>
+      send(topics.responses, [{ key: prompt.userid, value: JSON.stringify(event), headers: recordHeaders }]);
+    // Every event but the deltas gets a span of its own; the deltas share one (see generate()).
+    const publish = async (event: ResponseEvent) => {
+      if (!span) return send1(event, headers);
+      const out = publishSpan(span, event.type);
+      try {
+        await send1(event, headersOf(headers, out));
+      } catch (error) {
+        out.fail(error);
+        throw error;
+      } finally {
+        out.end();
+      }
+    };
     const receivedAt = Date.parse(prompt.received_at);
     // The gateway's clock when valid, else ours: processing time is what the user waited.
     const origin = Number.isNaN(receivedAt) || receivedAt > now() ? startedAt : receivedAt;
@@ -243,6 +305,7 @@ export function createAiConsumer(options: AiConsumerOptions): AiConsumer {
     const finish = async (outcome: string, event: ResponseEvent) => {
       await publish(event);
       m.requests.inc({ outcome });
+      span?.setAttribute('relay.outcome', outcome);
       m.processingTime.observe((now() - origin) / 1000);
     };
     const markDone = async () => {
@@ -257,6 +320,7 @@ export function createAiConsumer(options: AiConsumerOptions): AiConsumer {
     };
     // Failed for good: the user gets the error event, the operator the prompt in the DLQ to replay.
     const fail = async (code: ErrorCode, error: unknown) => {
+      span?.fail(error);
       await finish(code, { ...base, type: 'error', code, message: ERROR_CODES[code].message });
       await sendToDlq(message, { code, message: describeError(error) });
       await markDone();
@@ -346,10 +410,19 @@ export function createAiConsumer(options: AiConsumerOptions): AiConsumer {
         now,
       });
 
+      // One producer span for all of a request's deltas, from the first publish to the flush, and
+      // its context on every delta record: a span per delta would be most of the trace (and of
+      // its cost) and tell nothing the first delta and the count do not.
+      let deltas: Span | undefined;
+      let deltaHeaders = headers;
       const batcher = createDeltaBatcher({
         flushMs: config.consumer.deltaFlushMs,
         publish: async (seq, delta) => {
-          await publish({ ...base, type: 'delta', seq, delta });
+          if (span && !deltas) {
+            deltas = publishSpan(span, 'delta');
+            deltaHeaders = headersOf(headers, deltas);
+          }
+          await send1({ ...base, type: 'delta', seq, delta }, deltaHeaders);
           m.deltaEvents.inc();
         },
         // No point generating what cannot be delivered; flush() below rethrows the error.
@@ -364,10 +437,12 @@ export function createAiConsumer(options: AiConsumerOptions): AiConsumer {
       // Undefined when the request was cancelled before its model call started.
       let result: StreamChatResult | undefined;
       let callStarted = 0;
+      const slotWait = span && tracer.startSpan('model slot wait', 'internal', span);
       try {
         m.queued.inc();
         result = await scheduler.limited(async () => {
           m.queued.dec();
+          slotWait?.end();
           // Checked after the wait for a slot, which is where a queued request spends its time.
           if (await cancelledBeforeStart()) return undefined;
           m.inFlight.inc();
@@ -375,19 +450,31 @@ export function createAiConsumer(options: AiConsumerOptions): AiConsumer {
           // The record's timestamp is the gateway's producer clock; a skewed one counts as no wait.
           m.pickupDelay.observe(Math.max(0, callStarted - message.timestamp) / 1000);
           let firstToken = true;
+          const chat = span && chatSpan(span);
           try {
-            return await model.streamChat(buildMessages(grounding.systemPrompt, turns, prompt.content), {
-              signal: controller.signal,
-              onDelta: (text) => {
-                if (firstToken) {
-                  firstToken = false;
-                  m.timeToFirstToken.observe((now() - callStarted) / 1000);
-                }
-                if (streaming) batcher.push(text);
+            const answered = await model.streamChat(
+              buildMessages(grounding.systemPrompt, turns, prompt.content),
+              {
+                signal: controller.signal,
+                onDelta: (text) => {
+                  if (firstToken) {
+                    firstToken = false;
+                    const ttft = now() - callStarted;
+                    m.timeToFirstToken.observe(ttft / 1000);
+                    chat?.addEvent('first_token', { 'relay.ttft_ms': ttft });
+                  }
+                  if (streaming) batcher.push(text);
+                },
               },
-            });
+            );
+            if (chat) describeAnswer(chat, answered);
+            return answered;
+          } catch (error) {
+            chat?.fail(error);
+            throw error;
           } finally {
             m.inFlight.dec();
+            chat?.end();
           }
         });
       } catch (error) {
@@ -396,11 +483,11 @@ export function createAiConsumer(options: AiConsumerOptions): AiConsumer {
         m.modelCallDuration.observe({ outcome: code, model: failed }, (now() - callStarted) / 1000);
         // The cause goes to the log and the DLQ only; the user gets the catalog message for the code.
         log.warn({ err: error, code }, 'model call failed');
-        await batcher.flush();
+        await flushDeltas(batcher, deltas);
         return fail(code, error);
       }
 
-      await batcher.flush();
+      await flushDeltas(batcher, deltas);
       if (abandoned()) {
         // Not answered and not committed: the next owner of the partition finds the state `running`,
         // publishes a reset and generates again. No final, no `done` here.
@@ -482,14 +569,70 @@ export function createAiConsumer(options: AiConsumerOptions): AiConsumer {
     }
   }
 
+  /** The model call's span (GenAI semantic conventions). */
+  function chatSpan(parent: Span): Span {
+    const chat = tracer.startSpan(modelName ? `chat ${modelName}` : 'chat', 'client', parent);
+    chat.setAttribute('gen_ai.operation.name', 'chat');
+    chat.setAttribute('gen_ai.provider.name', 'openai');
+    chat.setAttribute('gen_ai.request.model', modelName);
+    return chat;
+  }
+
+  function describeAnswer(chat: Span, answered: StreamChatResult): void {
+    chat.setAttribute('gen_ai.response.finish_reasons', answered.finishReason);
+    // The fallback's, when the primary model was not the one that answered.
+    chat.setAttribute('gen_ai.response.model', answered.model);
+    chat.setAttribute('gen_ai.usage.input_tokens', answered.usage?.promptTokens);
+    chat.setAttribute('gen_ai.usage.output_tokens', answered.usage?.completionTokens);
+    chat.setAttribute('relay.attempts', answered.attempts);
+  }
+
+  /** Waits for the deltas in flight; the deltas' span, if any, ends with the count published. */
+  async function flushDeltas(batcher: DeltaBatcher, deltas: Span | undefined): Promise<void> {
+    try {
+      await batcher.flush();
+    } catch (error) {
+      deltas?.fail(error);
+      throw error;
+    } finally {
+      deltas?.setAttribute('messaging.batch.message_count', batcher.published);
+      deltas?.end();
+    }
+  }
+
   async function handle(message: BusMessage): Promise<void> {
+    if (!tracer.enabled) return take(message, undefined);
+    const span = tracer.startSpan(`${message.topic} process`, 'consumer', tracer.extract(message.headers));
+    span.setAttribute('messaging.system', 'kafka');
+    span.setAttribute('messaging.destination.name', message.topic);
+    span.setAttribute('messaging.operation.type', 'process');
+    span.setAttribute('messaging.destination.partition.id', String(message.partition));
+    span.setAttribute('messaging.kafka.offset', Number(message.offset));
+    try {
+      // Active meanwhile: the log lines about this prompt carry its trace.
+      await tracer.withSpan(span, () => take(message, span));
+    } catch (error) {
+      span.fail(error);
+      throw error;
+    } finally {
+      span.end();
+    }
+  }
+
+  async function take(message: BusMessage, span: Span | undefined): Promise<void> {
     const startedAt = now();
     const parsed = parseEvent(promptEventSchema, message.value);
-    if (!parsed.ok) return handleInvalid(message, parsed.error);
+    if (!parsed.ok) return handleInvalid(message, parsed.error, span);
     const prompt = parsed.event;
-    const work = scheduler.forUser(prompt.userid, () =>
-      answer(prompt, message, startedAt).catch((err: unknown) => afterBug(prompt, message, err)),
-    );
+    span?.setAttribute('relay.request_id', prompt.request_id);
+    // The user's earlier prompts go first (one request per user at a time).
+    const queued = span && tracer.startSpan('user queue wait', 'internal', span);
+    const work = scheduler.forUser(prompt.userid, () => {
+      queued?.end();
+      return answer(prompt, message, startedAt, span).catch((err: unknown) =>
+        afterBug(prompt, message, err, span),
+      );
+    });
     inHand.add(work);
     try {
       await work;
@@ -504,8 +647,15 @@ export function createAiConsumer(options: AiConsumerOptions): AiConsumer {
    * `internal_error` (the relay drops it if a final went out already), the prompt goes to the DLQ,
    * and every other prompt goes on, instead of the consumer exiting and meeting it again.
    */
-  async function afterBug(prompt: PromptEvent, message: BusMessage, err: unknown): Promise<void> {
+  async function afterBug(
+    prompt: PromptEvent,
+    message: BusMessage,
+    err: unknown,
+    span: Span | undefined,
+  ): Promise<void> {
     if (abandoning) throw err;
+    span?.fail(err);
+    span?.setAttribute('relay.outcome', 'internal_error');
     guard.fail('prompt', err, undefined, () => ({ request_id: prompt.request_id, userid: prompt.userid }));
     m.requests.inc({ outcome: 'internal_error' });
     const event: ResponseEvent = {
@@ -517,7 +667,7 @@ export function createAiConsumer(options: AiConsumerOptions): AiConsumer {
       message: ERROR_CODES.internal_error.message,
     };
     await send(topics.responses, [
-      { key: prompt.userid, value: JSON.stringify(event), headers: responseHeaders(message, prompt) },
+      { key: prompt.userid, value: JSON.stringify(event), headers: responseHeaders(message, prompt, span) },
     ]);
     await sendToDlq(message, { code: 'internal_error', message: describeError(err) });
     await requestState.markDone(prompt.userid, prompt.request_id).catch((stateErr: unknown) => {

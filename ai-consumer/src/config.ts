@@ -8,6 +8,7 @@ import {
   logFragment,
   openaiFragment,
   redisFragment,
+  tracingFragment,
   url,
 } from '@relay/common';
 import { z } from 'zod';
@@ -127,6 +128,7 @@ export const configFragments = {
   redis: redisFragment,
   http: httpFragment({ service: SERVICE, port: 9101 }),
   log: logFragment,
+  tracing: tracingFragment({ service: SERVICE }),
   openai: openaiFragment,
   fallback: fallbackFragment,
   consumer: consumerFragment,

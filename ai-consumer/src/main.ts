@@ -10,7 +10,7 @@ import { SERVICE, configFragments } from './config.js';
 import { setupKnowledge } from './knowledge/index.js';
 import { setupModel } from './model-setup.js';
 
-const { config, logger, metrics, shutdown } = bootService(process, SERVICE, configFragments);
+const { config, logger, metrics, shutdown, tracer } = await bootService(process, SERVICE, configFragments);
 
 // Resources are closed in reverse order of registration: consumer (finishes the messages in hand,
 // their final events acknowledged), bus (producer flushed), cancel pub/sub, knowledge checks, store,
@@ -84,6 +84,7 @@ try {
     store,
     pubsub,
     model,
+    tracer,
     ...(knowledge ? { knowledge } : {}),
   });
   shutdown.add('consumer', () => consumer.close());

@@ -6,6 +6,7 @@ import {
   kafkaFragment,
   logFragment,
   redisFragment,
+  tracingFragment,
 } from '@relay/common';
 import { z } from 'zod';
 
@@ -41,6 +42,7 @@ export const configFragments = {
   redis: redisFragment,
   http: httpFragment({ service: SERVICE, port: 9102 }),
   log: logFragment,
+  tracing: tracingFragment({ service: SERVICE }),
   relay: relayFragment,
   delivery: deliveryFragment,
 };

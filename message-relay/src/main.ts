@@ -8,7 +8,7 @@ import {
 import { SERVICE, configFragments } from './config.js';
 import { createRelay } from './relay.js';
 
-const { config, logger, metrics, shutdown } = bootService(process, SERVICE, configFragments);
+const { config, logger, metrics, shutdown, tracer } = await bootService(process, SERVICE, configFragments);
 
 const connectionName = `${SERVICE}:${config.http.serverId}`;
 const bus = createKafkaClientBus({
@@ -25,7 +25,7 @@ const bus = createKafkaClientBus({
 });
 const store = createRedisStore({ url: config.redis.url, logger, connectionName });
 const pubsub = createRedisPubSub({ url: config.redis.url, logger, connectionName });
-const relay = createRelay({ config, logger, metrics, bus, store, pubsub });
+const relay = createRelay({ config, logger, metrics, bus, store, pubsub, tracer });
 
 const ops = createOpsServer({
   host: config.http.host,

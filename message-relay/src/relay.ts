@@ -16,6 +16,8 @@ import {
   responseEventSchema,
   serializeFrame,
   withContext,
+  withTraceContext,
+  noopTracer,
   type Bus,
   type BusMessage,
   type KeyValueStore,
@@ -24,7 +26,9 @@ import {
   type PubSub,
   type ResponseEvent,
   type AppendResult,
+  type Span,
   type Subscription,
+  type Tracer,
 } from '@relay/common';
 import type { DeliverySettings, RelaySettings } from './config.js';
 
@@ -53,6 +57,8 @@ export interface RelayDeps {
   topics?: RelayTopics;
   /** Backoff of Redis retries. @default { baseMs: 50, maxMs: 2000 } */
   retry?: RelayRetryOptions;
+  /** Spans of the frames it traces (see `traced`). @default noopTracer */
+  tracer?: Tracer;
 }
 
 export interface RelayReadiness {
@@ -80,6 +86,24 @@ class RelayClosingError extends Error {
     super('relay closing while Redis is unavailable; message left uncommitted for redelivery', { cause });
     this.name = 'RelayClosingError';
   }
+}
+
+/** Ends `span` when `work` settles, failed if it rejects. */
+async function endsWith<T>(span: Span, work: Promise<T>): Promise<T> {
+  try {
+    return await work;
+  } catch (err) {
+    span.fail(err);
+    throw err;
+  } finally {
+    span.end();
+  }
+}
+
+function carrierOf(span: Span): Record<string, string> {
+  const carrier: Record<string, string> = {};
+  span.inject(carrier);
+  return carrier;
 }
 
 /** Which dedupe rule of the relay append applies to an event (an error ends a request like a final). */
@@ -110,6 +134,7 @@ export function createRelay(deps: RelayDeps): Relay {
   const retry = deps.retry ?? { baseMs: 50, maxMs: 2000 };
   const settings = config.relay;
   const delivery = config.delivery;
+  const tracer = deps.tracer ?? noopTracer;
 
   const framesTotal = metrics.counter({
     name: 'message_relay_frames_total',
@@ -202,14 +227,77 @@ export function createRelay(deps: RelayDeps): Relay {
     );
   }
 
-  async function handle(message: BusMessage): Promise<void> {
-    const correlationId = message.headers[HEADERS.correlationId];
+  /**
+   * Which events get spans: every final, error and reset, and the first delta of a request. Its
+   * other deltas ride on that one's trace path unrecorded: a request streams tens to hundreds of
+   * them, each would add three spans here and one on the gateway, and the first one already shows
+   * the time to first delta and where it went. The check costs nothing when tracing is off.
+   */
+  function traced(event: ResponseEvent): boolean {
+    return tracer.enabled && (event.type !== 'delta' || event.seq === 0);
+  }
+
+  /**
+   * `work` in a child span of `parent` when the event is traced, else `work` itself. These helpers
+   * keep the span handling out of `relay`: every local of an async function is saved in each of
+   * its suspended frames, i.e. costs bytes on every frame relayed, traced or not.
+   */
+  function traceStep<T>(parent: Span | undefined, name: string, work: Promise<T>): Promise<T> {
+    return parent ? endsWith(redisSpan(parent, name, 'client'), work) : work;
+  }
+  function endWith<T>(span: Span | undefined, work: Promise<T>): Promise<T> {
+    return span ? endsWith(span, work) : work;
+  }
+  function describe(span: Span, appended: AppendResult, receivers: number): void {
+    span.setAttribute('relay.duplicate', appended.duplicate ? 'newest' : 'no');
+    span.setAttribute('relay.event_id', appended.eventId);
+    span.setAttribute('relay.receivers', receivers);
+  }
+
+  /** A child span of the event's processing, for one Redis command. */
+  function redisSpan(parent: Span, name: string, kind: 'client' | 'producer'): Span {
+    const span = tracer.startSpan(name, kind, parent);
+    span.setAttribute('db.system.name', 'redis');
+    return span;
+  }
+
+  /**
+   * Not async, so an untraced frame costs what it did before tracing existed: no extra promise,
+   * no closure, no span.
+   */
+  function handle(message: BusMessage): Promise<void> {
     const parsed = parseEvent(responseEventSchema, message.value);
     if (!parsed.ok) {
+      const correlationId = message.headers[HEADERS.correlationId];
       const log = withContext(logger, { correlation_id: correlationId, userid: message.key ?? undefined });
       return deadLetter(message, 'invalid_event', parsed.error, log);
     }
     const event = parsed.event;
+    return traced(event) ? relayTraced(message, event) : relay(message, event, undefined);
+  }
+
+  async function relayTraced(message: BusMessage, event: ResponseEvent): Promise<void> {
+    const span = tracer.startSpan(`${message.topic} process`, 'consumer', tracer.extract(message.headers));
+    span.setAttribute('messaging.system', 'kafka');
+    span.setAttribute('messaging.destination.name', message.topic);
+    span.setAttribute('messaging.operation.type', 'process');
+    span.setAttribute('messaging.destination.partition.id', String(message.partition));
+    span.setAttribute('messaging.kafka.offset', Number(message.offset));
+    span.setAttribute('relay.request_id', event.request_id);
+    span.setAttribute('relay.event_type', event.type);
+    try {
+      await tracer.withSpan(span, () => relay(message, event, span));
+    } catch (err) {
+      span.fail(err);
+      throw err;
+    } finally {
+      span.end();
+    }
+  }
+
+  /** Append to the replay log, then publish; `span` is the event's when it is traced. */
+  async function relay(message: BusMessage, event: ResponseEvent, span: Span | undefined): Promise<void> {
+    const correlationId = message.headers[HEADERS.correlationId];
     // Built only when something is logged: a pino child per frame is a measurable share of the
     // relay's CPU at tens of thousands of frames a second, and the hot path logs nothing.
     let context: Logger | undefined;
@@ -225,16 +313,20 @@ export function createRelay(deps: RelayDeps): Relay {
 
     let appended: AppendResult | null;
     try {
-      appended = await untilDone('append', log, () =>
-        store.appendFrame({
-          stream: REDIS_KEYS.replayLog(event.userid),
-          state: REDIS_KEYS.relayed(event.userid, event.request_id),
-          frame: serialized,
-          maxLength: delivery.replayMaxEvents,
-          ttlMs: delivery.replayTtlMs,
-          stateTtlMs: delivery.dedupeTtlMs,
-          ...appendKind(event),
-        }),
+      appended = await traceStep(
+        span,
+        'replay append',
+        untilDone('append', log, () =>
+          store.appendFrame({
+            stream: REDIS_KEYS.replayLog(event.userid),
+            state: REDIS_KEYS.relayed(event.userid, event.request_id),
+            frame: serialized,
+            maxLength: delivery.replayMaxEvents,
+            ttlMs: delivery.replayTtlMs,
+            stateTtlMs: delivery.dedupeTtlMs,
+            ...appendKind(event),
+          }),
+        ),
       );
     } catch (err) {
       if (!isRedisReply(err)) throw err;
@@ -243,6 +335,7 @@ export function createRelay(deps: RelayDeps): Relay {
     }
     if (appended === null || appended.duplicate) duplicatesTotal.inc({ type: frame.type });
     if (appended === null) {
+      span?.setAttribute('relay.duplicate', 'older');
       // An older redelivery: it was appended and published long ago. Commit, publish nothing.
       if (logger.isLevelEnabled('debug')) log().debug({ type: frame.type }, 'duplicate event skipped');
       return;
@@ -251,12 +344,18 @@ export function createRelay(deps: RelayDeps): Relay {
     // and its publish. Gateways drop an event_id they already delivered.
     const { eventId } = appended;
     if (!appended.duplicate) replayLogLength.observe(appended.length);
-    const payload = attachEventId(appended.duplicate ? appended.frame : serialized, eventId);
+    const frameBytes = attachEventId(appended.duplicate ? appended.frame : serialized, eventId);
+    // Pub/sub has no headers: a traced frame carries the publish's context in front of it, and the
+    // gateway cuts it off before any socket sees the frame (contract/channel-payload.ts). Declared
+    // out here, as before tracing: a block-scoped variable a closure captures costs an allocation.
+    const publishing = span && redisSpan(span, 'user channel publish', 'producer');
+    const payload = publishing ? withTraceContext(frameBytes, carrierOf(publishing)) : frameBytes;
 
     let receivers: number;
     try {
-      receivers = await untilDone('publish', log, () =>
-        pubsub.publish(REDIS_KEYS.userChannel(event.userid), payload),
+      receivers = await endWith(
+        publishing,
+        untilDone('publish', log, () => pubsub.publish(REDIS_KEYS.userChannel(event.userid), payload)),
       );
     } catch (err) {
       if (!isRedisReply(err)) throw err;
@@ -268,6 +367,7 @@ export function createRelay(deps: RelayDeps): Relay {
     // A republished copy is counted once, as a duplicate, not as a relayed frame.
     if (!appended.duplicate) framesTotal.inc({ type: frame.type });
     if (receivers === 0) noSubscriberTotal.inc();
+    if (span) describe(span, appended, receivers);
     if (Number.isFinite(message.timestamp) && message.timestamp > 0) {
       latency.observe(Math.max(0, Date.now() - message.timestamp) / 1000);
     }

@@ -4,7 +4,7 @@
  * open-loop schedule.
  */
 import { readFile } from 'node:fs/promises';
-import { SignJWT } from 'jose';
+import { createTokenService } from '../../websocket-server/src/token-service.js';
 import WebSocket from 'ws';
 import type { LoadTestOptions } from './options.js';
 import { latencyHistogram, summarize, type LatencySummary } from './stats.js';
@@ -24,18 +24,12 @@ export async function tokenMaker(
       return ((await res.json()) as { token: string }).token;
     };
   }
-  const key = new TextEncoder().encode(
-    (await readFile(options.tokenSource.slice('secret:'.length), 'utf8')).trim(),
-  );
-  return (userid) =>
-    new SignJWT({})
-      .setProtectedHeader({ alg: 'HS256' })
-      .setSubject(userid)
-      .setIssuer('ai-relay')
-      .setAudience('ai-relay-ws')
-      .setIssuedAt()
-      .setExpirationTime('1h')
-      .sign(key);
+  // Signed like the gateways' own dev tokens (site `dev`): the target must have DEV_TOKENS=true.
+  const tokens = createTokenService({
+    secret: (await readFile(options.tokenSource.slice('secret:'.length), 'utf8')).trim(),
+    ttlSeconds: 3600,
+  });
+  return async (userid) => (await tokens.issue(userid)).token;
 }
 
 /** Opens one user's socket with acks on (and deltas when `stream`); rejects with the reason it failed. */

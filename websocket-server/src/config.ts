@@ -10,6 +10,7 @@ import {
   loadConfig,
   logFragment,
   redisFragment,
+  tracingFragment,
 } from '@relay/common';
 import type { Logger } from 'pino';
 import { z } from 'zod';
@@ -220,6 +221,7 @@ export const configFragments = {
   redis: redisFragment,
   http: httpFragment({ service: SERVICE, port: 8080 }),
   log: logFragment,
+  tracing: tracingFragment({ service: SERVICE }),
   gateway: gatewayFragment,
   delivery: deliveryFragment,
 };

@@ -23,7 +23,7 @@ export async function runGatewayProcess(
   fragments: typeof configFragments,
   create: (deps: GatewayProcessDeps) => Gateway | Promise<Gateway>,
 ): Promise<void> {
-  const { config, logger, metrics, shutdown } = bootService(process, service, fragments);
+  const { config, logger, metrics, shutdown, tracer } = await bootService(process, service, fragments);
   const sites = loadSitesOrExit(config.gateway, config.http.host, (line) => {
     process.stderr.write(`${line}\n`);
     process.exit(1);
@@ -68,6 +68,7 @@ export async function runGatewayProcess(
     serverId: config.http.serverId,
     logger,
     metrics,
+    tracer,
     bus,
     store,
     pubsub,

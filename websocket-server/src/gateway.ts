@@ -6,6 +6,7 @@ import {
   type KeyValueStore,
   type Metrics,
   type PubSub,
+  type Tracer,
 } from '@relay/common';
 import { STATUS_CODES } from 'node:http';
 import type { Logger } from 'pino';
@@ -35,6 +36,8 @@ export interface GatewayDeps {
   serverId: string;
   logger: Logger;
   metrics: Metrics;
+  /** @default noopTracer (tracing off) */
+  tracer?: Tracer;
   bus: Bus;
   store: KeyValueStore;
   pubsub: PubSub;

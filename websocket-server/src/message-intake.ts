@@ -1,4 +1,4 @@
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import {
   ERROR_CODES,
   HEADERS,
@@ -7,6 +7,7 @@ import {
   createDailyBudgets,
   type BudgetScope,
   withContext,
+  noopTracer,
   type Bus,
   type CancelControl,
   type ClientCancelFrame,
@@ -17,6 +18,8 @@ import {
   type PromptEvent,
   type PubSub,
   type ServerFrame,
+  type Span,
+  type Tracer,
 } from '@relay/common';
 import type { Logger } from 'pino';
 import type { DeliverySettings, GatewaySettings } from './config.js';
@@ -54,21 +57,25 @@ export interface MessageIntakeDeps<S extends SessionSocket> {
   sites: Sites;
   /** @default Date.now */
   now?: () => number;
+  /** The Kafka produce span and its context in the record's headers. @default noopTracer */
+  tracer?: Tracer;
 }
 
 export interface MessageIntake<S extends SessionSocket> {
-  /** Rate limit, accept marker, Kafka publish, ack. Never rejects (failures become error frames). */
-  message(socket: S, frame: ClientMessageFrame): Promise<void>;
+  /**
+   * Rate limit, accept marker, Kafka publish, ack. Never rejects (failures become error frames).
+   * `span`: the frame's receive span (tracing on), active meanwhile and ended here.
+   */
+  message(socket: S, frame: ClientMessageFrame, span?: Span): Promise<void>;
   /**
    * Cancel key + `control:cancel`, for a request this user has pending (acked on one of the user's
    * sockets here and not answered yet, or running on a consumer); `unknown_request` otherwise.
    * Replies only on refusal or when Redis fails. Never rejects.
    */
   cancel(socket: S, frame: ClientCancelFrame): Promise<void>;
-  error(socket: S, code: ErrorCode, message: string, requestId?: string): void;
+  /** An error frame; `span` (the frame's, if traced) records the code as its outcome. */
+  error(socket: S, code: ErrorCode, message: string, requestId?: string, span?: Span): void;
 }
-
-const traceparent = () => `00-${randomBytes(16).toString('hex')}-${randomBytes(8).toString('hex')}-01`;
 
 /**
  * What happens to a client's `message` and `cancel` frames. A message with a client `id` is accepted
@@ -85,8 +92,10 @@ export function createMessageIntake<S extends SessionSocket>(deps: MessageIntake
   const m = deps.metrics;
   const now = deps.now ?? Date.now;
   const budgets = createDailyBudgets(store);
+  const tracer = deps.tracer ?? noopTracer;
 
-  function error(socket: S, code: ErrorCode, message: string, requestId?: string): void {
+  function error(socket: S, code: ErrorCode, message: string, requestId?: string, span?: Span): void {
+    span?.setAttribute('relay.outcome', code);
     const frame: ErrorFrame = {
       type: 'error',
       message,
@@ -105,13 +114,15 @@ export function createMessageIntake<S extends SessionSocket>(deps: MessageIntake
     log: Logger,
     requestId: string,
     command: () => Promise<T>,
+    span?: Span,
   ): Promise<{ value: T } | undefined> {
     try {
       return { value: await command() };
     } catch (err) {
       m.redisErrors.inc({ op });
       log.warn({ err, op }, 'redis command failed');
-      error(socket, 'upstream_unavailable', ERROR_CODES.upstream_unavailable.message, requestId);
+      span?.fail(err);
+      error(socket, 'upstream_unavailable', ERROR_CODES.upstream_unavailable.message, requestId, span);
       return undefined;
     }
   }
@@ -125,7 +136,21 @@ export function createMessageIntake<S extends SessionSocket>(deps: MessageIntake
     }
   }
 
-  async function message(socket: S, frame: ClientMessageFrame): Promise<void> {
+  /** Not async: an untraced message costs no extra promise. */
+  function message(socket: S, frame: ClientMessageFrame, span?: Span): Promise<void> {
+    return span ? messageTraced(socket, frame, span) : accept(socket, frame, undefined);
+  }
+
+  async function messageTraced(socket: S, frame: ClientMessageFrame, span: Span): Promise<void> {
+    try {
+      // Active meanwhile: the log lines about this message carry its trace.
+      await tracer.withSpan(span, () => accept(socket, frame, span));
+    } finally {
+      span.end();
+    }
+  }
+
+  async function accept(socket: S, frame: ClientMessageFrame, span: Span | undefined): Promise<void> {
     const started = performance.now();
     const { userid, site: siteId } = socket.getUserData().connection;
     const site = deps.sites.get(siteId);
@@ -135,56 +160,74 @@ export function createMessageIntake<S extends SessionSocket>(deps: MessageIntake
       limits: { user: site?.dailyTokensPerUser ?? 0, site: site?.dailyTokens ?? 0 },
     };
     const requestId = frame.id ?? randomUUID();
+    span?.setAttribute('relay.request_id', requestId);
     const log = withContext(logger, { request_id: requestId, userid, correlation_id: requestId });
     if (deps.draining()) {
       // Queued behind another message when the drain began: not taken, the client resends elsewhere.
-      error(socket, 'upstream_unavailable', 'Server is restarting; reconnect and resend', requestId);
+      error(socket, 'upstream_unavailable', 'Server is restarting; reconnect and resend', requestId, span);
       return;
     }
     if (!bus.healthy()) {
       // Kafka is known to be down (the bus probes it until it answers): say so now rather than after
       // a publish timeout per message, which the socket's queue would add up.
       m.publishFailures.inc({ reason: 'unhealthy' });
-      error(socket, 'upstream_unavailable', ERROR_CODES.upstream_unavailable.message, requestId);
+      error(socket, 'upstream_unavailable', ERROR_CODES.upstream_unavailable.message, requestId, span);
       return;
     }
-    const window = await redis(socket, 'rate_limit', log, requestId, () =>
-      store.incrementWindow(REDIS_KEYS.messageRate(userid), settings.rateLimitWindowMs),
+    const window = await redis(
+      socket,
+      'rate_limit',
+      log,
+      requestId,
+      () => store.incrementWindow(REDIS_KEYS.messageRate(userid), settings.rateLimitWindowMs),
+      span,
     );
     if (!window) return;
     if (window.value.count > settings.rateLimitMessages) {
       const retry = `(retry in ${window.value.resetMs} ms)`;
-      error(socket, 'rate_limited', `${ERROR_CODES.rate_limited.message} ${retry}`, requestId);
+      error(socket, 'rate_limited', `${ERROR_CODES.rate_limited.message} ${retry}`, requestId, span);
       return;
     }
 
     if (scope.limits.user > 0 || scope.limits.site > 0) {
-      const over = await redis(socket, 'budget', log, requestId, () => budgets.exceeded(scope, now()));
+      const over = await redis(socket, 'budget', log, requestId, () => budgets.exceeded(scope, now()), span);
       if (!over) return;
       if (over.value !== null) {
         m.budgetRefusals.inc({ budget: over.value });
-        error(socket, 'budget_exceeded', ERROR_CODES.budget_exceeded.message, requestId);
+        error(socket, 'budget_exceeded', ERROR_CODES.budget_exceeded.message, requestId, span);
         return;
       }
     }
 
     const marker = frame.id === undefined ? undefined : REDIS_KEYS.accepted(userid, frame.id);
     if (marker !== undefined) {
-      const fresh = await redis(socket, 'accept_marker', log, requestId, () =>
-        store.set(marker, ACCEPT_PENDING, { ttlMs: settings.acceptPendingTtlMs, onlyIfAbsent: true }),
+      const fresh = await redis(
+        socket,
+        'accept_marker',
+        log,
+        requestId,
+        () => store.set(marker, ACCEPT_PENDING, { ttlMs: settings.acceptPendingTtlMs, onlyIfAbsent: true }),
+        span,
       );
       if (!fresh) return;
       if (!fresh.value) {
-        const existing = await redis(socket, 'accept_marker', log, requestId, () => store.get(marker));
+        const existing = await redis(socket, 'accept_marker', log, requestId, () => store.get(marker), span);
         if (!existing) return;
         if (existing.value === requestId) {
           m.messages.inc({ outcome: 'duplicate' });
+          span?.setAttribute('relay.outcome', 'duplicate');
           log.debug('duplicate id: acked again, not published');
           ack(socket, frame, requestId);
           return;
         }
         // Still being published (maybe by a gateway that died), or the marker just went away.
-        error(socket, 'upstream_unavailable', 'This id is still being accepted; retry shortly', requestId);
+        error(
+          socket,
+          'upstream_unavailable',
+          'This id is still being accepted; retry shortly',
+          requestId,
+          span,
+        );
         return;
       }
     }
@@ -202,15 +245,16 @@ export function createMessageIntake<S extends SessionSocket>(deps: MessageIntake
       // Deltas only where someone reads them: a socket of this user here that opted in to streaming.
       stream: deps.connectionsOf(userid).some((c) => c.stream),
     };
+    const headers: Record<string, string> = { [HEADERS.correlationId]: requestId };
+    // The record carries the produce span's context (SPEC §3): the consumer's spans hang below it.
+    const produce = span && produceSpan(span);
+    produce?.inject(headers);
     try {
-      await bus.publish(deps.incomingTopic, [
-        {
-          key: userid,
-          value: JSON.stringify(event),
-          headers: { [HEADERS.correlationId]: requestId, [HEADERS.traceparent]: traceparent() },
-        },
-      ]);
+      await bus.publish(deps.incomingTopic, [{ key: userid, value: JSON.stringify(event), headers }]);
+      produce?.end();
     } catch (err) {
+      produce?.fail(err);
+      produce?.end();
       // No ack: the client knows the message was not taken and may retry with the same id.
       m.publishFailures.inc({ reason: 'failed' });
       log.warn({ err }, 'publish to kafka failed');
@@ -221,7 +265,7 @@ export function createMessageIntake<S extends SessionSocket>(deps: MessageIntake
           log.warn({ err: delErr }, 'could not delete the accept marker after a failed publish');
         });
       }
-      error(socket, 'upstream_unavailable', ERROR_CODES.upstream_unavailable.message, requestId);
+      error(socket, 'upstream_unavailable', ERROR_CODES.upstream_unavailable.message, requestId, span);
       return;
     }
     if (marker !== undefined) {
@@ -233,9 +277,18 @@ export function createMessageIntake<S extends SessionSocket>(deps: MessageIntake
       });
     }
     m.messages.inc({ outcome: 'accepted' });
+    span?.setAttribute('relay.outcome', 'accepted');
     m.ackLatency.observe((performance.now() - started) / 1000);
     ack(socket, frame, requestId);
     log.debug('message accepted');
+  }
+
+  function produceSpan(parent: Span): Span {
+    const span = tracer.startSpan(`${deps.incomingTopic} publish`, 'producer', parent);
+    span.setAttribute('messaging.system', 'kafka');
+    span.setAttribute('messaging.destination.name', deps.incomingTopic);
+    span.setAttribute('messaging.operation.type', 'send');
+    return span;
   }
 
   async function cancel(socket: S, frame: ClientCancelFrame): Promise<void> {

@@ -4,6 +4,7 @@ import {
   TOPICS,
   clientFrameSchemas,
   createGuard,
+  noopTracer,
   parseClientFrame,
   serializeFrame,
   type Bus,
@@ -12,6 +13,7 @@ import {
   type Metrics,
   type PubSub,
   type ServerFrame,
+  type Tracer,
 } from '@relay/common';
 import type { Logger } from 'pino';
 import { deliveryDefaults, type DeliverySettings, type GatewaySettings } from './config.js';
@@ -49,6 +51,8 @@ export interface SocketSessionsDeps {
   sites: Sites;
   /** @default Date.now */
   now?: () => number;
+  /** A trace per client message and a span per traced frame delivered. @default noopTracer */
+  tracer?: Tracer;
 }
 
 /** What an upgrade request carries, read from it while it is valid (uWS' `req` is not after an await). */
@@ -147,6 +151,7 @@ export function createSocketSessions<S extends GatewaySocket>(deps: SocketSessio
   const m = createGatewayMetrics(deps.metrics);
   const guard = createGuard({ logger, metrics: deps.metrics });
   const counts = new ConnectionCounts(settings);
+  const tracer = deps.tracer ?? noopTracer;
   m.maxConnections.set(settings.maxConnections);
   let draining = false;
   let nextConnectionId = 0;
@@ -170,6 +175,7 @@ export function createSocketSessions<S extends GatewaySocket>(deps: SocketSessio
   const sockets = createUserSockets<S>({
     pubsub: deps.pubsub,
     logger,
+    tracer,
     deliver: (ws, payload) =>
       guard.run(
         'deliver',
@@ -206,6 +212,7 @@ export function createSocketSessions<S extends GatewaySocket>(deps: SocketSessio
     connectionsOf: (userid) => sockets.connectionsOf(userid),
     sites: deps.sites,
     now,
+    tracer,
   });
 
   /** A bug in handling one client frame: that client gets `internal_error`, the socket stays. */
@@ -325,13 +332,16 @@ export function createSocketSessions<S extends GatewaySocket>(deps: SocketSessio
             frame.id,
           );
         }
+        // The message's trace starts here (tracing on), so its wait in the socket's queue counts.
+        const span = tracer.enabled ? tracer.startSpan('ws message', 'server') : undefined;
         const queued = queue.push(
-          () => intake.message(ws, frame),
+          () => intake.message(ws, frame, span),
           (err) => guard.fail('message', err, internalError(ws, frame.id), contextOf(ws)),
         );
         if (!queued) {
           m.messages.inc({ outcome: 'queue_full' });
-          intake.error(ws, 'queue_full', ERROR_CODES.queue_full.message, frame.id);
+          intake.error(ws, 'queue_full', ERROR_CODES.queue_full.message, frame.id, span);
+          span?.end();
         }
         return;
       }

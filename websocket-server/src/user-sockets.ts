@@ -1,6 +1,15 @@
-import { REDIS_KEYS, type MessageListener, type PubSub } from '@relay/common';
+import {
+  REDIS_KEYS,
+  hasTraceContext,
+  noopTracer,
+  splitTraceContext,
+  type MessageListener,
+  type PubSub,
+  type Tracer,
+} from '@relay/common';
 import type { Logger } from 'pino';
 import type { Connection } from './connection/connection.js';
+import { eventIdOf } from './event-id.js';
 import type { SessionSocket } from './user-data.js';
 
 export interface UserSockets<S extends SessionSocket> {
@@ -34,16 +43,40 @@ export function createUserSockets<S extends SessionSocket>(deps: {
   pubsub: PubSub;
   logger: Logger;
   deliver: (socket: S, payload: string) => void;
+  /** A `ws deliver` span for each frame the relay traced. @default noopTracer */
+  tracer?: Tracer;
 }): UserSockets<S> {
   const byUser = new Map<string, { sockets: Set<S>; listener: MessageListener; subscribed: Promise<void> }>();
+  const tracer = deps.tracer ?? noopTracer;
   let connections = 0;
 
   function listenerFor(userid: string): MessageListener {
     return (payload) => {
       const entry = byUser.get(userid);
       if (!entry) return;
+      // One comparison for an untraced frame; a traced one loses its trace lines here, whether or
+      // not this gateway traces: sockets get the frame's bytes only (contract/channel-payload.ts).
+      if (hasTraceContext(payload)) return deliverTraced(entry.sockets, payload);
       for (const socket of entry.sockets) deps.deliver(socket, payload);
     };
+  }
+
+  function deliverTraced(sockets: Set<S>, payload: string): void {
+    const { frame, carrier } = splitTraceContext(payload);
+    if (!tracer.enabled) {
+      for (const socket of sockets) deps.deliver(socket, frame);
+      return;
+    }
+    const span = tracer.startSpan('ws deliver', 'consumer', tracer.extract(carrier));
+    span.setAttribute('relay.sockets', sockets.size);
+    span.setAttribute('relay.event_id', eventIdOf(frame));
+    try {
+      tracer.withSpan(span, () => {
+        for (const socket of sockets) deps.deliver(socket, frame);
+      });
+    } finally {
+      span.end();
+    }
   }
 
   return {

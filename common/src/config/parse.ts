@@ -36,8 +36,13 @@ export function loadConfig<F extends Record<string, AnyFragment>>(fragments: F, 
     const issue = result.error.issues[0];
     const variable = String(issue?.path[0] ?? 'environment');
     const got = cleaned[variable];
+    // OTEL_EXPORTER_OTLP_HEADERS usually holds an API key.
     const shown =
-      got === undefined ? 'unset' : /KEY|SECRET|PASSWORD|TOKEN/i.test(variable) ? '***' : JSON.stringify(got);
+      got === undefined
+        ? 'unset'
+        : /KEY|SECRET|PASSWORD|TOKEN|HEADERS/i.test(variable)
+          ? '***'
+          : JSON.stringify(got);
     throw new ConfigError(
       variable,
       `config error: ${variable} ${issue?.message ?? 'is invalid'} (got ${shown})`,

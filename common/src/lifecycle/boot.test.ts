@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { httpFragment, logFragment } from '../config/fragments.js';
+import { tracingFragment } from '../tracing/options.js';
+import { noopTracer } from '../tracing/tracer.js';
 import { waitFor } from '../testing/wait-for.js';
 import { bootService, type ProcessHandle } from './boot.js';
 
@@ -27,14 +29,20 @@ function fakeProcess(env: Record<string, string>, exitThrows = true) {
   return { proc, written, signals, exits };
 }
 
-const fragments = { http: httpFragment({ service: 'svc', port: 1234 }), log: logFragment };
+const fragments = {
+  http: httpFragment({ service: 'svc', port: 1234 }),
+  log: logFragment,
+  tracing: tracingFragment({ service: 'svc' }),
+};
 
 describe('bootService', () => {
   it('builds config, logger, metrics and shutdown, and wires SIGTERM/SIGINT', async () => {
     const { proc, signals, exits } = fakeProcess({ SERVER_ID: 'svc-1', LOG_LEVEL: 'silent' }, false);
-    const booted = bootService(proc, 'svc', fragments);
+    const booted = await bootService(proc, 'svc', fragments);
     expect(booted.config.http).toMatchObject({ port: 1234, serverId: 'svc-1' });
     expect(booted.logger.level).toBe('silent');
+    // No OTEL_* variable: tracing off, the no-op tracer, no SDK.
+    expect(booted.tracer).toBe(noopTracer);
     expect([...signals.keys()].sort()).toEqual(['SIGINT', 'SIGTERM']);
     signals.get('SIGTERM')?.();
     expect(booted.shutdown.draining).toBe(true);
@@ -42,9 +50,9 @@ describe('bootService', () => {
     expect(exits).toEqual([0]);
   });
 
-  it('a bad value writes one line naming the variable and exits 1', () => {
+  it('a bad value writes one line naming the variable and exits 1', async () => {
     const { proc, written, exits } = fakeProcess({ PORT: 'eighty' });
-    expect(() => bootService(proc, 'svc', fragments)).toThrow(Exit);
+    await expect(bootService(proc, 'svc', fragments)).rejects.toThrow(Exit);
     expect(exits).toEqual([1]);
     expect(written).toHaveLength(1);
     expect(written[0]).toMatch(/^config error: PORT .*\n$/);

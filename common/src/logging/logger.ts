@@ -27,6 +27,11 @@ export interface LoggerOptions {
   level?: string;
   /** Where lines go. @default stdout */
   destination?: DestinationStream;
+  /**
+   * Fields merged into every line, e.g. the active span's `trace_id`/`span_id` when tracing is on.
+   * Left unset when tracing is off, so a log line costs nothing more.
+   */
+  mixin?: () => object;
 }
 
 /** One root logger per process: JSON lines with `service` and `instance` on every line. */
@@ -38,6 +43,7 @@ export function createLogger(options: LoggerOptions): Logger {
       redact: { paths: REDACT_PATHS, censor: '[redacted]' },
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
+      ...(options.mixin ? { mixin: options.mixin } : {}),
     },
     options.destination ?? pino.destination({ sync: false }),
   );

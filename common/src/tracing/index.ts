@@ -1,0 +1,3 @@
+export * from './tracer.js';
+export * from './options.js';
+export * from './start.js';
