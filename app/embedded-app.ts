@@ -6,13 +6,17 @@ import {
   createMemoryStore,
   createRedisPubSub,
   createRedisStore,
+  combinedReadiness,
+  failing,
   once,
+  readinessOf,
   runAll,
   type Bus,
   type ConfigOf,
   type KeyValueStore,
   type Metrics,
   type PubSub,
+  type Readiness,
   type Tracer,
 } from '@relay/common';
 import { createAiConsumer, setupKnowledge, setupModel } from '@relay/ai-consumer';
@@ -45,7 +49,8 @@ export interface EmbeddedAppOptions {
 export interface EmbeddedApp {
   start(): Promise<{ port: number; bus: Bus['kind']; store: KeyValueStore['kind']; model: string }>;
   close(): Promise<void>;
-  ready(): boolean;
+  /** The three services' checks, each name prefixed with its service (`relay.redis`, …). */
+  ready(): Readiness;
 }
 
 /**
@@ -147,7 +152,8 @@ export function createEmbeddedApp(options: EmbeddedAppOptions): EmbeddedApp {
     const { port } = await gateway.start();
     gatewayHooks = { resync: () => gateway.resync(), suspend: () => gateway.suspend() };
     closers.push(['gateway', () => gateway.close()]);
-    ready = () => gateway.ready().ready && consumer.ready() && relay.ready().ready;
+    ready = () =>
+      combinedReadiness({ gateway: gateway.ready(), consumer: consumer.ready(), relay: relay.ready() });
     return {
       port,
       bus: bus.kind,
@@ -156,7 +162,7 @@ export function createEmbeddedApp(options: EmbeddedAppOptions): EmbeddedApp {
     };
   }
 
-  let ready = () => false;
+  let ready = (): Readiness => readinessOf({ app: failing('starting') });
   return {
     start,
     ready: () => ready(),

@@ -396,7 +396,7 @@ describe('ai-consumer (memory bus + memory store + mock model via the openai cli
     const ok = await t.send('dave', 'and now?');
     expect(await t.finalOf(ok)).toMatchObject({ type: 'final' });
     expect(fatal).not.toHaveBeenCalled();
-    expect(t.consumer.ready()).toBe(true);
+    expect(t.consumer.ready().ready).toBe(true);
   });
 
   it('a 400 from the model ends in an upstream_error event, not retried', async () => {
@@ -483,12 +483,12 @@ describe('ai-consumer (memory bus + memory store + mock model via the openai cli
         },
       }),
     });
-    expect(t.consumer.ready()).toBe(true);
+    expect(t.consumer.ready().ready).toBe(true);
     const id = await t.send('ivan', 'finish me before you go');
     await waitFor(() => t.eventsOf(id).length > 0);
     expect(published.some((v) => v.includes('"type":"final"'))).toBe(false);
     await t.consumer.close();
-    expect(t.consumer.ready()).toBe(false);
+    expect(t.consumer.ready().ready).toBe(false);
     expect(published.some((v) => v.includes('"type":"final"'))).toBe(true);
     await t.consumer.close();
   });
@@ -514,7 +514,7 @@ describe('ai-consumer (memory bus + memory store + mock model via the openai cli
     // A broker restart: several refusals while the handler holds the message (uncommitted).
     await waitFor(() => refused >= 3);
     expect(t.eventsOf(id)).toEqual([]);
-    expect(t.consumer.ready()).toBe(true);
+    expect(t.consumer.ready().ready).toBe(true);
     failResponses = false;
     expect(await t.finalOf(id)).toMatchObject({ type: 'final' });
     expect(onFatal).not.toHaveBeenCalled();

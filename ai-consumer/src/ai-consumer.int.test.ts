@@ -149,7 +149,7 @@ describe('ai-consumer on real Kafka and Redis', () => {
       });
       cleanups.push(() => sub.close());
     }
-    await waitFor(() => consumer.ready(), { timeoutMs: 30_000, message: 'consumer joined its group' });
+    await waitFor(() => consumer.ready().ready, { timeoutMs: 30_000, message: 'consumer joined its group' });
   });
 
   afterAll(async () => {

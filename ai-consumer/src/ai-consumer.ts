@@ -1,8 +1,12 @@
 import {
   ERROR_CODES,
   createDailyBudgets,
+  createDependencyWatch,
   createGuard,
   exportConsumerLag,
+  failing,
+  OK,
+  readinessOf,
   parseStored,
   type BudgetScope,
   HEADERS,
@@ -27,6 +31,7 @@ import {
   type Metrics,
   type PromptEvent,
   type PubSub,
+  type Readiness,
   type ResponseEvent,
   type Span,
   type Subscription,
@@ -116,8 +121,12 @@ export interface AiConsumer {
    * again). Idempotent.
    */
   close(): Promise<void>;
-  /** Joined, not crashed, not closing. */
-  ready(): boolean;
+  /**
+   * Checks `kafka` (the bus), `consuming` (joined, not crashed, not closing), `redis` (a PING every
+   * 2 s once started: request state and dedupe live there) and `model` (failing while its circuit
+   * breaker is open, the fallback's too if there is one: every prompt would fail at once).
+   */
+  ready(): Readiness;
   /**
    * Stops a request held here (SPEC `cancel`): its final event then carries what was streamed so far
    * (nothing if the model call had not started) and `finish_reason: "cancelled"`. False if this
@@ -180,6 +189,7 @@ export function createAiConsumer(options: AiConsumerOptions): AiConsumer {
   let subscription: Subscription | undefined;
   let cancelListener: CancelListener | undefined;
   let closing = false;
+  const redisWatch = createDependencyWatch({ check: () => store.ping() });
   /** The drain is over: whatever still runs is left uncommitted and must publish nothing more. */
   let abandoning = false;
 
@@ -678,6 +688,7 @@ export function createAiConsumer(options: AiConsumerOptions): AiConsumer {
 
   return {
     async start() {
+      await redisWatch.start();
       const partitions = config.kafka.partitions;
       await bus.ensureTopics(
         [topics.incoming, topics.responses, topics.incomingDlq, topics.responsesDlq].map((topic) => ({
@@ -722,6 +733,7 @@ export function createAiConsumer(options: AiConsumerOptions): AiConsumer {
     },
     close: once(async () => {
       closing = true;
+      redisWatch.close();
       // The bus stops taking messages and waits (up to the drain timeout) for the handlers in hand,
       // whose final events are acknowledged before they resolve. The cancel listener stays until
       // then, so a cancel during the drain still works.
@@ -740,7 +752,17 @@ export function createAiConsumer(options: AiConsumerOptions): AiConsumer {
         ['cancel-listener', () => cancelListener?.close()],
       ]);
     }),
-    ready: () => !closing && subscription !== undefined && subscription.ready,
+    ready: () =>
+      readinessOf({
+        kafka: bus.health(),
+        consuming: closing
+          ? failing('closing')
+          : subscription?.ready
+            ? OK
+            : failing(subscription ? 'consumer not in its group' : 'not subscribed yet'),
+        redis: redisWatch.current,
+        model: model.breakerState === 'open' ? failing('circuit breaker open: model calls are failing') : OK,
+      }),
     cancel,
   };
 }

@@ -37,8 +37,10 @@ export function createFallbackModel(options: FallbackModelOptions): ModelClient 
   const m = consumerMetrics(options.metrics);
   startAtZero(m.fallbacks, 'reason', ['circuit_open', 'upstream_unavailable', 'timeout']);
   return {
+    // Open only when neither can be called: with the primary's breaker open the fallback answers,
+    // so the consumer still serves (the primary's own state is in its breaker metric).
     get breakerState() {
-      return primary.breakerState;
+      return primary.breakerState === 'open' ? fallback.breakerState : primary.breakerState;
     },
     async streamChat(messages, chat) {
       let streamed = false;

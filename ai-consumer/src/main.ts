@@ -4,6 +4,10 @@ import {
   createOpsServer,
   createRedisPubSub,
   createRedisStore,
+  drainingCheck,
+  failing,
+  readinessOf,
+  type Readiness,
 } from '@relay/common';
 import { createAiConsumer } from './ai-consumer.js';
 import { SERVICE, configFragments } from './config.js';
@@ -15,16 +19,15 @@ const { config, logger, metrics, shutdown, tracer } = await bootService(process,
 // Resources are closed in reverse order of registration: consumer (finishes the messages in hand,
 // their final events acknowledged), bus (producer flushed), cancel pub/sub, knowledge checks, store,
 // the bundled mock model (if started), ops server.
-let ready = () => false;
+// Until the consumer is built, nothing but the start-up itself can be reported.
+let ready = (): Readiness => readinessOf({ consuming: failing('starting') });
 const ops = createOpsServer({
+  service: SERVICE,
   host: config.http.host,
   port: config.http.port,
   metrics,
   health: () => ({ status: 'ok', service: SERVICE, server_id: config.http.serverId }),
-  ready: () => {
-    const checks = { consuming: ready(), draining: shutdown.draining };
-    return { ready: checks.consuming && !checks.draining, checks };
-  },
+  ready: () => readinessOf({ ...ready().checks, draining: drainingCheck(shutdown.draining) }),
 });
 shutdown.add('ops-server', () => ops.close());
 
@@ -89,7 +92,7 @@ try {
   });
   shutdown.add('consumer', () => consumer.close());
   await consumer.start();
-  ready = () => bus.healthy() && consumer.ready();
+  ready = () => consumer.ready();
 
   logger.info(
     {

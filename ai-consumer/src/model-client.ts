@@ -74,6 +74,7 @@ export interface ModelClient {
    * `upstream_unavailable`, `upstream_error` or `internal_error`.
    */
   streamChat(messages: ChatMessage[], options: StreamChatOptions): Promise<StreamChatResult>;
+  /** `open`: calls fail at once, without reaching the provider (`/ready` reports the model failing). */
   readonly breakerState: BreakerState;
 }
 

@@ -11,4 +11,5 @@ export type {
   ConversationSummary,
   ErrorCode,
   ServerFrame,
+  TokenResponse,
 } from '@relay/common/contract';

@@ -223,4 +223,24 @@ describe('relay client', () => {
     expect((await socket(0)).sent).toHaveLength(1);
     await client.close();
   });
+
+  it('with issue(), connects on an issued token without /token, and renews it after invalid_token', async () => {
+    let n = 0;
+    const { client, calls, socket } = setup({
+      site: undefined,
+      issue: () =>
+        Promise.resolve({ token: `I${++n}`, userid: 'load-7', expires_in: 3600, site: 'dev', mode: 'dev' }),
+    });
+    const started = client.start();
+    const s = await socket(0);
+    expect(Object.fromEntries(s.query)).toEqual({ token: 'I1', userid: 'load-7', stream: '1' });
+    s.accept();
+    await started;
+    expect(client.session).toMatchObject({ userid: 'load-7', mode: 'dev' });
+    s.drop(1008, 'invalid_token');
+    const again = await socket(1);
+    expect(again.query.get('token')).toBe('I2');
+    expect(calls).toEqual([]);
+    await client.close();
+  });
 });

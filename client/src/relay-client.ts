@@ -1,4 +1,4 @@
-import type { Conversation, ConversationSummary, ServerFrame } from '@relay/common/contract';
+import type { Conversation, ConversationSummary, ServerFrame, TokenResponse } from '@relay/common/contract';
 import { createHistoryClient } from './history.js';
 import type { FetchLike } from './http.js';
 import {
@@ -20,6 +20,12 @@ export interface RelayClientOptions {
   identity?: string | (() => Promise<string>);
   /** Dev mode (`POST /token?userid=`), only where the gateway has dev tokens on. */
   userid?: string;
+  /**
+   * Session tokens minted without `/token` by a holder of the gateways' signing secret (a load
+   * generator, a backend acting for its users): asked whenever a token is needed. Not for
+   * browsers, which must never hold the secret. Takes precedence over `identity` and `userid`.
+   */
+  issue?: () => Promise<TokenResponse>;
   /** Anonymous mode on a site with a captcha: gives the captcha's response token. */
   captcha?: () => Promise<string>;
   /**
@@ -27,7 +33,7 @@ export interface RelayClientOptions {
    * conversation are kept across page loads, e.g. `window.localStorage`. @default in memory
    */
   storage?: StorageLike;
-  /** Key prefix in `storage`. @default `relay:<site>` (`relay:dev` in dev mode) */
+  /** Key prefix in `storage`. @default `relay:<site>` (`relay:dev` in dev mode, `relay:issued` with `issue`) */
   storageKey?: string;
   /** @default globalThis.fetch */
   fetch?: FetchLike;
@@ -95,6 +101,7 @@ const CONVERSATION_ID = /^[\w.:-]{1,64}$/;
 const PENDING_KEPT = 50;
 
 function identityOf(options: RelayClientOptions): Identity {
+  if (options.issue !== undefined) return { mode: 'issued', issue: options.issue };
   if (options.identity !== undefined) {
     if (!options.site) throw new TypeError('a signed identity needs its site');
     return { mode: 'signed', site: options.site, identity: options.identity };
@@ -108,6 +115,11 @@ function identityOf(options: RelayClientOptions): Identity {
     };
   }
   throw new TypeError('RelayClient needs a site (anonymous or signed) or a userid (dev mode)');
+}
+
+/** What the default storage key names: the site, or the mode for identities without one. */
+function storageScope(identity: Identity): string {
+  return identity.mode === 'dev' || identity.mode === 'issued' ? identity.mode : identity.site;
 }
 
 function isPending(value: unknown): value is PendingMessage {
@@ -133,7 +145,7 @@ export function createRelayClient(options: RelayClientOptions): RelayClient {
   const fetchImpl: FetchLike = options.fetch ?? ((url, init) => globalThis.fetch(url, init));
   const now = options.now ?? Date.now;
   const generateId = options.generateId ?? (() => crypto.randomUUID());
-  const prefix = options.storageKey ?? `relay:${identity.mode === 'dev' ? 'dev' : identity.site}`;
+  const prefix = options.storageKey ?? `relay:${storageScope(identity)}`;
   const stored = storedValues(options.storage ?? memoryStorage(), prefix);
   const base = options.url.replace(/\/+$/, '');
   const wsUrl = `${base.replace(/^http/, 'ws')}/ws`;

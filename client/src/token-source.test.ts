@@ -187,3 +187,40 @@ describe('token source, signed and dev modes', () => {
     await expect(source.get()).rejects.toMatchObject({ status: 0, code: 'network_error', retryable: true });
   });
 });
+
+describe('token source, issued mode (a holder of the signing secret mints the tokens)', () => {
+  it('asks issue() instead of /token: for the first token, again near expiry and on refresh', async () => {
+    let n = 0;
+    const t = setup(
+      {
+        mode: 'issued',
+        issue: () =>
+          Promise.resolve({ token: `I${++n}`, userid: 'load-1', expires_in: 3600, site: 'dev', mode: 'dev' }),
+      },
+      () => [500, { error: 'internal_error' }],
+    );
+    expect(await t.source.get()).toMatchObject({ token: 'I1', userid: 'load-1', site: 'dev', mode: 'dev' });
+    expect((await t.source.get()).token).toBe('I1');
+    expect((await t.source.get({ refresh: true })).token).toBe('I2');
+    // Renewed a minute before expiry, like a /token session.
+    expect(t.source.renewAt()).toBe(1_000_000 + 3_600_000 - 60_000);
+    t.advance(3_600_000 - 60_000);
+    expect((await t.source.get()).token).toBe('I3');
+    expect(t.calls).toEqual([]);
+    // Nothing is kept: the issuer is asked again after a reload.
+    expect(t.storage.size).toBe(0);
+  });
+
+  it('an issued token without a mode counts as signed; an invalid one is an error, not a session', async () => {
+    const plain = setup(
+      { mode: 'issued', issue: () => Promise.resolve({ token: 'P', userid: 'u', expires_in: 60 }) },
+      () => [500, {}],
+    );
+    expect(await plain.source.get()).toMatchObject({ mode: 'signed', site: undefined });
+    const bad = setup(
+      { mode: 'issued', issue: () => Promise.resolve({ token: '', userid: 'u', expires_in: 60 }) },
+      () => [500, {}],
+    );
+    await expect(bad.source.get()).rejects.toMatchObject({ code: 'invalid_response' });
+  });
+});

@@ -1,4 +1,4 @@
-import { tokenResponseSchema, type IdentityMode } from '@relay/common/contract';
+import { tokenResponseSchema, type IdentityMode, type TokenResponse } from '@relay/common/contract';
 import { RelayHttpError, requestJson, type FetchLike } from './http.js';
 import type { StoredValues } from './storage.js';
 
@@ -19,11 +19,16 @@ export interface Session {
  * - `signed`: the host site's backend signs the visitor's identity (a short-lived JWT); `identity`
  *   is that JWT, or a function asked for a fresh one whenever a token is needed.
  * - `dev`: the original `POST /token?userid=` (only where a developer turned it on).
+ * - `issued`: no `/token` at all; `issue` hands over session tokens minted by a holder of the
+ *   gateways' signing secret (a load generator driving thousands of users from one address, which
+ *   `/token`'s per-IP limit would refuse; a backend acting for its users). Asked like `/token`
+ *   would be: for the first token, before expiry, and after the gateway refused one.
  */
 export type Identity =
   | { mode: 'anonymous'; site: string; captcha?: () => Promise<string> }
   | { mode: 'signed'; site: string; identity: string | (() => Promise<string>) }
-  | { mode: 'dev'; userid: string };
+  | { mode: 'dev'; userid: string }
+  | { mode: 'issued'; issue: () => Promise<TokenResponse> };
 
 export interface TokenSourceOptions {
   /** The relay's base URL: `<url>/token`. */
@@ -86,24 +91,30 @@ export function createTokenSource(options: TokenSourceOptions): TokenSource {
     return now() < session.expiresAt - (margins.get(session) ?? options.renewBeforeMs ?? 60_000);
   }
 
-  async function exchange(body: Record<string, unknown> | undefined, query = ''): Promise<Session> {
-    const issuedAt = now();
-    const { body: answer } = await requestJson(options.fetch, `${base}/token${query}`, {
-      method: 'POST',
-      ...(body !== undefined ? { body } : {}),
-    });
+  /** A `/token` answer (or what `issue` gave) as a session, checked like any answer from outside. */
+  function sessionOf(answer: unknown, issuedAt: number): Session {
     const parsed = tokenResponseSchema.safeParse(answer);
     if (!parsed.success)
       throw new RelayHttpError(502, 'invalid_response', 'The relay sent a token answer it should not have');
     const session: Session = {
       token: parsed.data.token,
       userid: parsed.data.userid,
-      mode: parsed.data.mode ?? identity.mode,
+      // An issued token's mode is whatever its issuer signed; without a word, it was signed for the user.
+      mode: parsed.data.mode ?? (identity.mode === 'issued' ? 'signed' : identity.mode),
       site: parsed.data.site ?? ('site' in identity ? identity.site : undefined),
       expiresAt: issuedAt + parsed.data.expires_in * 1000,
     };
     margins.set(session, margin(session, issuedAt));
     return session;
+  }
+
+  async function exchange(body: Record<string, unknown> | undefined, query = ''): Promise<Session> {
+    const issuedAt = now();
+    const { body: answer } = await requestJson(options.fetch, `${base}/token${query}`, {
+      method: 'POST',
+      ...(body !== undefined ? { body } : {}),
+    });
+    return sessionOf(answer, issuedAt);
   }
 
   async function anonymous(site: string, captcha: (() => Promise<string>) | undefined): Promise<Session> {
@@ -133,6 +144,10 @@ export function createTokenSource(options: TokenSourceOptions): TokenSource {
       }
       case 'dev':
         return exchange(undefined, `?userid=${encodeURIComponent(identity.userid)}`);
+      case 'issued': {
+        const issuedAt = now();
+        return sessionOf(await identity.issue(), issuedAt);
+      }
     }
   }
 

@@ -7,4 +7,5 @@ export * from './contract/index.js';
 export * from './lifecycle/index.js';
 export * from './transport/index.js';
 export * from './http/index.js';
+export * from './readiness/index.js';
 export * from './tracing/index.js';

@@ -4,6 +4,8 @@ import {
   createRedisPubSub,
   createRedisStore,
   bootService,
+  drainingCheck,
+  readinessOf,
 } from '@relay/common';
 import { SERVICE, configFragments } from './config.js';
 import { createRelay } from './relay.js';
@@ -28,17 +30,12 @@ const pubsub = createRedisPubSub({ url: config.redis.url, logger, connectionName
 const relay = createRelay({ config, logger, metrics, bus, store, pubsub, tracer });
 
 const ops = createOpsServer({
+  service: SERVICE,
   host: config.http.host,
   port: config.http.port,
   metrics,
   health: () => ({ status: 'ok', service: SERVICE, server_id: config.http.serverId }),
-  ready: () => {
-    const r = relay.ready();
-    return {
-      ready: r.ready && !shutdown.draining,
-      checks: { ...r.checks, draining: shutdown.draining },
-    };
-  },
+  ready: () => readinessOf({ ...relay.ready().checks, draining: drainingCheck(shutdown.draining) }),
 });
 
 // Closed in reverse: relay subscription, bus, pub/sub, store, then the ops server (so /ready says 503

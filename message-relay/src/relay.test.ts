@@ -130,7 +130,7 @@ describe('createRelay (in-process bus, store and pub/sub)', () => {
         await pubsub.close();
       });
       await relay.start();
-      await waitFor(() => relay.ready().checks.subscription, { message: 'relay subscribed' });
+      await waitFor(() => relay.ready().checks.subscription?.ok === true, { message: 'relay subscribed' });
       return relay;
     };
     const relay = await startRelay();
@@ -235,7 +235,7 @@ describe('createRelay (in-process bus, store and pub/sub)', () => {
     // Four appends to one log: lengths 1, 2, 3 and 4 observed.
     await waitForMetric(f.metrics, 'message_relay_replay_log_length_count', {}, 4);
     expect(await metricValue(f.metrics, 'message_relay_replay_log_length_sum')).toBe(10);
-    expect((await f.relay.ready()).checks).toMatchObject({ kafka: true, redis: true });
+    expect(f.relay.ready().checks).toMatchObject({ kafka: { ok: true }, redis: { ok: true } });
     expect(await metricValue(f.metrics, 'message_relay_upstream_up', { upstream: 'kafka' })).toBe(1);
 
     await waitForMetric(f.metrics, 'message_relay_latency_seconds_count', {}, 4);
@@ -244,7 +244,7 @@ describe('createRelay (in-process bus, store and pub/sub)', () => {
     expect(await metricValue(f.metrics, 'message_relay_frames_total', { type: 'error' })).toBe(1);
     expect(f.relay.ready()).toEqual({
       ready: true,
-      checks: { kafka: true, subscription: true, redis: true },
+      checks: { kafka: { ok: true }, subscription: { ok: true }, redis: { ok: true } },
     });
   });
 
@@ -464,7 +464,7 @@ describe('createRelay (in-process bus, store and pub/sub)', () => {
     await waitForMetric(f.metrics, 'message_relay_frames_total', {}, 1);
     expect(await metricValue(f.metrics, 'message_relay_redis_errors_total', { op: 'append' })).toBe(2);
     expect(await metricValue(f.metrics, 'message_relay_redis_errors_total', { op: 'publish' })).toBe(1);
-    expect(f.relay.ready().checks.redis).toBe(true);
+    expect(f.relay.ready().checks.redis).toEqual({ ok: true });
   });
 
   it('sends a record Redis refuses (a reply error) to the DLQ instead of stalling the partition', async () => {
@@ -507,7 +507,7 @@ describe('createRelay (in-process bus, store and pub/sub)', () => {
     await waitFor(() => f.dlq.length === 1 && f.received.length === 1);
     expect(f.dlq[0]).toMatchObject({ key: 'odd', error: { code: 'internal_error' } });
     expect(f.fatal).toEqual([]);
-    expect(f.relay.ready().checks.subscription).toBe(true);
+    expect(f.relay.ready().checks.subscription).toEqual({ ok: true });
     expect(await metricValue(f.metrics, 'handler_errors_total', { handler: 'response' })).toBe(1);
   });
 
@@ -525,7 +525,11 @@ describe('createRelay (in-process bus, store and pub/sub)', () => {
     await f.watch('alice');
     await send(f, 'alice', final('alice', 'r1', 'survives'));
     await waitFor(() => attempts >= 3);
-    expect(f.relay.ready()).toMatchObject({ ready: false, checks: { redis: false } });
+    // The reason names the failing command and the connection error, for /ready and the stack.
+    expect(f.relay.ready()).toMatchObject({
+      ready: false,
+      checks: { redis: { ok: false, reason: 'append failing: connect ECONNREFUSED 127.0.0.1:6379' } },
+    });
     await f.relay.close();
     await f.relay.close();
     expect(f.received).toEqual([]);

@@ -1,7 +1,12 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
   attachEventId,
+  createDependencyWatch,
   createGuard,
+  errorReason,
+  failing,
+  OK,
+  readinessOf,
   dlqRecord,
   exportConsumerLag,
   publishWithRetry,
@@ -20,10 +25,12 @@ import {
   noopTracer,
   type Bus,
   type BusMessage,
+  type DependencyCheck,
   type KeyValueStore,
   type Logger,
   type Metrics,
   type PubSub,
+  type Readiness,
   type ResponseEvent,
   type AppendResult,
   type Span,
@@ -61,18 +68,17 @@ export interface RelayDeps {
   tracer?: Tracer;
 }
 
-export interface RelayReadiness {
-  ready: boolean;
-  checks: { kafka: boolean; subscription: boolean; redis: boolean };
-}
-
 export interface Relay {
   /** Creates the topics if missing and joins the consumer group. */
   start(): Promise<void>;
   /** Leaves the group after the message in hand is done or handed back uncommitted. Idempotent. */
   close(): Promise<void>;
-  /** Also sets `message_relay_upstream_up`; the ops server asks before every scrape. */
-  ready(): RelayReadiness;
+  /**
+   * Checks `kafka` (the bus), `subscription` (joined the group, not crashed) and `redis` (the last
+   * command's outcome, and a PING every 2 s so an idle relay notices too). Also sets
+   * `message_relay_upstream_up`; the ops server asks before every scrape.
+   */
+  ready(): Readiness;
 }
 
 /** Redis answered with an error (WRONGTYPE, OOM, …): the command was understood and refused. */
@@ -181,7 +187,9 @@ export function createRelay(deps: RelayDeps): Relay {
   // Aborts backoff pauses on close, so a relay waiting for Redis does not hold up shutdown.
   const closing = new AbortController();
   let subscription: Subscription | undefined;
-  let redisHealthy = true;
+  /** The last command's outcome: failing while `untilDone` retries a connection failure. */
+  let redisCommands: DependencyCheck = OK;
+  const redisWatch = createDependencyWatch({ check: () => store.ping() });
 
   /**
    * Runs a Redis command until it succeeds. Connection failures (Redis restarting) are retried with
@@ -192,12 +200,12 @@ export function createRelay(deps: RelayDeps): Relay {
     for (let attempt = 0; ; attempt++) {
       try {
         const result = await command();
-        redisHealthy = true;
+        redisCommands = OK;
         return result;
       } catch (err) {
         redisErrorsTotal.inc({ op });
         if (isRedisReply(err)) throw err;
-        redisHealthy = false;
+        redisCommands = failing(`${op} failing: ${errorReason(err)}`);
         if (closing.signal.aborted) throw new RelayClosingError(err);
         log().warn({ err, op, attempt }, 'redis command failed; retrying');
         const pause = Math.min(retry.maxMs, retry.baseMs * 2 ** Math.min(attempt, 16));
@@ -397,6 +405,7 @@ export function createRelay(deps: RelayDeps): Relay {
 
   return {
     async start() {
+      await redisWatch.start();
       const partitions = config.kafka.partitions;
       await bus.ensureTopics([
         { topic: topics.responses, partitions },
@@ -419,17 +428,21 @@ export function createRelay(deps: RelayDeps): Relay {
     },
     close: once(async () => {
       closing.abort();
+      redisWatch.close();
       await subscription?.close();
     }),
     ready() {
-      const checks = {
-        kafka: bus.healthy(),
-        subscription: subscription?.ready ?? false,
-        redis: redisHealthy,
-      };
-      upstreamUp.set({ upstream: 'kafka' }, checks.kafka ? 1 : 0);
-      upstreamUp.set({ upstream: 'redis' }, checks.redis ? 1 : 0);
-      return { ready: checks.kafka && checks.subscription && checks.redis, checks };
+      const kafka = bus.health();
+      const redis = redisCommands.ok ? redisWatch.current : redisCommands;
+      upstreamUp.set({ upstream: 'kafka' }, kafka.ok ? 1 : 0);
+      upstreamUp.set({ upstream: 'redis' }, redis.ok ? 1 : 0);
+      return readinessOf({
+        kafka,
+        subscription: subscription?.ready
+          ? OK
+          : failing(subscription ? 'consumer not in its group' : 'not subscribed yet'),
+        redis,
+      });
     },
   };
 }

@@ -14,6 +14,30 @@ export function httpStatus(url: string, timeoutMs = 1_000): Promise<number | nul
   });
 }
 
+/** Status and body (parsed as JSON, else undefined) of a GET, or null when nothing answers in time. */
+export function httpJson(url: string, timeoutMs = 1_000): Promise<{ status: number; body: unknown } | null> {
+  return new Promise((resolvePromise) => {
+    const req = request(url, { method: 'GET', timeout: timeoutMs }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => (text += chunk));
+      res.once('error', () => resolvePromise(null));
+      res.once('end', () => {
+        let body: unknown;
+        try {
+          body = JSON.parse(text);
+        } catch {
+          body = undefined;
+        }
+        resolvePromise({ status: res.statusCode ?? 0, body });
+      });
+    });
+    req.once('timeout', () => req.destroy());
+    req.once('error', () => resolvePromise(null));
+    req.end();
+  });
+}
+
 /** Sends `payload` over a fresh TCP connection and resolves with the first bytes received. */
 export function tcpExchange(port: number, payload: string, timeoutMs = 1_000): Promise<string | null> {
   return new Promise((resolvePromise) => {

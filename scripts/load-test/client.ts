@@ -1,15 +1,42 @@
 /**
- * The pieces of the load generator that other drivers reuse (the soak runs them for half an hour):
- * tokens, one socket per user, a tracker that turns frames into counts and latencies, and the
- * open-loop schedule.
+ * The pieces of the load generator that other drivers reuse: tokens, a tracker that turns frames
+ * into counts and latencies, and the open-loop schedule. The load test's users are `@relay/client`
+ * clients (load-test.ts); the soak (scripts/soak) still drives raw sockets (`openUserSocket`,
+ * `tracker.send`/`onFrame`) and counts its own reconnects.
  */
 import { readFile } from 'node:fs/promises';
+import type { RelayClientOptions, TokenResponse } from '@relay/client';
 import { createTokenService } from '../../websocket-server/src/token-service.js';
 import WebSocket from 'ws';
 import type { LoadTestOptions } from './options.js';
 import { latencyHistogram, summarize, type LatencySummary } from './stats.js';
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Session tokens signed with the gateways' secret, like their own dev tokens (site `dev`, mode
+ * `dev`): the target must have DEV_TOKENS=true. Thousands of users from one address would hit the
+ * per-IP limit of POST /token.
+ */
+async function signedTokens(file: string): Promise<(userid: string) => Promise<TokenResponse>> {
+  const tokens = createTokenService({ secret: (await readFile(file, 'utf8')).trim(), ttlSeconds: 3600 });
+  return async (userid) => {
+    const { token, expiresIn } = await tokens.issue(userid);
+    return { token, userid, expires_in: expiresIn, site: 'dev', mode: 'dev' };
+  };
+}
+
+/**
+ * How a load-test user's SDK client gets its tokens: `post`, dev mode (POST /token?userid=);
+ * `secret:<file>`, tokens signed locally and handed to the client (`issue`).
+ */
+export async function identityMaker(
+  options: Pick<LoadTestOptions, 'tokenSource'>,
+): Promise<(userid: string) => Pick<RelayClientOptions, 'userid' | 'issue'>> {
+  if (options.tokenSource === 'post') return (userid) => ({ userid });
+  const sign = await signedTokens(options.tokenSource.slice('secret:'.length));
+  return (userid) => ({ issue: () => sign(userid) });
+}
 
 /** Tokens from POST /token, or signed locally with the gateways' secret (many users, one IP). */
 export async function tokenMaker(
@@ -24,12 +51,8 @@ export async function tokenMaker(
       return ((await res.json()) as { token: string }).token;
     };
   }
-  // Signed like the gateways' own dev tokens (site `dev`): the target must have DEV_TOKENS=true.
-  const tokens = createTokenService({
-    secret: (await readFile(options.tokenSource.slice('secret:'.length), 'utf8')).trim(),
-    ttlSeconds: 3600,
-  });
-  return async (userid) => (await tokens.issue(userid)).token;
+  const sign = await signedTokens(options.tokenSource.slice('secret:'.length));
+  return async (userid) => (await sign(userid)).token;
 }
 
 /** Opens one user's socket with acks on (and deltas when `stream`); rejects with the reason it failed. */
@@ -53,9 +76,30 @@ export async function openUserSocket(opts: {
   return ws;
 }
 
-/** A connection failure as a short reason: the errno code, or the message (`HTTP 429`). */
+/**
+ * A connection failure as a short reason: the errno code, `HTTP <status>` for a refused upgrade,
+ * `POST /token: HTTP <status>` for a refused token, else the message.
+ */
 export function failureReason(err: unknown): string {
-  return err instanceof Error ? ((err as NodeJS.ErrnoException).code ?? err.message) : String(err);
+  if (!(err instanceof Error)) return String(err);
+  // `ws` without an 'unexpected-response' listener (the SDK's sockets) reports a refused upgrade so.
+  const refused = /^Unexpected server response: (\d+)$/.exec(err.message);
+  if (refused) return `HTTP ${refused[1]}`;
+  // The SDK's RelayHttpError from /token: its HTTP status (0: the request never got there).
+  const status = (err as { status?: unknown }).status;
+  if (err.name === 'RelayHttpError' && typeof status === 'number') {
+    return status === 0 ? 'POST /token: network error' : `POST /token: HTTP ${status}`;
+  }
+  return (err as NodeJS.ErrnoException).code ?? err.message;
+}
+
+/** The fields of a server frame the tracker reads (an SDK `ServerFrame` is one). */
+export interface TrackedFrame {
+  type: string;
+  request_id?: string | undefined;
+  event_id?: string | undefined;
+  code?: string | undefined;
+  content?: string | undefined;
 }
 
 interface Pending {
@@ -83,9 +127,18 @@ export interface TrackerCounts {
 export interface MessageTracker {
   readonly counts: Readonly<TrackerCounts>;
   readonly errors: Readonly<Record<string, number>>;
-  /** Sends a message with idempotency key `id` and starts following it. */
+  /** Starts following message `id`, sent just now. */
+  track(id: string): void;
+  /**
+   * Feeds one frame received for any user. An `error` is counted; it ends its message when it comes
+   * from the log (`event_id`): a refusal without one may still be sent again (see `finished`).
+   */
+  frame(frame: TrackedFrame): void;
+  /** The message ended without an answer (the SDK gave up on a refused send). */
+  finished(id: string): void;
+  /** Raw sockets (the soak): sends a message with idempotency key `id` and starts following it. */
   send(ws: WebSocket, id: string, content: string): void;
-  /** Feeds one frame received on any socket. */
+  /** Raw sockets (the soak): one frame as received; every error ends its message (no resend). */
   onFrame(raw: string): void;
   recordConnect(us: number): void;
   /** Sent and not finished yet. */
@@ -121,54 +174,68 @@ export function createMessageTracker(
   const counts: TrackerCounts = { sent: 0, acked: 0, answered: 0, errored: 0, frames: 0 };
   const errors: Record<string, number> = {};
 
+  function frame(f: TrackedFrame): void {
+    counts.frames++;
+    const p = f.request_id ? pending.get(f.request_id) : undefined;
+    if (f.type === 'error') {
+      counts.errored++;
+      errors[f.code ?? 'unknown'] = (errors[f.code ?? 'unknown'] ?? 0) + 1;
+      if (f.request_id && f.event_id !== undefined) pending.delete(f.request_id);
+      return;
+    }
+    if (!p || !f.request_id) return;
+    const now = performance.now();
+    if (f.type === 'ack' && !p.acked) {
+      p.acked = true;
+      counts.acked++;
+      h.ack.recordValue(us(p.sentAt));
+    } else if (f.type === 'response.delta') {
+      if (p.firstDeltaAt === undefined) {
+        p.firstDeltaAt = now;
+        const t = us(p.sentAt);
+        h.firstDelta.recordValue(t);
+        if (modelUs) recordOverhead(overhead.firstDelta, t, modelUs.ttft);
+      } else if (p.lastDeltaAt !== undefined) {
+        const t = us(p.lastDeltaAt);
+        h.deltaGap.recordValue(t);
+        if (modelUs) recordOverhead(overhead.deltaGap, t, modelUs.token);
+      }
+      p.lastDeltaAt = now;
+    } else if (f.type === 'response') {
+      pending.delete(f.request_id);
+      counts.answered++;
+      const t = us(p.sentAt);
+      h.final.recordValue(t);
+      if (modelUs) {
+        // The mock's tokens are `Echo:` and then one per space-led word: its stream took TTFT plus
+        // one interval per token after the first.
+        const tokens = (f.content ?? '').split(' ').length;
+        recordOverhead(overhead.final, t, modelUs.ttft + (tokens - 1) * modelUs.token);
+      }
+    }
+  }
+
+  function track(id: string): void {
+    pending.set(id, { sentAt: performance.now(), acked: false });
+    counts.sent++;
+  }
+
   return {
     counts,
     errors,
+    track,
+    frame,
+    finished(id) {
+      pending.delete(id);
+    },
     send(ws, id, content) {
-      pending.set(id, { sentAt: performance.now(), acked: false });
+      track(id);
       ws.send(JSON.stringify({ type: 'message', content, id }));
-      counts.sent++;
     },
     onFrame(raw) {
-      counts.frames++;
-      const frame = JSON.parse(raw) as { type: string; request_id?: string; code?: string; content?: string };
-      const p = frame.request_id ? pending.get(frame.request_id) : undefined;
-      if (frame.type === 'error') {
-        counts.errored++;
-        errors[frame.code ?? 'unknown'] = (errors[frame.code ?? 'unknown'] ?? 0) + 1;
-        if (frame.request_id) pending.delete(frame.request_id);
-        return;
-      }
-      if (!p || !frame.request_id) return;
-      const now = performance.now();
-      if (frame.type === 'ack' && !p.acked) {
-        p.acked = true;
-        counts.acked++;
-        h.ack.recordValue(us(p.sentAt));
-      } else if (frame.type === 'response.delta') {
-        if (p.firstDeltaAt === undefined) {
-          p.firstDeltaAt = now;
-          const t = us(p.sentAt);
-          h.firstDelta.recordValue(t);
-          if (modelUs) recordOverhead(overhead.firstDelta, t, modelUs.ttft);
-        } else if (p.lastDeltaAt !== undefined) {
-          const t = us(p.lastDeltaAt);
-          h.deltaGap.recordValue(t);
-          if (modelUs) recordOverhead(overhead.deltaGap, t, modelUs.token);
-        }
-        p.lastDeltaAt = now;
-      } else if (frame.type === 'response') {
-        pending.delete(frame.request_id);
-        counts.answered++;
-        const t = us(p.sentAt);
-        h.final.recordValue(t);
-        if (modelUs) {
-          // The mock's tokens are `Echo:` and then one per space-led word: its stream took TTFT plus
-          // one interval per token after the first.
-          const tokens = (frame.content ?? '').split(' ').length;
-          recordOverhead(overhead.final, t, modelUs.ttft + (tokens - 1) * modelUs.token);
-        }
-      }
+      const f = JSON.parse(raw) as TrackedFrame;
+      frame(f);
+      if (f.type === 'error' && f.request_id) pending.delete(f.request_id);
     },
     recordConnect(t) {
       h.connect.recordValue(t);

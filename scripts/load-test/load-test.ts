@@ -1,12 +1,18 @@
+import {
+  createRelayClient,
+  type RelayClient,
+  type RelayClientOptions,
+  type WebSocketLike,
+} from '@relay/client';
 import WebSocket from 'ws';
 import {
   createMessageTracker,
   failureReason,
   filler,
-  openUserSocket,
+  identityMaker,
   runOpenLoop,
   sleep,
-  tokenMaker,
+  type MessageTracker,
 } from './client.js';
 import type { LoadTestOptions } from './options.js';
 import type { LatencySummary } from './stats.js';
@@ -55,9 +61,73 @@ export interface LoadTestResult {
   overheadMs?: Record<'firstDelta' | 'deltaGap' | 'final', LatencySummary>;
 }
 
+/** One load-test user's connection as the SDK makes it, and why its first attempt failed. */
+interface UserConnection {
+  url: string;
+  stream: boolean;
+  identity: Pick<RelayClientOptions, 'userid' | 'issue'>;
+  localAddress: string | undefined;
+  tracker: MessageTracker;
+  /** A connection the server closed after it was open (the client reconnects and resumes). */
+  onServerClose: (code: number) => void;
+}
+
+/**
+ * Connects one user through `@relay/client` (token, socket with acks and deltas, reconnect with
+ * resume) and resolves once open. A first attempt that fails is not retried, so the statistics
+ * count connection failures as before: the client is closed and the promise rejects with the
+ * reason (the socket's own error when the upgrade failed, which the SDK does not expose).
+ */
+async function connectUser(user: UserConnection): Promise<RelayClient> {
+  let socketError: Error | undefined;
+  const client = createRelayClient({
+    url: user.url,
+    ...user.identity,
+    stream: user.stream,
+    createSocket: (url) => {
+      const ws = new WebSocket(url, user.localAddress ? { localAddress: user.localAddress } : {});
+      ws.on('error', (err) => (socketError = err));
+      return ws as unknown as WebSocketLike;
+    },
+  });
+  client.onFrame((frame) => user.tracker.frame(frame));
+  // A refused send the client gave up on (a non-retryable code, or too many refusals).
+  client.onFinal((requestId, frame) => {
+    if (frame.type === 'error') user.tracker.finished(requestId);
+  });
+  let opened = false;
+  /** Open right now: a `reconnecting` then is a close of a live connection, not a failed retry. */
+  let live = false;
+  const first = new Promise<void>((resolve, reject) => {
+    client.onState((state, detail) => {
+      if (state === 'open') {
+        opened = true;
+        live = true;
+        resolve();
+        return;
+      }
+      if (live && detail.code !== undefined) user.onServerClose(detail.code);
+      live = false;
+      if (!opened && (state === 'reconnecting' || state === 'closed')) {
+        reject(detail.error ?? socketError ?? new Error(`closed ${detail.code ?? ''}`.trim()));
+      }
+    });
+  });
+  // `first` carries the outcome; start()'s own rejection (after close) says nothing more.
+  client.start().catch(() => {});
+  try {
+    await first;
+  } catch (err) {
+    await client.close();
+    throw err;
+  }
+  return client;
+}
+
 /**
  * Open-loop load: messages are sent on a schedule (the arrival rate), whether or not earlier ones
- * were answered, so a slow server shows up as latency and loss instead of a slower client.
+ * were answered, so a slow server shows up as latency and loss instead of a slower client. Each
+ * user is a `@relay/client` client, as the widget and the chat page are.
  */
 export async function runLoadTest(
   options: LoadTestOptions,
@@ -76,9 +146,9 @@ export async function runLoadTest(
   const closedByServer: Record<string, number> = {};
   let finished = false;
   const counts = { open: 0, failed: 0 };
-  const makeToken = await tokenMaker(options);
+  const identityOf = await identityMaker(options);
   const run = Date.now().toString(36);
-  const sockets: WebSocket[] = [];
+  const clients: RelayClient[] = [];
 
   const report = setInterval(() => {
     const t = ((performance.now() - started) / 1000).toFixed(0);
@@ -100,21 +170,19 @@ export async function runLoadTest(
       (async () => {
         const t0 = performance.now();
         try {
-          const token = await makeToken(userid);
-          const ws = await openUserSocket({
+          const client = await connectUser({
             url: options.url,
-            userid,
-            token,
             stream: options.stream,
-            ...(localAddress && { localAddress }),
+            identity: identityOf(userid),
+            localAddress,
+            tracker,
+            onServerClose: (code) => {
+              if (!finished) closedByServer[code] = (closedByServer[code] ?? 0) + 1;
+            },
           });
           tracker.recordConnect(Math.max(1, Math.round((performance.now() - t0) * 1000)));
           counts.open++;
-          ws.on('message', (data) => tracker.onFrame(String(data)));
-          ws.on('close', (code) => {
-            if (!finished) closedByServer[code] = (closedByServer[code] ?? 0) + 1;
-          });
-          sockets[i] = ws;
+          clients[i] = client;
         } catch (err) {
           counts.failed++;
           const reason = failureReason(err);
@@ -134,8 +202,9 @@ export async function runLoadTest(
     count: options.users * options.messages,
     stopAt: deadline,
     send: (k) => {
-      const ws = sockets[k % options.users];
-      if (ws && ws.readyState === WebSocket.OPEN) tracker.send(ws, `m${k}`, `msg ${k} ${content}`);
+      const client = clients[k % options.users];
+      // While it reconnects the client queues the message and sends it once open again.
+      if (client && client.state !== 'closed') tracker.track(client.send(`msg ${k} ${content}`));
     },
   });
   const sendSeconds = (window.to - window.from) / 1000;
@@ -145,7 +214,7 @@ export async function runLoadTest(
   while (performance.now() < graceEnd && tracker.inFlight() > 0) await sleep(50);
   clearInterval(report);
   finished = true;
-  for (const ws of sockets) ws?.terminate();
+  await Promise.all(clients.map((client) => client?.close()));
 
   const c = tracker.counts;
   const unfinished = tracker.unfinished();

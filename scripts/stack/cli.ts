@@ -20,7 +20,8 @@ import {
 const USAGE = `usage: npm run stack -- <command>
   up                       start everything not already running; returns once all are healthy
   down [--keep-infra]      stop everything (--keep-infra: leave Kafka and Redis running)
-  status [--json]          pid, port and health of every service (--json: on stdout, nothing else)
+  status [--json]          pid, port and health of every service, and the failing checks of an
+                           unhealthy one (--json: on stdout, nothing else)
   kill NAME                SIGKILL one service (simulated crash)
   start NAME               start one service and wait until it is healthy
 
@@ -52,14 +53,17 @@ async function status(args: readonly string[]): Promise<void> {
   ]);
   const all = [['NAME', 'STATE', 'PID', 'ADDRESS'], ...rows];
   const widths = [0, 1, 2].map((i) => Math.max(...all.map((r) => r[i]?.length ?? 0)));
-  for (const row of all) {
+  all.forEach((row, rowIndex) => {
     process.stdout.write(
       `${row
         .map((cell, i) => cell.padEnd(widths[i] ?? 0))
         .join('  ')
         .trimEnd()}\n`,
     );
-  }
+    // Under an unhealthy service's row, what its /ready says fails (row 0 is the header).
+    for (const f of statuses[rowIndex - 1]?.failing ?? [])
+      process.stdout.write(`  ${f.check} failing: ${f.reason}\n`);
+  });
 }
 
 const commands: Record<string, Command> = {

@@ -18,7 +18,8 @@ import { buildWeb } from '../../web/build.js';
 import { infraPaths, repoRoot } from '../infra/paths.js';
 import type { Env } from '../infra/paths.js';
 import { checkPort, defaultPorts, portFromEnv } from '../infra/ports.js';
-import { httpStatus } from '../infra/probes.js';
+import { readyBodySchema } from '@relay/common/ops';
+import { httpJson, httpStatus } from '../infra/probes.js';
 import { prometheus } from '../infra/prometheus.js';
 import { redis } from '../infra/redis.js';
 
@@ -222,6 +223,41 @@ const nodeDefinitions: Record<StackNodeName, ServiceDefinition> = {
   'gateway-1': gateway('gateway-1'),
   'gateway-2': gateway('gateway-2'),
 };
+
+/** The stack's services whose `/ready` answers with the common readiness body (`readyBodySchema`). */
+const readinessServices: ReadonlySet<StackServiceName> = new Set<StackServiceName>([
+  'message-relay',
+  'ai-consumer',
+  'gateway-1',
+  'gateway-2',
+]);
+
+/** A check a service's `/ready` reports failing, and why (never a secret: the services redact). */
+export interface FailingCheck {
+  check: string;
+  reason: string;
+}
+
+/**
+ * Why a running service is not ready, from its own `/ready`: the failing checks (`redis`, `kafka`,
+ * `model`, …). Undefined for services without that body (Kafka, nginx, …: the probe is all there
+ * is). A process that does not answer at all (still starting, or hung) gets one check, `http`.
+ */
+export async function failingChecks(
+  name: StackServiceName,
+  port: number,
+): Promise<FailingCheck[] | undefined> {
+  if (!readinessServices.has(name)) return undefined;
+  const answer = await httpJson(`http://127.0.0.1:${port}/ready`);
+  if (answer === null) return [{ check: 'http', reason: `no answer on 127.0.0.1:${port}/ready` }];
+  const parsed = readyBodySchema.safeParse(answer.body);
+  if (!parsed.success)
+    return [{ check: 'http', reason: `/ready answered ${answer.status} without a readiness body` }];
+  return parsed.data.failing.map((check) => ({
+    check,
+    reason: parsed.data.checks[check]?.reason ?? 'failing',
+  }));
+}
 
 const exists = (path: string): Promise<boolean> =>
   access(path).then(

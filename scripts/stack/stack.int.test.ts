@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -6,8 +5,9 @@ import { waitFor } from '@relay/common/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectClient, fetchToken } from '../../websocket-server/src/testing/ws-client.js';
 import type { TestClient } from '../../websocket-server/src/testing/ws-client.js';
-import { infraPaths, repoRoot } from '../infra/paths.js';
+import { infraPaths } from '../infra/paths.js';
 import {
+  stackCli as cli,
   stackDown,
   stackKill,
   stackServiceNames,
@@ -16,7 +16,6 @@ import {
   stackToken,
   stackUp,
   stackUrls,
-  testStackEnv,
 } from './testing.js';
 import type { StackUpResult } from './testing.js';
 
@@ -26,23 +25,6 @@ async function json(url: string): Promise<Record<string, unknown>> {
   const body: unknown = await res.json();
   expect(typeof body).toBe('object');
   return body as Record<string, unknown>;
-}
-
-/** Runs the CLI as a user would (minus npm), returning stdout and stderr apart. */
-function cli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolvePromise, reject) => {
-    const child = spawn(
-      process.execPath,
-      ['--import', 'tsx', '--conditions=source', 'scripts/stack/cli.ts', ...args],
-      { cwd: repoRoot, env: { ...process.env, ...testStackEnv() }, stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.once('error', reject);
-    child.once('close', (code) => resolvePromise({ code, stdout, stderr }));
-  });
 }
 
 describe('npm run stack (all ten services as local processes)', () => {

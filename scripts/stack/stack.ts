@@ -9,16 +9,17 @@ import type { Progress, StartedService } from '../infra/harness.js';
 import type { Env } from '../infra/paths.js';
 import { seconds, stderrProgress } from '../infra/progress.js';
 import {
+  failingChecks,
   isStackServiceName,
   stackDefinitions,
   stackPorts,
   stackServiceNames,
   usesMockModel,
 } from './services.js';
-import type { StackServiceName } from './services.js';
+import type { FailingCheck, StackServiceName } from './services.js';
 
 export { stackPorts, stackServiceNames } from './services.js';
-export type { StackPorts, StackServiceName } from './services.js';
+export type { FailingCheck, StackPorts, StackServiceName } from './services.js';
 
 export interface StackOptions {
   /**
@@ -36,6 +37,11 @@ export interface StackServiceStatus {
   pid: number | null;
   port: number;
   healthy: boolean;
+  /**
+   * Only for a running service that is not healthy and says why (gateways, ai-consumer,
+   * message-relay): the checks its `/ready` reports failing, e.g. `{ check: 'redis', reason }`.
+   */
+  failing?: FailingCheck[];
 }
 
 export interface StackUpResult {
@@ -123,12 +129,15 @@ export async function stackDown(options: StackDownOptions = {}): Promise<void> {
   );
 }
 
-/** Pid, port and health of all ten services; changes nothing. */
+/** Pid, port and health of all ten services, and why an unhealthy one is not ready; changes nothing. */
 export async function stackStatus(options: StackOptions = {}): Promise<StackServiceStatus[]> {
   return Promise.all(
-    stackServiceNames.map(async (name) =>
-      statusOf(name, await definitionStatus(stackDefinitions[name], harnessOptions(options))),
-    ),
+    stackServiceNames.map(async (name) => {
+      const status = statusOf(name, await definitionStatus(stackDefinitions[name], harnessOptions(options)));
+      if (status.pid === null || status.healthy) return status;
+      const failing = await failingChecks(name, status.port);
+      return failing ? { ...status, failing } : status;
+    }),
   );
 }
 

@@ -13,7 +13,9 @@
  * `stackUp(env)` remembers `env`; the other functions use it, so a restarted service gets the
  * same ports and settings as the first start.
  */
+import { spawn } from 'node:child_process';
 import type { Env } from '../infra/paths.js';
+import { repoRoot } from '../infra/paths.js';
 import type { Progress } from '../infra/progress.js';
 import * as stack from './stack.js';
 import type { StackPorts, StackServiceName, StackServiceStatus, StackUpResult } from './stack.js';
@@ -89,6 +91,32 @@ export function stackKill(name: StackServiceName): Promise<void> {
 /** Starts one service again and waits until it is healthy. */
 export function stackStart(name: StackServiceName): Promise<StackServiceStatus> {
   return stack.stackStart(name, options());
+}
+
+/**
+ * Starts one service with `env` on top of the stack's settings, e.g. `REDIS_PORT` of a Redis of
+ * the test's own, so an outage test stops that one and not the Redis every test file shares.
+ * Only this start sees `env`; `stackStart` later uses the stack's settings again.
+ */
+export function stackStartWith(name: StackServiceName, env: Env): Promise<StackServiceStatus> {
+  return stack.stackStart(name, { ...options(), env: { ...current, ...env } });
+}
+
+/** Runs `npm run stack -- <args>` as a user would (minus npm), on the test stack's settings. */
+export function stackCli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolvePromise, reject) => {
+    const child = spawn(
+      process.execPath,
+      ['--import', 'tsx', '--conditions=source', 'scripts/stack/cli.ts', ...args],
+      { cwd: repoRoot, env: { ...process.env, ...current }, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.once('error', reject);
+    child.once('close', (code) => resolvePromise({ code, stdout, stderr }));
+  });
 }
 
 export interface StackUrls {

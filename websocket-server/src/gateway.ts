@@ -1,11 +1,13 @@
 import {
   once,
+  readyResponse,
   redactUrl,
   renderMetrics,
   type Bus,
   type KeyValueStore,
   type Metrics,
   type PubSub,
+  type Readiness,
   type Tracer,
 } from '@relay/common';
 import { STATUS_CODES } from 'node:http';
@@ -62,7 +64,7 @@ export interface Gateway {
    * 1001 (clients reconnect elsewhere and resume) and the port is released. Idempotent.
    */
   close(): Promise<void>;
-  ready(): { ready: boolean; checks: Record<string, boolean> };
+  ready(): Readiness;
   stats(): { users: number; connections: number };
   /**
    * Call when the user channels were subscribed again after a Redis reconnect (the Redis PubSub's
@@ -276,11 +278,8 @@ export function createGateway(deps: GatewayDeps): Gateway {
       .get(
         '/ready',
         route('ready', (exchange) => {
-          const r = ready();
-          exchange.json(r.ready ? '200 OK' : '503 Service Unavailable', {
-            status: r.ready ? 'ready' : 'not_ready',
-            checks: r.checks,
-          });
+          const answer = readyResponse('websocket-server', ready());
+          exchange.json(answer.statusCode === 200 ? '200 OK' : '503 Service Unavailable', answer.body);
         }),
       )
       .get(

@@ -3,8 +3,11 @@ import {
   ERROR_CODES,
   TOPICS,
   clientFrameSchemas,
+  createDependencyWatch,
   createGuard,
+  drainingCheck,
   noopTracer,
+  readinessOf,
   parseClientFrame,
   serializeFrame,
   type Bus,
@@ -13,6 +16,7 @@ import {
   type KeyValueStore,
   type Metrics,
   type PubSub,
+  type Readiness,
   type ServerFrame,
   type Tracer,
 } from '@relay/common';
@@ -117,10 +121,10 @@ export interface SocketSessions<S extends GatewaySocket> {
   /** The socket closed: nothing may be sent on it any more; unsubscribe after the user's last one. */
   closed(socket: S): void;
   /**
-   * Readiness: Kafka healthy, Redis answering (pinged every 2 s once `watchRedis` ran), not
-   * draining; also sets the upstream gauges.
+   * Readiness, checks `kafka`, `redis` (pinged every 2 s once `watchRedis` ran) and `draining`;
+   * also sets the upstream gauges.
    */
-  ready(): { ready: boolean; checks: { kafka: boolean; redis: boolean; draining: boolean } };
+  ready(): Readiness;
   /** Pings Redis once (awaited) and then every 2 s until the drain; starts presence (its channel and heartbeats). */
   watchRedis(): Promise<void>;
   /** After a Redis resubscription: every socket catches up from the replay log. */
@@ -172,8 +176,7 @@ export function createSocketSessions<S extends GatewaySocket>(deps: SocketSessio
   m.maxConnections.set(settings.maxConnections);
   let draining = false;
   let nextConnectionId = 0;
-  let redisOk = false;
-  let redisTimer: NodeJS.Timeout | undefined;
+  const redis = createDependencyWatch({ check: () => store.ping(), intervalMs: REDIS_CHECK_INTERVAL_MS });
 
   const policy: DeliveryPolicy = {
     softBytes: settings.slowClientSoftBytes,
@@ -290,13 +293,16 @@ export function createSocketSessions<S extends GatewaySocket>(deps: SocketSessio
   }
 
   /** Also what a scrape reports: the gateway calls it before rendering /metrics. */
-  function ready() {
-    const checks = { kafka: deps.bus.healthy(), redis: redisOk, draining };
-    const isReady = checks.kafka && checks.redis && !draining;
-    m.upstreamUp.set({ upstream: 'kafka' }, checks.kafka ? 1 : 0);
-    m.upstreamUp.set({ upstream: 'redis' }, checks.redis ? 1 : 0);
-    m.ready.set(isReady ? 1 : 0);
-    return { ready: isReady, checks };
+  function ready(): Readiness {
+    const readiness = readinessOf({
+      kafka: deps.bus.health(),
+      redis: redis.current,
+      draining: drainingCheck(draining),
+    });
+    m.upstreamUp.set({ upstream: 'kafka' }, readiness.checks.kafka?.ok ? 1 : 0);
+    m.upstreamUp.set({ upstream: 'redis' }, readiness.checks.redis?.ok ? 1 : 0);
+    m.ready.set(readiness.ready ? 1 : 0);
+    return readiness;
   }
 
   function admit({ query, origin, ip }: UpgradeRequest): Admission {
@@ -430,17 +436,8 @@ export function createSocketSessions<S extends GatewaySocket>(deps: SocketSessio
       guard.run('upgrade', () => data.connection.state === 'opening' && release(data.connection));
     },
     async watchRedis() {
-      const check = () =>
-        store
-          .ping()
-          .then(
-            () => (redisOk = true),
-            () => (redisOk = false),
-          )
-          .finally(ready);
-      await check();
-      redisTimer = setInterval(() => void check(), REDIS_CHECK_INTERVAL_MS);
-      redisTimer.unref();
+      await redis.start();
+      ready();
       await presence.start();
     },
     get draining() {
@@ -448,7 +445,7 @@ export function createSocketSessions<S extends GatewaySocket>(deps: SocketSessio
     },
     async drainAndClose() {
       draining = true;
-      clearInterval(redisTimer);
+      redis.close();
       const inFlight = sockets.all().map((ws) => ws.getUserData().intake.settled);
       if (inFlight.length > 0) {
         const timeout = new AbortController();

@@ -7,3 +7,4 @@ export * from './history.js';
 export * from './channel-payload.js';
 export * from './http-api.js';
 export * from './presence.js';
+export * from './ops-api.js';

@@ -1,16 +1,19 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { once } from '../lifecycle/once.js';
 import { readinessGauge, renderMetrics, type Metrics } from '../metrics/metrics.js';
+import { readyResponse, type Readiness } from '../readiness/checks.js';
 
 export interface OpsServerOptions {
+  /** Named in the `/ready` body. */
+  service: string;
   host: string;
   port: number;
   /** The process registry: `/metrics` renders it, and `service_ready` is kept in it. */
   metrics: Metrics;
   /** Liveness body (SPEC: at least `status`, `service`, `server_id`). */
   health: () => Record<string, unknown>;
-  /** Readiness: dependencies reachable and not draining. */
-  ready: () => { ready: boolean; checks: Record<string, boolean> };
+  /** Readiness: each dependency reachable, and not draining (`drainingCheck`). Cheap: no I/O. */
+  ready: () => Readiness;
 }
 
 export interface OpsServer {
@@ -33,8 +36,8 @@ export function createOpsServer(options: OpsServerOptions): OpsServer {
     if (req.method !== 'GET') return json(res, 405, { error: 'method not allowed' });
     if (path === '/health') return json(res, 200, options.health());
     if (path === '/ready') {
-      const r = options.ready();
-      return json(res, r.ready ? 200 : 503, { status: r.ready ? 'ready' : 'not_ready', checks: r.checks });
+      const answer = readyResponse(options.service, options.ready());
+      return json(res, answer.statusCode, answer.body);
     }
     if (path === '/metrics') {
       ready.set(options.ready().ready ? 1 : 0);

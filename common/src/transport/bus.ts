@@ -1,3 +1,4 @@
+import type { DependencyCheck } from '../readiness/checks.js';
 export { BusUnavailableError } from './bus-errors.js';
 
 /** A record to publish. Values are JSON text; the key decides the partition (per-user order). */
@@ -119,6 +120,8 @@ export interface Bus {
    * publish a background probe clears that once the broker answers again).
    */
   healthy(): boolean;
+  /** `healthy()` with why not, for `/ready`: which of those three fails, and the broker's last error. */
+  health(): DependencyCheck;
   /**
    * The group's lag on every partition of `topics`, as the broker sees it (committed offsets, so it
    * counts what this process has in hand too). Both buses implement it; a test double may not.

@@ -23,6 +23,7 @@ import { createProduceBatcher } from './produce-batcher.js';
 import { startKafkaSubscription, type KafkaSubscription } from './kafka-subscription.js';
 import { once } from '../lifecycle/once.js';
 import { PROBE_INTERVAL_MS, recordSize, withTimeout } from './kafka-common.js';
+import { errorReason, failing, OK } from '../readiness/checks.js';
 
 export interface KafkaBusOptions {
   brokers: string[];
@@ -116,6 +117,8 @@ export function createKafkaBus(options: KafkaBusOptions): Bus {
   let closed = false;
   /** The last publish failed and no probe or publish has succeeded since. */
   let publishFailing = false;
+  /** Why the last publish failed, for `health()`. */
+  let publishError: unknown;
   let probeTimer: NodeJS.Timeout | undefined;
 
   producer.on(producer.events.CONNECT, () => (producerConnected = true));
@@ -214,6 +217,7 @@ export function createKafkaBus(options: KafkaBusOptions): Bus {
         publishFailing = false;
       } catch (err) {
         publishFailing = true;
+        publishError = err;
         scheduleProbe();
         if (err instanceof BusUnavailableError) {
           // kafkajs cannot abandon a send: if it still succeeds, the record is in Kafka although the
@@ -233,6 +237,12 @@ export function createKafkaBus(options: KafkaBusOptions): Bus {
     },
     subscribe,
     healthy: () => producerConnected && !crashed && !publishFailing,
+    health() {
+      if (crashed) return failing('a consumer failed for good');
+      if (!producerConnected) return failing('producer not connected');
+      if (publishFailing) return failing(`publishes failing: ${errorReason(publishError)}`);
+      return OK;
+    },
     consumerLag: (groupId: string, topics: string[]) =>
       withTimeout(
         (async (): Promise<PartitionLag[]> => {

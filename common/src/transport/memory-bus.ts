@@ -14,6 +14,7 @@ import { createPartitionLog, type PartitionLog } from './memory-log.js';
 import { createOffsetWatermarks, type OffsetWatermarks } from './offset-watermarks.js';
 import { laneKey, resolveConsumption, slotKey, type ResolvedConsumption } from './subscribe-options.js';
 import { once } from '../lifecycle/once.js';
+import { failing, OK } from '../readiness/checks.js';
 
 interface StoredRecord {
   key: string | null;
@@ -328,6 +329,8 @@ export function createMemoryBus(options: MemoryBusOptions = {}): MemoryBus {
       };
     },
     healthy: () => connected && !crashed,
+    health: () =>
+      crashed ? failing('a consumer failed for good') : connected ? OK : failing('not connected'),
     retention: (topic) =>
       (topics.get(topic) ?? []).map((log, partition) => ({ partition, start: log.start, end: log.end })),
     async consumerLag(groupId: string, wanted: string[]): Promise<PartitionLag[]> {

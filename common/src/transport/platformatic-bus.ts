@@ -27,6 +27,7 @@ import {
   type PlatformaticSubscription,
 } from './platformatic-subscription.js';
 import { once } from '../lifecycle/once.js';
+import { errorReason, failing, OK } from '../readiness/checks.js';
 
 export interface PlatformaticBusOptions {
   brokers: string[];
@@ -133,6 +134,8 @@ export function createPlatformaticBus(options: PlatformaticBusOptions): Bus {
   let closed = false;
   /** The last publish failed and no probe or publish has succeeded since. */
   let publishFailing = false;
+  /** Why the last publish failed, for `health()`. */
+  let publishError: unknown;
   let probeTimer: NodeJS.Timeout | undefined;
 
   /** While publishing fails, polls the broker so readiness recovers without waiting for traffic. */
@@ -282,6 +285,7 @@ export function createPlatformaticBus(options: PlatformaticBusOptions): Bus {
         publishFailing = false;
       } catch (err) {
         publishFailing = true;
+        publishError = err;
         scheduleProbe();
         if (err instanceof BusUnavailableError) {
           // A send cannot be abandoned: if it still succeeds, the record is in Kafka although the
@@ -303,6 +307,13 @@ export function createPlatformaticBus(options: PlatformaticBusOptions): Bus {
     consumerLag: (groupId: string, topics: string[]) =>
       withTimeout(consumerLag(groupId, topics), publishTimeoutMs, 'consumer lag'),
     healthy: () => producerConnected && !crashed && !publishFailing && !closed,
+    health() {
+      if (closed) return failing('closed');
+      if (crashed) return failing('a consumer failed for good');
+      if (!producerConnected) return failing('producer not connected');
+      if (publishFailing) return failing(`publishes failing: ${errorReason(publishError)}`);
+      return OK;
+    },
     close: once(async () => {
       closed = true;
       clearTimeout(probeTimer);

@@ -206,6 +206,8 @@ const trimmedKey = (key: string) => `stream-trimmed:${key}`;
 export function createRedisStore(options: RedisOptions): KeyValueStore & { readonly client: Redis } {
   const client = connect(options, 'commands', true);
   const ready = firstConnect(client);
+  let connectionError: Error | undefined;
+  client.on('error', (err: Error) => (connectionError = err));
 
   async function withClient<T>(fn: (c: Redis) => Promise<T>): Promise<T> {
     await ready();
@@ -215,7 +217,17 @@ export function createRedisStore(options: RedisOptions): KeyValueStore & { reado
   return {
     kind: 'redis',
     client,
-    ping: () => withClient(async (c) => void (await c.ping())),
+    ping: () =>
+      withClient(async (c) => {
+        // While ioredis reconnects a PING waits in its offline queue through the retries and then
+        // fails with "max retries per request": readiness wants the connection's own error, now.
+        if (c.status === 'reconnecting') {
+          throw new Error(`redis reconnecting: ${connectionError?.message ?? 'connection lost'}`, {
+            cause: connectionError,
+          });
+        }
+        await c.ping();
+      }),
     get: (key) => withClient((c) => c.get(key)),
     set: (key, value, opts = {}) =>
       withClient(async (c) => {

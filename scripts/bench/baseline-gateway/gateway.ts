@@ -14,7 +14,7 @@ import {
 } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { setTimeout as delay } from 'node:timers/promises';
-import { once, redactUrl, renderMetrics } from '@relay/common';
+import { once, readyResponse, redactUrl, renderMetrics } from '@relay/common';
 import { WebSocketServer, type RawData } from 'ws';
 import type { Gateway, GatewayDeps } from '../../../websocket-server/src/gateway.js';
 import { createSocketSessions } from '../../../websocket-server/src/socket-sessions.js';
@@ -161,8 +161,8 @@ export function createBaselineGateway(deps: BaselineGatewayDeps): Gateway {
       });
     }
     if (req.method === 'GET' && path === '/ready') {
-      const r = ready();
-      return json(res, r.ready ? 200 : 503, { status: r.ready ? 'ready' : 'not_ready', checks: r.checks });
+      const answer = readyResponse(BASELINE_SERVICE, ready());
+      return json(res, answer.statusCode, answer.body);
     }
     if (req.method === 'GET' && path === '/metrics') {
       // As the uWS gateway: readiness gauges as of this scrape.
