@@ -1,6 +1,6 @@
 import {
   TOPICS,
-  createKafkaBus,
+  createKafkaClientBus,
   createMemoryBus,
   createMemoryPubSubHub,
   createMemoryStore,
@@ -57,7 +57,8 @@ export function createEmbeddedApp(options: EmbeddedAppOptions): EmbeddedApp {
   const { config, logger, metrics, transports, tracer } = options;
   const hub = createMemoryPubSubHub();
   const bus: Bus = transports.kafka
-    ? createKafkaBus({
+    ? createKafkaClientBus({
+        client: config.kafka.client,
         brokers: config.kafka.brokers,
         clientId: 'ai-relay-embedded',
         logger,

@@ -31,6 +31,7 @@ describe('a broken config value stops a service with one clear line', () => {
     ['ai-consumer/src/main.ts', 'OPENAI_FALLBACK_API_KEY', 'sk-orphan'],
     ['app/main.ts', 'KNOWLEDGE_SOURCES', 'not json'],
     ['message-relay/src/main.ts', 'KAFKA_BOOTSTRAP_SERVERS', 'nohostport'],
+    ['message-relay/src/main.ts', 'KAFKA_CLIENT', 'librdkafka'],
     ['ai-consumer/src/mock-openai/main.ts', 'MOCK_OPENAI_TTFT_MS', '-5'],
   ])('%s with %s=%s', async (entry, variable, value) => {
     // Every other required variable is valid, so the one broken value is what stops the service.

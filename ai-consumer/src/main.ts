@@ -1,6 +1,6 @@
 import {
   bootService,
-  createKafkaBus,
+  createKafkaClientBus,
   createOpsServer,
   createRedisPubSub,
   createRedisStore,
@@ -62,7 +62,8 @@ try {
   const pubsub = createRedisPubSub({ url: config.redis.url, logger, connectionName: SERVICE });
   shutdown.add('redis-pubsub', () => pubsub.close());
 
-  const bus = createKafkaBus({
+  const bus = createKafkaClientBus({
+    client: config.kafka.client,
     brokers: config.kafka.brokers,
     clientId: `${SERVICE}-${config.http.serverId}`,
     logger,
@@ -95,6 +96,7 @@ try {
       port,
       model: config.openai.model,
       base_url: baseUrl,
+      kafka_client: config.kafka.client,
       ...(fallback ? { fallback_model: fallback.model, fallback_base_url: fallback.baseUrl } : {}),
     },
     `${SERVICE} started`,

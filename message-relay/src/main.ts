@@ -1,5 +1,5 @@
 import {
-  createKafkaBus,
+  createKafkaClientBus,
   createOpsServer,
   createRedisPubSub,
   createRedisStore,
@@ -11,7 +11,8 @@ import { createRelay } from './relay.js';
 const { config, logger, metrics, shutdown, tracer } = await bootService(process, SERVICE, configFragments);
 
 const connectionName = `${SERVICE}:${config.http.serverId}`;
-const bus = createKafkaBus({
+const bus = createKafkaClientBus({
+  client: config.kafka.client,
   brokers: config.kafka.brokers,
   clientId: connectionName,
   logger,
@@ -53,7 +54,7 @@ try {
   const { port } = await ops.start();
   await bus.connect();
   await relay.start();
-  logger.info({ port }, `${SERVICE} started`);
+  logger.info({ port, kafka_client: config.kafka.client }, `${SERVICE} started`);
 } catch (err) {
   logger.fatal({ err }, `${SERVICE} failed to start`);
   await shutdown.shutdown('start-up failed', 1);

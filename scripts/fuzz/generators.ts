@@ -798,6 +798,12 @@ const HTTP_PATHS = [
   '/api/v1/conversations/a/b',
   '/api/v1/x',
   '/api/',
+  '/api/v2/presence',
+  '/api/v2/presence/batch',
+  '/api/v2/presence/fz.sentinel.0',
+  '/api/v2/presence/__proto__',
+  '/api/v2/presence/%E0%A4%A',
+  '/api/v2/presence/a/b',
 ];
 
 /** Bodies for `POST /token` in site mode (docs/identity.md), right and wrong. */

@@ -52,6 +52,12 @@ function checkBody(
   } else if (route === '/metrics' && status === 200) {
     if (!/text\/plain|openmetrics/.test(contentType) || !body.includes('# HELP'))
       problems.push(`/metrics is not Prometheus text (${contentType})`);
+  } else if (route.startsWith('/api/v2/presence') && ['GET', 'PUT', 'POST'].includes(method)) {
+    const b = json();
+    if (b && status === 200 && typeof b.user_id !== 'string' && !Array.isArray(b.presence))
+      problems.push(`presence API 200 without a record or "presence": ${body.slice(0, 200)}`);
+    if (b && status !== 200 && status !== 404 && typeof b.error !== 'string')
+      problems.push(`presence API ${status} without "error"`);
   } else if (route.startsWith('/api/') && method === 'GET') {
     const b = json();
     if (b && status === 200 && !Array.isArray(b.conversations) && !Array.isArray(b.messages)) {

@@ -321,6 +321,17 @@ export function expectedHttp(
     if (method === 'GET' && /^\/api\/v1\/conversations(\/[^/]*)?$/.test(path)) {
       return { statuses: [200, 400, 401, 403, 404], why: 'history API' };
     }
+    // docs/presence.md: reads, the batch read and the own-user PUT.
+    if (path === '/api/v2/presence' && method === 'GET') {
+      return { statuses: [200, 400, 401, 403, 503], why: 'presence batch read (?users=)' };
+    }
+    if (/^\/api\/v2\/presence\/[^/]+$/.test(path)) {
+      if (method === 'GET') return { statuses: [200, 400, 401, 403, 404, 503], why: 'presence read' };
+      if (method === 'PUT') return { statuses: [200, 400, 401, 403, 413, 429, 503], why: 'presence update' };
+      if (method === 'POST' && path === '/api/v2/presence/batch') {
+        return { statuses: [200, 400, 401, 403, 413, 503], why: 'presence batch read (body)' };
+      }
+    }
   }
   // HEAD is no route of its own: uWS answers it like any other unrouted method.
   if (method === 'HEAD') return { statuses: [200, 404, 405], why: 'HEAD' };

@@ -34,7 +34,7 @@ describe('browser bundles (web/build.ts)', () => {
       const fromCommon = file.inputs.filter((p) => p.startsWith('common/'));
       for (const path of fromCommon) {
         expect(path).toMatch(
-          /^common\/src\/(errors\.ts|contract\/(pure|server-frames|http-api|stream-ids)\.ts)$/,
+          /^common\/src\/(errors\.ts|contract\/(pure|server-frames|http-api|presence|stream-ids)\.ts)$/,
         );
       }
       // Full zod is ~26 KB gzipped; the frame schemas are zod/mini.

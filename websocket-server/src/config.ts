@@ -14,6 +14,7 @@ import {
 } from '@relay/common';
 import type { Logger } from 'pino';
 import { z } from 'zod';
+import { presenceFragment } from './presence/options.js';
 import { loadSites, type Sites } from './sites/sites.js';
 
 export const SERVICE = 'websocket-server';
@@ -224,6 +225,7 @@ export const configFragments = {
   tracing: tracingFragment({ service: SERVICE }),
   gateway: gatewayFragment,
   delivery: deliveryFragment,
+  presence: presenceFragment,
 };
 
 /** The delivery windows with every variable unset, for callers that do not pass their own. */

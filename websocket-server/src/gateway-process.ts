@@ -1,4 +1,10 @@
-import { TOPICS, bootService, createKafkaBus, createRedisPubSub, createRedisStore } from '@relay/common';
+import {
+  TOPICS,
+  bootService,
+  createKafkaClientBus,
+  createRedisPubSub,
+  createRedisStore,
+} from '@relay/common';
 import { loadSitesOrExit, logSites, type configFragments } from './config.js';
 import type { Gateway, GatewayDeps } from './gateway.js';
 import { createGatewayMetrics } from './gateway-metrics.js';
@@ -23,7 +29,8 @@ export async function runGatewayProcess(
     process.exit(1);
   });
   logSites(logger, sites);
-  const bus = createKafkaBus({
+  const bus = createKafkaClientBus({
+    client: config.kafka.client,
     brokers: config.kafka.brokers,
     clientId: `${service}-${config.http.serverId}`,
     logger,
@@ -56,6 +63,7 @@ export async function runGatewayProcess(
   const gateway = await create({
     settings: config.gateway,
     delivery: config.delivery,
+    presence: config.presence,
     host: config.http.host,
     port: config.http.port,
     serverId: config.http.serverId,
@@ -74,5 +82,8 @@ export async function runGatewayProcess(
   built.gateway = gateway;
   const { port } = await gateway.start();
   shutdown.add('gateway', () => gateway.close());
-  logger.info({ port, kafka: config.kafka.brokers, redis: 'configured' }, `${service} started`);
+  logger.info(
+    { port, kafka: config.kafka.brokers, kafka_client: config.kafka.client, redis: 'configured' },
+    `${service} started`,
+  );
 }

@@ -19,6 +19,7 @@ import { guardedRoute, type RouteHandler } from './http-exchange.js';
 import { createHistoryApi, type HistoryAnswer, type HistoryRequest } from './history-api.js';
 import { createCaptchaVerifier, type CaptchaVerifier } from './identity/captcha.js';
 import { TOKEN_BODY_LIMIT_BYTES, createTokenIssuer } from './identity/token-issuer.js';
+import { createPresenceApi, registerPresenceRoutes, type PresenceSettings } from './presence/index.js';
 import type { Sites } from './sites/sites.js';
 import type { StaticFile } from './static-files.js';
 import type { TokenService } from './token-service.js';
@@ -30,6 +31,8 @@ export interface GatewayDeps {
   settings: GatewaySettings;
   /** Replay and dedupe windows (`deliveryFragment`). @default the fragment's defaults */
   delivery?: DeliverySettings;
+  /** Presence leases, cache and limits (`presenceFragment`). @default the fragment's defaults */
+  presence?: PresenceSettings;
   host: string;
   /** 0 picks a free port (tests). */
   port: number;
@@ -162,6 +165,12 @@ export function createGateway(deps: GatewayDeps): Gateway {
     renewWindowSeconds: settings.anonRenewWindowSeconds,
   });
   const history = createHistoryApi({ store, tokens, sites: deps.sites });
+  const presenceApi = createPresenceApi({
+    presence: sessions.presence,
+    tokens,
+    sites: deps.sites,
+    settings: sessions.presenceSettings,
+  });
   const statusLine = (status: number) => `${status} ${STATUS_CODES[status] ?? ''}`;
 
   async function issueToken(exchange: HttpExchange, req: HttpRequest): Promise<void> {
@@ -204,8 +213,14 @@ export function createGateway(deps: GatewayDeps): Gateway {
   const ready = sessions.ready;
 
   function buildApp(): TemplatedApp {
-    return deps.uws
-      .App()
+    const app = deps.uws.App();
+    registerPresenceRoutes(app, {
+      api: presenceApi,
+      route,
+      cors: (site, origin) => issuer.cors(site, origin),
+      site: (id) => deps.sites.get(id),
+    });
+    return app
       .ws<UserData>('/ws', {
         // This uWS build drops the TCP connection (1006) past maxPayloadLength instead of sending a
         // close frame, so the gateway enforces the limit itself (1009) and leaves uWS a hard cap at 4×

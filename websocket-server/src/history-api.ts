@@ -6,19 +6,15 @@ import {
   parseStored,
   type KeyValueStore,
 } from '@relay/common';
-import { originAllowed, type Sites } from './sites/sites.js';
+import { authenticateApi, type ApiRequest } from './api-auth.js';
+import type { Sites } from './sites/sites.js';
 import type { SessionIdentity, TokenService } from './token-service.js';
 
 /** Newest conversations listed at most. */
 const LIST_LIMIT = 100;
 
-export interface HistoryRequest {
-  /** `Authorization` header ('' when absent). */
-  authorization: string;
-  query: URLSearchParams;
-  /** `Origin` ('' when absent: not a cross-origin browser request, the token alone decides). */
-  origin: string;
-}
+/** What a history request carries (the shared API authentication's input). */
+export type HistoryRequest = ApiRequest;
 
 export interface HistoryAnswer {
   status: 200 | 400 | 401 | 403 | 404;
@@ -45,23 +41,8 @@ export function createHistoryApi(deps: {
 }): HistoryApi {
   const { store, tokens, sites } = deps;
 
-  function authenticate(request: HistoryRequest): SessionIdentity | HistoryAnswer {
-    const bearer = /^Bearer\s+(\S+)$/i.exec(request.authorization)?.[1];
-    const token = bearer ?? request.query.get('token') ?? '';
-    const identity = token ? tokens.verify(token) : null;
-    const site = identity ? sites.get(identity.site) : undefined;
-    if (!identity || !site)
-      return { status: 401, body: { error: 'invalid_token', message: 'Invalid or expired token' } };
-    // A GET without Origin is no cross-origin browser request: the token alone is the credential.
-    if (request.origin !== '' && !originAllowed(site, request.origin)) {
-      return {
-        status: 403,
-        body: { error: 'origin_not_allowed', message: 'Origin not allowed' },
-        site: site.id,
-      };
-    }
-    return identity;
-  }
+  const authenticate = (request: HistoryRequest): SessionIdentity | HistoryAnswer =>
+    authenticateApi(tokens, sites, request);
 
   return {
     async list(request) {

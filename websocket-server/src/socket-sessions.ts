@@ -8,6 +8,7 @@ import {
   parseClientFrame,
   serializeFrame,
   type Bus,
+  type ClientPresenceFrame,
   type Guard,
   type KeyValueStore,
   type Metrics,
@@ -28,6 +29,13 @@ import { originAllowed, type Sites } from './sites/sites.js';
 import type { TokenService } from './token-service.js';
 import type { SessionSocket, UserData } from './user-data.js';
 import { createUserSockets, type UserSockets } from './user-sockets.js';
+import {
+  createPresence,
+  presenceDefaults,
+  type Presence,
+  type PresenceSetResult,
+  type PresenceSettings,
+} from './presence/index.js';
 
 /** A socket of either gateway: its state (UserData) and what delivery writes to. */
 export type GatewaySocket = SessionSocket & OutboundSocket;
@@ -49,6 +57,8 @@ export interface SocketSessionsDeps {
   tokens: TokenService;
   /** The sites tokens may name (`sitesFor`). */
   sites: Sites;
+  /** @default the fragment's defaults */
+  presence?: PresenceSettings;
   /** @default Date.now */
   now?: () => number;
   /** A trace per client message and a span per traced frame delivered. @default noopTracer */
@@ -85,6 +95,9 @@ export type Admission =
 export interface SocketSessions<S extends GatewaySocket> {
   readonly metrics: GatewayMetrics;
   readonly sockets: UserSockets<S>;
+  /** Presence of this gateway's users, and reads of anyone's (docs/presence.md). */
+  readonly presence: Presence;
+  readonly presenceSettings: PresenceSettings;
   /** The guard every input path runs in; the gateways wrap their HTTP routes and upgrade with it. */
   readonly guard: Guard;
   /**
@@ -97,7 +110,7 @@ export interface SocketSessions<S extends GatewaySocket> {
   abandoned(data: UserData): void;
   /** The socket is open: subscribe its user's channel, then replay from `last_event_id` if given. */
   open(socket: S): void;
-  /** A frame from the client: frame budget, size and type checks, then `message`, `hello` or `cancel`. */
+  /** A frame from the client: frame budget, size and type checks, then `message`, `hello`, `cancel` or `presence`. */
   message(socket: S, payload: ArrayBuffer | Uint8Array, isBinary: boolean): void;
   /** The send buffer went down (uWS `drain`): held deltas may go out. */
   drain(socket: S): void;
@@ -108,7 +121,7 @@ export interface SocketSessions<S extends GatewaySocket> {
    * draining; also sets the upstream gauges.
    */
   ready(): { ready: boolean; checks: { kafka: boolean; redis: boolean; draining: boolean } };
-  /** Pings Redis once (awaited) and then every 2 s until the drain. */
+  /** Pings Redis once (awaited) and then every 2 s until the drain; starts presence (its channel and heartbeats). */
   watchRedis(): Promise<void>;
   /** After a Redis resubscription: every socket catches up from the replay log. */
   resync(): void;
@@ -146,7 +159,11 @@ export function createSocketSessions<S extends GatewaySocket>(deps: SocketSessio
   const { settings, logger, store } = deps;
   const now = deps.now ?? Date.now;
   const delivery = deps.delivery ?? deliveryDefaults();
-  const limits = { maxContentLength: settings.maxContentLength };
+  const presenceSettings = deps.presence ?? presenceDefaults();
+  const limits = {
+    maxContentLength: settings.maxContentLength,
+    maxPresenceMessageLength: presenceSettings.maxMessageLength,
+  };
   const schemas = clientFrameSchemas(limits);
   const m = createGatewayMetrics(deps.metrics);
   const guard = createGuard({ logger, metrics: deps.metrics });
@@ -172,6 +189,16 @@ export function createSocketSessions<S extends GatewaySocket>(deps: SocketSessio
   /** After a bug while serving one socket: close it with 1011, the client reconnects and resumes. */
   const failSocket = (ws: S) => () => connectionOf(ws).end(1011, 'internal_error');
 
+  const presence = createPresence({
+    settings: presenceSettings,
+    serverId: deps.serverId,
+    store,
+    pubsub: deps.pubsub,
+    logger,
+    metrics: deps.metrics,
+    guard,
+    now,
+  });
   const sockets = createUserSockets<S>({
     pubsub: deps.pubsub,
     logger,
@@ -186,6 +213,9 @@ export function createSocketSessions<S extends GatewaySocket>(deps: SocketSessio
         failSocket(ws),
         contextOf(ws),
       ),
+    // Presence follows the user's sockets here; it never rejects (a failed write waits for the heartbeat).
+    onFirst: (ws) => void presence.join(connectionOf(ws).site, connectionOf(ws).userid),
+    onLast: (ws) => void presence.leave(connectionOf(ws).site, connectionOf(ws).userid),
   });
   /** The event id's time is Redis' clock at the append; a clock ahead of ours counts as no delay. */
   function observeDelivery(payload: string): void {
@@ -214,6 +244,27 @@ export function createSocketSessions<S extends GatewaySocket>(deps: SocketSessio
     now,
     tracer,
   });
+
+  /** `{"type":"presence"}`: the user's chosen status, answered with the presence others now read. */
+  async function setPresence(ws: S, frame: ClientPresenceFrame): Promise<void> {
+    const connection = connectionOf(ws);
+    let result: PresenceSetResult;
+    try {
+      result = await presence.set(connection.site, connection.userid, frame);
+    } catch (err) {
+      m.redisErrors.inc({ op: 'presence' });
+      logger.warn({ err, ...connection.logContext }, 'presence write failed (redis)');
+      return intake.error(ws, 'upstream_unavailable', ERROR_CODES.upstream_unavailable.message);
+    }
+    if (!result.ok) {
+      return intake.error(
+        ws,
+        'rate_limited',
+        `Too many presence updates (retry in ${result.retryAfterMs} ms)`,
+      );
+    }
+    connection.control(serializeFrame({ type: 'presence', ...result.record }));
+  }
 
   /** A bug in handling one client frame: that client gets `internal_error`, the socket stays. */
   const internalError = (ws: S, requestId?: string) => () =>
@@ -354,12 +405,16 @@ export function createSocketSessions<S extends GatewaySocket>(deps: SocketSessio
           internalError(ws, frame.request_id),
           contextOf(ws),
         );
+      case 'presence':
+        return guard.run('presence', () => setPresence(ws, frame), internalError(ws), contextOf(ws));
     }
   }
 
   return {
     metrics: m,
     sockets,
+    presence,
+    presenceSettings,
     guard,
     ready,
     admit(request) {
@@ -386,6 +441,7 @@ export function createSocketSessions<S extends GatewaySocket>(deps: SocketSessio
       await check();
       redisTimer = setInterval(() => void check(), REDIS_CHECK_INTERVAL_MS);
       redisTimer.unref();
+      await presence.start();
     },
     get draining() {
       return draining;
@@ -404,6 +460,9 @@ export function createSocketSessions<S extends GatewaySocket>(deps: SocketSessio
       for (const ws of sockets.all()) {
         guard.run('drain', () => connectionOf(ws).end(1001, 'server_shutdown'), undefined, contextOf(ws));
       }
+      // Leases still held (sockets whose close has not been seen yet) are given back now, so these
+      // users read offline at once rather than after the lease, unless another gateway holds them.
+      await presence.close();
     },
 
     open(ws) {
@@ -460,6 +519,8 @@ export function createSocketSessions<S extends GatewaySocket>(deps: SocketSessio
      */
     resync() {
       m.resyncs.inc();
+      // The presence channel was down too: invalidations may have been missed.
+      presence.resume();
       for (const ws of sockets.all()) {
         guard.run(
           'resync',
@@ -475,6 +536,7 @@ export function createSocketSessions<S extends GatewaySocket>(deps: SocketSessio
 
     /** The subscription dropped: every live socket keeps its position and waits for the resync. */
     suspend() {
+      presence.suspend();
       for (const ws of sockets.all()) {
         guard.run('suspend', () => connectionOf(ws).channelLost(), failSocket(ws), contextOf(ws));
       }

@@ -43,6 +43,10 @@ export function createUserSockets<S extends SessionSocket>(deps: {
   pubsub: PubSub;
   logger: Logger;
   deliver: (socket: S, payload: string) => void;
+  /** The user's first socket here was added (presence takes its lease). Must not throw. */
+  onFirst?: (socket: S) => void;
+  /** The user's last socket here is gone, or their first one's subscribe failed. Must not throw. */
+  onLast?: (socket: S) => void;
   /** A `ws deliver` span for each frame the relay traced. @default noopTracer */
   tracer?: Tracer;
 }): UserSockets<S> {
@@ -92,6 +96,7 @@ export function createUserSockets<S extends SessionSocket>(deps: {
       const subscribed = deps.pubsub.subscribe(REDIS_KEYS.userChannel(userid), listener);
       const entry = { sockets: new Set([socket]), listener, subscribed };
       byUser.set(userid, entry);
+      deps.onFirst?.(socket);
       try {
         await subscribed;
         entry.subscribed = SUBSCRIBED;
@@ -103,6 +108,7 @@ export function createUserSockets<S extends SessionSocket>(deps: {
         if (byUser.get(userid) === entry) {
           byUser.delete(userid);
           connections -= entry.sockets.size;
+          deps.onLast?.(socket);
           await deps.pubsub
             .unsubscribe(REDIS_KEYS.userChannel(userid), listener)
             .catch((unsubErr: unknown) => {
@@ -119,6 +125,7 @@ export function createUserSockets<S extends SessionSocket>(deps: {
       connections--;
       if (entry.sockets.size > 0) return;
       byUser.delete(userid);
+      deps.onLast?.(socket);
       await deps.pubsub.unsubscribe(REDIS_KEYS.userChannel(userid), entry.listener);
     },
     count: (userid) => byUser.get(userid)?.sockets.size ?? 0,

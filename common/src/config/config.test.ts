@@ -74,6 +74,7 @@ describe('loadConfig', () => {
     ['KAFKA_BOOTSTRAP_SERVERS', 'no-port', /KAFKA_BOOTSTRAP_SERVERS must be host:port/],
     ['REDIS_URL', 'http://x', /REDIS_URL must be a redis\/rediss URL/],
     ['LOG_PRETTY', 'yes', /LOG_PRETTY must be true or false/],
+    ['KAFKA_CLIENT', 'librdkafka', /KAFKA_CLIENT must be one of kafkajs, platformatic/],
   ])('a bad %s=%s stops with one line naming it', (name, value, pattern) => {
     const err = errorOf({ [name]: value });
     expect(err.variable).toBe(name);
@@ -85,6 +86,12 @@ describe('loadConfig', () => {
   it('never echoes a secret value in the error line', () => {
     const err = errorOf({ OPENAI_BASE_URL: 'not a url', OPENAI_API_KEY: 'sk-secret' });
     expect(err.message).not.toContain('sk-secret');
+  });
+
+  it('KAFKA_CLIENT picks the Kafka client library, kafkajs by default', () => {
+    expect(loadConfig(fragments, {}).kafka.client).toBe('kafkajs');
+    expect(loadConfig(fragments, { KAFKA_CLIENT: 'platformatic' }).kafka.client).toBe('platformatic');
+    expect(loadConfig(fragments, { KAFKA_CLIENT: 'KafkaJS' }).kafka.client).toBe('kafkajs');
   });
 
   it('parses booleans explicitly ("false" is false)', () => {

@@ -2,6 +2,10 @@ import { hostname } from 'node:os';
 import { z } from 'zod';
 import { bool, fragment, int, list, port, url } from './parse.js';
 
+/** Kafka client libraries the `Bus` can run on (common/src/transport/kafka-client.ts). */
+export const KAFKA_CLIENTS = ['kafkajs', 'platformatic'] as const;
+export type KafkaClientName = (typeof KAFKA_CLIENTS)[number];
+
 /** Kafka connection. `KAFKA_BOOTSTRAP_SERVERS` is the original name. */
 export const kafkaFragment = fragment(
   {
@@ -13,11 +17,22 @@ export const kafkaFragment = fragment(
     KAFKA_TOPIC_PARTITIONS: int(1, 1000).default(6),
     /** Consumer group session timeout. @default 10000 */
     KAFKA_SESSION_TIMEOUT_MS: int(1000, 300_000).default(10_000),
+    /**
+     * Kafka client library: `kafkajs`, or `platformatic` (@platformatic/kafka). Same Bus semantics;
+     * every member of one consumer group must use the same client (their group protocols differ).
+     * @default kafkajs
+     */
+    KAFKA_CLIENT: z
+      .string()
+      .transform((v) => v.toLowerCase())
+      .pipe(z.enum(KAFKA_CLIENTS, { message: `must be one of ${KAFKA_CLIENTS.join(', ')}` }))
+      .default('kafkajs'),
   },
   (e) => ({
     brokers: e.KAFKA_BOOTSTRAP_SERVERS,
     partitions: e.KAFKA_TOPIC_PARTITIONS,
     sessionTimeoutMs: e.KAFKA_SESSION_TIMEOUT_MS,
+    client: e.KAFKA_CLIENT,
   }),
 );
 

@@ -1,5 +1,10 @@
 import { z } from 'zod';
 import type { ErrorCode } from '../errors.js';
+import {
+  CHOSEN_PRESENCE_STATUSES,
+  PRESENCE_MESSAGE_MAX_LENGTH_DEFAULT,
+  PRESENCE_MESSAGE_PATTERN,
+} from './presence.js';
 
 /** Client-chosen idempotency key / ids: short, printable, no whitespace. */
 export const idSchema = z
@@ -17,7 +22,25 @@ export const useridSchema = z
 export interface ClientFrameLimits {
   /** Longest accepted `content`, in characters. */
   maxContentLength: number;
+  /** Longest presence status `message`, in characters. @default 140 */
+  maxPresenceMessageLength?: number;
 }
+
+/**
+ * What a user may set as their presence (frame `presence`, `PUT /api/v2/presence/{user_id}`):
+ * strict, a chosen status and an optional one-line message, bounded.
+ */
+export function presenceUpdateSchema(maxMessageLength: number = PRESENCE_MESSAGE_MAX_LENGTH_DEFAULT) {
+  return z.strictObject({
+    status: z.enum(CHOSEN_PRESENCE_STATUSES),
+    message: z
+      .string()
+      .max(maxMessageLength, { message: `must be at most ${maxMessageLength} characters` })
+      .regex(PRESENCE_MESSAGE_PATTERN, { message: 'must not contain control characters' })
+      .optional(),
+  });
+}
+export type PresenceUpdate = z.infer<ReturnType<typeof presenceUpdateSchema>>;
 
 /** Client frames are untrusted: strict objects, unknown keys rejected. */
 export function clientFrameSchemas(limits: ClientFrameLimits) {
@@ -30,19 +53,29 @@ export function clientFrameSchemas(limits: ClientFrameLimits) {
   });
   const hello = z.strictObject({ type: z.literal('hello'), stream: z.boolean().optional() });
   const cancel = z.strictObject({ type: z.literal('cancel'), request_id: idSchema });
-  return { message, hello, cancel, frame: z.discriminatedUnion('type', [message, hello, cancel]) };
+  const presence = presenceUpdateSchema(limits.maxPresenceMessageLength).extend({
+    type: z.literal('presence'),
+  });
+  return {
+    message,
+    hello,
+    cancel,
+    presence,
+    frame: z.discriminatedUnion('type', [message, hello, cancel, presence]),
+  };
 }
 
 export type ClientFrameSchemas = ReturnType<typeof clientFrameSchemas>;
 export type ClientMessageFrame = z.infer<ClientFrameSchemas['message']>;
 export type ClientHelloFrame = z.infer<ClientFrameSchemas['hello']>;
 export type ClientCancelFrame = z.infer<ClientFrameSchemas['cancel']>;
+export type ClientPresenceFrame = z.infer<ClientFrameSchemas['presence']>;
 export type ClientFrame = z.infer<ClientFrameSchemas['frame']>;
 
 export type ClientFrameParseResult =
   { ok: true; frame: ClientFrame } | { ok: false; code: ErrorCode; message: string; id?: string };
 
-const KNOWN_TYPES = new Set(['message', 'hello', 'cancel']);
+const KNOWN_TYPES = new Set(['message', 'hello', 'cancel', 'presence']);
 
 /** Longest `message` of a parse error: it may quote client text (a key name), which is bounded here. */
 const MAX_ERROR_MESSAGE_LENGTH = 200;

@@ -6,3 +6,4 @@ export * from './redis-keys.js';
 export * from './history.js';
 export * from './channel-payload.js';
 export * from './http-api.js';
+export * from './presence.js';

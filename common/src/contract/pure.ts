@@ -6,6 +6,7 @@
  */
 export * from './server-frames.js';
 export * from './http-api.js';
+export * from './presence.js';
 export { compareStreamIds } from './stream-ids.js';
 export { ERROR_CODES, ERROR_CODE_LIST, isRetryable, type ErrorCode } from '../errors.js';
 export type { ClientCancelFrame, ClientHelloFrame, ClientMessageFrame } from './client-frames.js';

@@ -43,6 +43,18 @@ export const REDIS_KEYS = {
   embedding: (model: string, sha256: string): string => `embedding:${part(model)}:${sha256}`,
   /** Pub/sub channel every ai-consumer listens on; messages follow {@link cancelControlSchema}. */
   cancelChannel: 'control:cancel',
+  /**
+   * Hash of one user's presence on one site (`PRESENCE_FIELDS`, docs/presence.md). The site is part
+   * of the key, so a reader of one site can never reach another site's users.
+   */
+  presence: (site: string, userid: string): string => `presence:${part(site)}:${part(userid)}`,
+  /** Fixed-window counter of a user's presence writes (frame and PUT). */
+  presenceWriteRate: (userid: string): string => `ratelimit:presence:${part(userid)}`,
+  /**
+   * Pub/sub channel every gateway listens on: presence keys that changed, so each gateway drops them
+   * from its in-process cache. Messages follow {@link presenceInvalidationSchema}.
+   */
+  presenceChannel: 'presence:changed',
 } as const;
 
 /** The values of {@link REDIS_KEYS.request}: written by the ai-consumer, read by gateways for cancels. */
@@ -55,3 +67,15 @@ export const cancelControlSchema = z.looseObject({
 });
 
 export type CancelControl = z.infer<typeof cancelControlSchema>;
+
+/** A message on {@link REDIS_KEYS.presenceChannel}: these presence keys changed (lenient, versioned). */
+export const presenceInvalidationSchema = z.looseObject({
+  v: z.literal(1),
+  /** The gateway that wrote them (its own cache is already up to date). */
+  node: z.string(),
+  keys: z.array(z.string()).max(10_000),
+  /** Epoch ms of the write, for the invalidation-delay metric. */
+  at: z.number().optional(),
+});
+
+export type PresenceInvalidation = z.infer<typeof presenceInvalidationSchema>;

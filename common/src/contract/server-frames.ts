@@ -3,6 +3,7 @@
 // `.safeParse()` and `z.infer`, so the server side uses them unchanged.
 import * as z from 'zod/mini';
 import { ERROR_CODE_LIST } from '../errors.js';
+import { presenceRecordShape } from './presence.js';
 
 /**
  * Frames the gateway sends. The original `response` and `error` shapes are kept field for field;
@@ -78,6 +79,9 @@ export const resumeGapFrameSchema = z.object({
   message: z.string(),
 });
 
+/** The answer to a client's `presence` frame: the user's presence as others now read it. */
+export const presenceFrameSchema = z.object({ type: z.literal('presence'), ...presenceRecordShape });
+
 export const serverFrameSchema = z.discriminatedUnion('type', [
   responseFrameSchema,
   errorFrameSchema,
@@ -86,6 +90,7 @@ export const serverFrameSchema = z.discriminatedUnion('type', [
   resetFrameSchema,
   queuedFrameSchema,
   resumeGapFrameSchema,
+  presenceFrameSchema,
 ]);
 
 export type ResponseFrame = z.infer<typeof responseFrameSchema>;
@@ -96,4 +101,5 @@ export type DeltaFrame = z.infer<typeof deltaFrameSchema>;
 export type ResetFrame = z.infer<typeof resetFrameSchema>;
 export type QueuedFrame = z.infer<typeof queuedFrameSchema>;
 export type ResumeGapFrame = z.infer<typeof resumeGapFrameSchema>;
+export type PresenceFrame = z.infer<typeof presenceFrameSchema>;
 export type ServerFrame = z.infer<typeof serverFrameSchema>;

@@ -1,13 +1,14 @@
 /**
  * A consumer in its own process, for tests that SIGKILL it. Handles messages from TOPIC in GROUP;
  * prints `handled:<value>` when its handler finishes and `holding:<value>` for a value starting with
- * "hang" (whose handler never finishes, so it is never committed).
+ * "hang" (whose handler never finishes, so it is never committed). KAFKA_CLIENT picks the adapter.
  */
-import { createKafkaBus } from '../transport/kafka-bus.js';
+import { createKafkaClientBus } from '../transport/kafka-client.js';
 import { silentLogger } from './silent-logger.js';
 
-const { BROKERS = '', TOPIC = '', GROUP = '', SESSION_TIMEOUT_MS = '6000' } = process.env;
-const bus = createKafkaBus({
+const { BROKERS = '', TOPIC = '', GROUP = '', SESSION_TIMEOUT_MS = '6000', KAFKA_CLIENT } = process.env;
+const bus = createKafkaClientBus({
+  client: KAFKA_CLIENT === 'platformatic' ? 'platformatic' : 'kafkajs',
   brokers: BROKERS.split(','),
   clientId: 'consumer-child',
   logger: silentLogger,

@@ -268,6 +268,94 @@ export function storeContract(name: string, fixture: StoreFixture): void {
       });
     });
 
+    describe('presence (docs/presence.md)', () => {
+      const T0 = 1_700_000_000_000;
+      const opts = { leaseMs: 30_000, retentionMs: 60_000 };
+      const keyOf = () => REDIS_KEYS.presence('site', uniqueName('presence-user'));
+      const lease = (s: KeyValueStore, op: 'join' | 'leave', keys: string[], node: string, nowMs: number) =>
+        s.presenceLease({ op, keys, node, nowMs, ...opts });
+
+      it('online from the first node that joins until the last one leaves, across nodes', async () => {
+        const s = await store();
+        const key = keyOf();
+        expect(await s.hashGetMany([key])).toEqual([null]);
+        expect(await lease(s, 'join', [key], 'gw-a', T0)).toEqual([key]);
+        // A second node joining, and the first one's heartbeat, change nothing anyone reads.
+        expect(await lease(s, 'join', [key], 'gw-b', T0 + 10)).toEqual([]);
+        expect(await lease(s, 'join', [key], 'gw-a', T0 + 20)).toEqual([]);
+        const [fields] = await s.hashGetMany([key]);
+        expect(fields).toEqual({
+          '@gw-a': String(T0 + 20 + 30_000),
+          '@gw-b': String(T0 + 10 + 30_000),
+          l: String(T0 + 20),
+          u: String(T0),
+          n: 'gw-a',
+        });
+        expect(await lease(s, 'leave', [key], 'gw-a', T0 + 30)).toEqual([]);
+        expect(await lease(s, 'leave', [key], 'gw-b', T0 + 40)).toEqual([key]);
+        expect((await s.hashGetMany([key]))[0]).toEqual({
+          l: String(T0 + 40),
+          u: String(T0 + 40),
+          n: 'gw-b',
+        });
+        // A leave of a node that no longer holds the user changes nothing.
+        expect(await lease(s, 'leave', [key], 'gw-b', T0 + 50)).toEqual([]);
+      });
+
+      it('an expired lease counts for nothing: a crashed node cannot keep a user online', async () => {
+        const s = await store();
+        const key = keyOf();
+        await lease(s, 'join', [key], 'gw-dead', T0);
+        // The other node joins after gw-dead's lease ran out: that is a change (offline → online).
+        expect(await lease(s, 'join', [key], 'gw-b', T0 + 30_000)).toEqual([key]);
+        const [fields] = await s.hashGetMany([key]);
+        expect(Object.keys(fields ?? {}).filter((f) => f.startsWith('@'))).toEqual(['@gw-b']);
+        expect(await lease(s, 'leave', [key], 'gw-b', T0 + 30_001)).toEqual([key]);
+      });
+
+      it('a leave never creates a key; many keys in one call, only the changed ones reported', async () => {
+        const s = await store();
+        const keys = Array.from({ length: 700 }, keyOf);
+        expect(await lease(s, 'leave', [keys[0] as string], 'gw-a', T0)).toEqual([]);
+        expect(await s.hashGetMany([keys[0] as string])).toEqual([null]);
+        await lease(s, 'join', keys.slice(0, 10), 'gw-a', T0);
+        expect(await lease(s, 'join', keys, 'gw-a', T0 + 1)).toEqual(keys.slice(10));
+        expect((await s.hashGetMany(keys)).every((f) => f !== null)).toBe(true);
+      });
+
+      it('presenceSet keeps the leases and returns the fields; the key lives retentionMs', async () => {
+        const s = await store();
+        const key = keyOf();
+        await lease(s, 'join', [key], 'gw-a', T0);
+        const fields = await s.presenceSet({
+          key,
+          node: 'gw-b',
+          nowMs: T0 + 5,
+          retentionMs: 60_000,
+          status: 'away',
+          message: 'lunch',
+        });
+        expect(fields).toMatchObject({
+          '@gw-a': String(T0 + 30_000),
+          s: 'away',
+          m: 'lunch',
+          u: String(T0 + 5),
+          n: 'gw-b',
+        });
+        expect((await s.hashGetMany([key]))[0]).toEqual(fields);
+        const short = keyOf();
+        await s.presenceLease({
+          op: 'join',
+          keys: [short],
+          node: 'gw-a',
+          nowMs: T0,
+          leaseMs: 30_000,
+          retentionMs: 50,
+        });
+        await waitFor(async () => (await s.hashGetMany([short]))[0] === null, { timeoutMs: 2000 });
+      });
+    });
+
     it('pub/sub delivers to subscribed channels only, and stops after unsubscribe', async () => {
       const p = await pubsub();
       const pub = await pubsub();

@@ -22,6 +22,7 @@ import { BusUnavailableError } from './bus-errors.js';
 import { createProduceBatcher } from './produce-batcher.js';
 import { startKafkaSubscription, type KafkaSubscription } from './kafka-subscription.js';
 import { once } from '../lifecycle/once.js';
+import { PROBE_INTERVAL_MS, recordSize, withTimeout } from './kafka-common.js';
 
 export interface KafkaBusOptions {
   brokers: string[];
@@ -69,9 +70,6 @@ function pinoLogCreator(logger: Logger): logCreator {
     };
 }
 
-/** While publishes fail, how often a metadata request checks whether the broker is back. */
-const PROBE_INTERVAL_MS = 2000;
-
 /**
  * The Bus on kafkajs. Producer: acks from all in-sync replicas, bounded by `publishTimeoutMs`.
  * Consumers: see kafka-subscription.ts (watermark commits after handlers resolve).
@@ -106,6 +104,7 @@ export function createKafkaBus(options: KafkaBusOptions): Bus {
   // One produce request per event-loop turn (or linger) instead of one per publish.
   const batcher = createProduceBatcher<Message>({
     lingerMs: options.lingerMs ?? 0,
+    sizeOf: (m) => recordSize(m.key, m.value),
     send: (topicMessages) => producer.sendBatch({ acks: -1, topicMessages }).then(() => undefined),
   });
   const admin = kafka.admin();
@@ -272,22 +271,4 @@ export function createKafkaBus(options: KafkaBusOptions): Bus {
       await producer.disconnect();
     }),
   };
-}
-
-/** Resolves or rejects like `promise`, or rejects with BusUnavailableError after `ms`. */
-async function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([
-      promise,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(
-          () => reject(new BusUnavailableError(`${what} timed out after ${ms} ms (kafka unreachable?)`)),
-          ms,
-        );
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
 }

@@ -1,10 +1,13 @@
 import net from 'node:net';
+import { connectionsConnectsChannel, type Connection } from '@platformatic/kafka';
 import type { ISocketFactory } from 'kafkajs';
 import { pino } from 'pino';
 import { afterEach, describe, expect, inject, it } from 'vitest';
 import { silentLogger, uniqueName, waitFor } from '../testing/index.js';
-import { BusUnavailableError, type Bus } from './bus.js';
+import type { KafkaClientName } from '../config/fragments.js';
+import { BusUnavailableError, type Bus, type FatalHandler } from './bus.js';
 import { createKafkaBus, type KafkaBusOptions } from './kafka-bus.js';
+import { createPlatformaticBus } from './platformatic-bus.js';
 
 const brokers = inject('kafkaBrokers').split(',');
 
@@ -41,6 +44,113 @@ function cuttableSockets(): { factory: ISocketFactory; outage(): void; restore()
   };
 }
 
+/**
+ * The same cut for @platformatic/kafka, which takes no socket factory: every connection of the bus
+ * carries `context`, and the connect diagnostics channel hands over each socket as it is made.
+ */
+function cuttablePlatformaticSockets(): {
+  context: object;
+  outage(): void;
+  restore(): void;
+  dispose(): void;
+} {
+  const context = { outageTest: uniqueName('cut') };
+  const open = new Set<net.Socket>();
+  let down = false;
+  const reset = (socket: net.Socket, code: string) =>
+    socket.destroy(Object.assign(new Error(`connect ${code}`), { code }));
+  const onConnect = (message: unknown) => {
+    const connection = (message as { connection?: Connection }).connection;
+    const socket = connection?.socket;
+    if (!connection || connection.context !== context || !socket) return;
+    // While down, a new connection fails as one to a stopped broker would.
+    if (down) reset(socket, 'ECONNREFUSED');
+    else if (!open.has(socket)) {
+      open.add(socket);
+      socket.once('close', () => open.delete(socket));
+    }
+  };
+  // Published once connect() made its socket (synchronously, before it connects).
+  connectionsConnectsChannel.end.subscribe(onConnect);
+  return {
+    context,
+    outage() {
+      down = true;
+      for (const socket of open) reset(socket, 'ECONNRESET');
+    },
+    restore() {
+      down = false;
+    },
+    dispose() {
+      connectionsConnectsChannel.end.unsubscribe(onConnect);
+    },
+  };
+}
+
+interface CuttableBus {
+  bus: Bus;
+  outage(): void;
+  restore(): void;
+  dispose(): void;
+}
+
+interface OutageOptions {
+  brokers: string[];
+  clientId: string;
+  logger: KafkaBusOptions['logger'];
+  onFatal: FatalHandler;
+  publishTimeoutMs: number;
+}
+
+/** Per adapter: a bus the test can cut off, a bus that never reaches a broker, and its restart log. */
+const adapters: Array<{
+  client: KafkaClientName;
+  cuttable(options: OutageOptions): CuttableBus;
+  unreachable(options: OutageOptions): Bus;
+  restartLog: string;
+}> = [
+  {
+    client: 'kafkajs',
+    cuttable(options) {
+      const sockets = cuttableSockets();
+      const bus = createKafkaBus({
+        ...options,
+        sessionTimeoutMs: 6000,
+        connectionTimeoutMs: 500,
+        // Small, so the outage exhausts the consumer's retries and takes the crash-restart path.
+        retry: { retries: 2, initialRetryTime: 100, maxRetryTime: 300 },
+        socketFactory: sockets.factory,
+      });
+      return { bus, outage: sockets.outage, restore: sockets.restore, dispose: () => {} };
+    },
+    unreachable: (options) =>
+      createKafkaBus({
+        ...options,
+        connectionTimeoutMs: 500,
+        retry: { retries: 1, initialRetryTime: 100, maxRetryTime: 200 },
+      }),
+    restartLog: 'kafkajs restarts it',
+  },
+  {
+    client: 'platformatic',
+    cuttable(options) {
+      const sockets = cuttablePlatformaticSockets();
+      const bus = createPlatformaticBus({
+        ...options,
+        sessionTimeoutMs: 6000,
+        connectionTimeoutMs: 500,
+        retries: 2,
+        retryDelayMs: 100,
+        context: sockets.context,
+      });
+      return { bus, outage: sockets.outage, restore: sockets.restore, dispose: sockets.dispose };
+    },
+    unreachable: (options) =>
+      createPlatformaticBus({ ...options, connectionTimeoutMs: 500, retries: 1, retryDelayMs: 100 }),
+    restartLog: 'restarting it, and it rejoins its group',
+  },
+];
+
 /** A pino logger that keeps each line's `msg`, to see which path the bus took. */
 function capturingLogger(): { logger: KafkaBusOptions['logger']; messages: string[] } {
   const messages: string[] = [];
@@ -58,7 +168,7 @@ function capturingLogger(): { logger: KafkaBusOptions['logger']; messages: strin
   return { logger, messages };
 }
 
-describe('Kafka outages', () => {
+describe.each(adapters)('Kafka outages ($client)', (adapter) => {
   const cleanup: Array<() => Promise<void>> = [];
   afterEach(async () => {
     for (const c of cleanup.splice(0).reverse()) await c().catch(() => undefined);
@@ -71,14 +181,12 @@ describe('Kafka outages', () => {
   it('publish rejects within publishTimeoutMs when the broker is unreachable, and healthy() is false', async () => {
     const publishTimeoutMs = 1500;
     const bus = track(
-      createKafkaBus({
+      adapter.unreachable({
         brokers: ['127.0.0.1:1'],
         clientId: uniqueName('unreachable'),
         logger: silentLogger,
         onFatal: () => {},
-        connectionTimeoutMs: 500,
         publishTimeoutMs,
-        retry: { retries: 1, initialRetryTime: 100, maxRetryTime: 200 },
       }),
     );
     await expect(bus.connect()).rejects.toThrow();
@@ -111,23 +219,17 @@ describe('Kafka outages', () => {
     await healthyBus.connect();
     await healthyBus.ensureTopics([{ topic, partitions: 1 }]);
 
-    const sockets = cuttableSockets();
     const { logger, messages } = capturingLogger();
     const fatal: Error[] = [];
-    const bus = track(
-      createKafkaBus({
-        brokers,
-        clientId: uniqueName('outage-client'),
-        logger,
-        onFatal: (err) => fatal.push(err),
-        sessionTimeoutMs: 6000,
-        connectionTimeoutMs: 500,
-        publishTimeoutMs,
-        // Small, so the outage exhausts the consumer's retries and takes the crash-restart path.
-        retry: { retries: 2, initialRetryTime: 100, maxRetryTime: 300 },
-        socketFactory: sockets.factory,
-      }),
-    );
+    const sockets = adapter.cuttable({
+      brokers,
+      clientId: uniqueName('outage-client'),
+      logger,
+      onFatal: (err) => fatal.push(err),
+      publishTimeoutMs,
+    });
+    cleanup.push(async () => sockets.dispose());
+    const bus = track(sockets.bus);
     await bus.connect();
     const seen: string[] = [];
     const subscription = await bus.subscribe({
@@ -150,7 +252,7 @@ describe('Kafka outages', () => {
     expect(error).toBeInstanceOf(BusUnavailableError);
     expect(performance.now() - started).toBeLessThan(publishTimeoutMs + 1000);
     expect(bus.healthy()).toBe(false);
-    await waitFor(() => messages.some((m) => m.includes('kafkajs restarts it')), {
+    await waitFor(() => messages.some((m) => m.includes(adapter.restartLog)), {
       timeoutMs: 30_000,
       message: 'consumer crash with restart',
     });

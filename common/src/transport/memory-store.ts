@@ -1,6 +1,7 @@
 import { once } from '../lifecycle/once.js';
 import type { KeyValueStore, MessageListener, PubSub, StreamEntry } from './store.js';
 import { compareStreamIds } from './store.js';
+import { PRESENCE_FIELDS as F } from '../contract/presence.js';
 
 interface Entry {
   /** A string, a list, a stream, or a hash (the relay's per-request state). */
@@ -264,6 +265,56 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemoryStore
         maxDeletedId: e.maxDeletedId ?? '0-0',
         length: stream.length,
       };
+    },
+    async presenceLease(opts) {
+      // Same rules as the Redis script (redis-store.ts PRESENCE_LEASE); synchronous, hence atomic.
+      const mine = `${F.leasePrefix}${opts.node}`;
+      const changed: string[] = [];
+      for (const key of opts.keys) {
+        const existing = hash(key);
+        if (opts.op === 'leave' && existing === undefined) continue;
+        const fields = existing ?? new Map<string, string>();
+        let was = false;
+        let others = false;
+        for (const [f, v] of [...fields]) {
+          if (!f.startsWith(F.leasePrefix)) continue;
+          if (Number(v) > opts.nowMs) {
+            was = true;
+            if (f !== mine) others = true;
+          } else {
+            fields.delete(f);
+          }
+        }
+        if (opts.op === 'join') {
+          fields.set(mine, String(opts.nowMs + opts.leaseMs));
+          fields.set(F.lastSeen, String(opts.nowMs));
+        } else {
+          fields.delete(mine);
+          fields.set(F.lastSeen, String(opts.nowMs));
+        }
+        if (opts.op === 'join' ? !was : was && !others) {
+          fields.set(F.updatedAt, String(opts.nowMs));
+          fields.set(F.node, opts.node);
+          changed.push(key);
+        }
+        put(key, { value: fields, expiresAt: expiry(opts.retentionMs) });
+      }
+      return changed;
+    },
+    async presenceSet(opts) {
+      const fields = hash(opts.key) ?? new Map<string, string>();
+      fields.set(F.status, opts.status);
+      fields.set(F.message, opts.message);
+      fields.set(F.updatedAt, String(opts.nowMs));
+      fields.set(F.node, opts.node);
+      put(opts.key, { value: fields, expiresAt: expiry(opts.retentionMs) });
+      return Object.fromEntries(fields);
+    },
+    async hashGetMany(keys) {
+      return keys.map((key) => {
+        const fields = hash(key);
+        return fields && fields.size > 0 ? Object.fromEntries(fields) : null;
+      });
     },
     stats: () => ({ keys: data.size, ...counts }),
     sweep() {

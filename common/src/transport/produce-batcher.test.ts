@@ -66,3 +66,26 @@ describe('produce batcher', () => {
     expect(sent).toEqual([[{ topic: 't', messages: [1, 2] }]]);
   });
 });
+
+describe('produce batcher size bound', () => {
+  it('sends a batch as soon as it reaches maxBatchBytes, and the rest of the turn in the next one', async () => {
+    const sent: Array<Array<TopicBatch<string>>> = [];
+    const batcher = createProduceBatcher<string>({
+      lingerMs: 0,
+      maxBatchBytes: 10,
+      sizeOf: (m) => m.length,
+      send: (batch) => {
+        sent.push(batch);
+        return Promise.resolve();
+      },
+    });
+    const adds = [batcher.add('t', ['aaaa']), batcher.add('t', ['bbbbbb']), batcher.add('t', ['cc'])];
+    // The first two reached 10 bytes: already on their way, before the turn ended.
+    expect(sent).toEqual([[{ topic: 't', messages: ['aaaa', 'bbbbbb'] }]]);
+    await Promise.all(adds);
+    expect(sent).toEqual([
+      [{ topic: 't', messages: ['aaaa', 'bbbbbb'] }],
+      [{ topic: 't', messages: ['cc'] }],
+    ]);
+  });
+});

@@ -3,31 +3,38 @@ import { fileURLToPath } from 'node:url';
 import { Kafka, logLevel } from 'kafkajs';
 import { afterAll, afterEach, describe, expect, inject, it } from 'vitest';
 import { busContract, silentLogger, storeContract, uniqueName, waitFor } from '../testing/index.js';
-import { createKafkaBus } from './kafka-bus.js';
+import type { KafkaClientName } from '../config/fragments.js';
+import { createKafkaClientBus } from './kafka-client.js';
 import { createRedisPubSub, createRedisStore } from './redis-store.js';
 import { startService, stopService } from '../../../scripts/infra/harness.js';
 
 const brokers = inject('kafkaBrokers').split(',');
 const redisUrl = inject('redisUrl');
 
-busContract('real Kafka', {
-  create: async (onFatal) =>
-    createKafkaBus({
-      brokers,
-      clientId: uniqueName('contract'),
-      logger: silentLogger,
-      onFatal,
-      sessionTimeoutMs: 6000,
-    }),
-  timeoutMs: 30_000,
-});
+/** Every Kafka adapter keeps the same contract on the real broker. */
+const clients: KafkaClientName[] = ['kafkajs', 'platformatic'];
+
+for (const client of clients) {
+  busContract(`real Kafka (${client})`, {
+    create: async (onFatal) =>
+      createKafkaClientBus({
+        client,
+        brokers,
+        clientId: uniqueName('contract'),
+        logger: silentLogger,
+        onFatal,
+        sessionTimeoutMs: 6000,
+      }),
+    timeoutMs: 30_000,
+  });
+}
 
 storeContract('real Redis', {
   store: async () => createRedisStore({ url: redisUrl, logger: silentLogger }),
   pubsub: async () => createRedisPubSub({ url: redisUrl, logger: silentLogger }),
 });
 
-describe('Kafka consumer crash (separate process, SIGKILL)', () => {
+describe.each(clients)('Kafka consumer crash (separate process, SIGKILL, %s)', (client) => {
   const kafka = new Kafka({ clientId: 'crash-test-admin', brokers, logLevel: logLevel.NOTHING });
   const admin = kafka.admin();
   const children: ChildProcess[] = [];
@@ -44,6 +51,7 @@ describe('Kafka consumer crash (separate process, SIGKILL)', () => {
       env: {
         ...process.env,
         BROKERS: brokers.join(','),
+        KAFKA_CLIENT: client,
         TOPIC: topic,
         GROUP: group,
         SESSION_TIMEOUT_MS: '6000',
@@ -68,7 +76,8 @@ describe('Kafka consumer crash (separate process, SIGKILL)', () => {
     const topic = uniqueName('crash');
     const group = uniqueName('crash-g');
     await admin.createTopics({ topics: [{ topic, numPartitions: 1 }], waitForLeaders: true });
-    const producerBus = createKafkaBus({
+    const producerBus = createKafkaClientBus({
+      client,
       brokers,
       clientId: 'crash-producer',
       logger: silentLogger,
@@ -92,7 +101,8 @@ describe('Kafka consumer crash (separate process, SIGKILL)', () => {
 
     // A new member of the same group gets the uncommitted message, and not the committed one.
     const seen: string[] = [];
-    const bus = createKafkaBus({
+    const bus = createKafkaClientBus({
+      client,
       brokers,
       clientId: 'crash-successor',
       logger: silentLogger,
@@ -110,6 +120,62 @@ describe('Kafka consumer crash (separate process, SIGKILL)', () => {
     await waitFor(() => seen.length >= 1, { timeoutMs: 40_000, message: 'redelivery after the crash' });
     expect(seen).toEqual(['hang-2']);
     await waitFor(async () => (await committedOffset(group, topic)) === '2', { timeoutMs: 10_000 });
+  });
+});
+
+describe.each(clients)('Kafka: a committed offset the log no longer has (%s)', (client) => {
+  const kafka = new Kafka({ clientId: 'retention-test-admin', brokers, logLevel: logLevel.NOTHING });
+  const admin = kafka.admin();
+  const cleanup: Array<() => Promise<void>> = [];
+  afterEach(async () => {
+    for (const c of cleanup.splice(0).reverse()) await c().catch(() => undefined);
+  });
+  afterAll(() => admin.disconnect());
+
+  it('a fromBeginning group resumes from the oldest record still there', async () => {
+    await admin.connect();
+    const topic = uniqueName('retention');
+    const groupId = uniqueName('retention-g');
+    const bus = createKafkaClientBus({
+      client,
+      brokers,
+      clientId: uniqueName('retention'),
+      logger: silentLogger,
+      onFatal: () => {},
+      sessionTimeoutMs: 6000,
+    });
+    cleanup.push(() => bus.close());
+    await bus.connect();
+    await bus.ensureTopics([{ topic, partitions: 1 }]);
+    const subscribe = async (seen: string[]) => {
+      const s = await bus.subscribe({
+        groupId,
+        topics: [topic],
+        fromBeginning: true,
+        handler: async (m) => void seen.push(m.value),
+      });
+      cleanup.push(() => s.close());
+      return s;
+    };
+    const first: string[] = [];
+    const s1 = await subscribe(first);
+    await bus.publish(topic, [
+      { key: 'k', value: 'a' },
+      { key: 'k', value: 'b' },
+    ]);
+    await waitFor(() => first.length === 2, { timeoutMs: 30_000 });
+    await s1.close();
+    // Committed: 2. Retention (here deleteRecords) then moves the log start past it, to 4.
+    await bus.publish(
+      topic,
+      ['c', 'd', 'e', 'f'].map((value) => ({ key: 'k', value })),
+    );
+    await admin.fetchTopicMetadata({ topics: [topic] });
+    await admin.deleteTopicRecords({ topic, partitions: [{ partition: 0, offset: '4' }] });
+    const second: string[] = [];
+    await subscribe(second);
+    await waitFor(() => second.length >= 2, { timeoutMs: 30_000, message: 'records after the reset' });
+    expect(second).toEqual(['e', 'f']);
   });
 });
 

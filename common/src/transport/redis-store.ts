@@ -3,6 +3,7 @@ import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { KeyValueStore, MessageListener, PubSub, StreamEntry } from './store.js';
 import { once } from '../lifecycle/once.js';
+import { PRESENCE_FIELDS as F } from '../contract/presence.js';
 
 export interface RedisOptions {
   url: string;
@@ -153,6 +154,52 @@ redis.call('HSET', KEYS[3], 'last', id, 'lastkey', key)
 if tonumber(ARGV[5]) > 0 then redis.call('PEXPIRE', KEYS[3], ARGV[5]) end
 return {id, 0, redis.call('XLEN', KEYS[1])}`);
 
+// Presence leases (store.ts PresenceLeaseOptions), every key in one script so a heartbeat of many
+// users is one round trip. KEYS: presence hashes. ARGV: op, node, now, lease end (join), retention
+// ms; times as decimal strings, stored as given.
+// Returns the keys whose online state changed.
+const PRESENCE_LEASE = lua(`
+local op, node, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local mine = '${F.leasePrefix}' .. node
+local changed = {}
+for _, key in ipairs(KEYS) do
+  local flat = redis.call('HGETALL', key)
+  if op == 'join' or #flat > 0 then
+    local was, others, expired = false, false, {}
+    for j = 1, #flat, 2 do
+      local f = flat[j]
+      if string.sub(f, 1, 1) == '${F.leasePrefix}' then
+        if tonumber(flat[j + 1]) > now then
+          was = true
+          if f ~= mine then others = true end
+        else
+          expired[#expired + 1] = f
+        end
+      end
+    end
+    if #expired > 0 then redis.call('HDEL', key, unpack(expired)) end
+    if op == 'join' then
+      redis.call('HSET', key, mine, ARGV[4], '${F.lastSeen}', ARGV[3])
+      if not was then
+        redis.call('HSET', key, '${F.updatedAt}', ARGV[3], '${F.node}', node)
+        changed[#changed + 1] = key
+      end
+    else
+      redis.call('HDEL', key, mine)
+      redis.call('HSET', key, '${F.lastSeen}', ARGV[3])
+      if was and not others then
+        redis.call('HSET', key, '${F.updatedAt}', ARGV[3], '${F.node}', node)
+        changed[#changed + 1] = key
+      end
+    end
+    redis.call('PEXPIRE', key, ARGV[5])
+  end
+end
+return changed`);
+
+/** Keys per presence script call: bounds the time one script holds Redis (a few ms). */
+const PRESENCE_KEYS_PER_SCRIPT = 500;
+
 /** Where a stream's highest trimmed id is kept (a prefix no other key uses, so no collisions). */
 const trimmedKey = (key: string) => `stream-trimmed:${key}`;
 
@@ -258,6 +305,56 @@ export function createRedisStore(options: RedisOptions): KeyValueStore & { reado
           maxDeletedId: trimmed ?? '0-0',
           length,
         };
+      }),
+    presenceLease: (opts) =>
+      withClient(async (c) => {
+        const changed: string[] = [];
+        for (let i = 0; i < opts.keys.length; i += PRESENCE_KEYS_PER_SCRIPT) {
+          const keys = opts.keys.slice(i, i + PRESENCE_KEYS_PER_SCRIPT);
+          const reply = await runScript(c, PRESENCE_LEASE, keys, [
+            opts.op,
+            opts.node,
+            String(opts.nowMs),
+            String(opts.nowMs + opts.leaseMs),
+            opts.retentionMs,
+          ]);
+          if (Array.isArray(reply)) for (const key of reply) changed.push(String(key));
+        }
+        return changed;
+      }),
+    presenceSet: (opts) =>
+      withClient(async (c) => {
+        const results = await c
+          .multi()
+          .hset(
+            opts.key,
+            F.status,
+            opts.status,
+            F.message,
+            opts.message,
+            F.updatedAt,
+            opts.nowMs,
+            F.node,
+            opts.node,
+          )
+          .pexpire(opts.key, opts.retentionMs)
+          .hgetall(opts.key)
+          .exec();
+        const last = results?.[results.length - 1];
+        if (!last || last[0]) throw last?.[0] ?? new Error('redis transaction aborted');
+        return last[1] as Record<string, string>;
+      }),
+    hashGetMany: (keys) =>
+      withClient(async (c) => {
+        if (keys.length === 0) return [];
+        const pipeline = c.pipeline();
+        for (const key of keys) pipeline.hgetall(key);
+        const results = (await pipeline.exec()) ?? [];
+        return results.map(([err, value]) => {
+          if (err) throw err;
+          const fields = value as Record<string, string>;
+          return Object.keys(fields).length > 0 ? fields : null;
+        });
       }),
     close: once(async () => {
       if (client.status === 'wait' || client.status === 'end') client.disconnect();

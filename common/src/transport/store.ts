@@ -36,6 +36,37 @@ export type AppendFrameOptions = {
 } & ({ kind: 'delta'; seq: number } | { kind: 'reset' | 'final' });
 
 /**
+ * A gateway takes (`join`, also its heartbeat) or gives back (`leave`) its lease on users' presence
+ * hashes (docs/presence.md; fields `PRESENCE_FIELDS`). Per key, atomically: expired leases are
+ * dropped; `join` sets this node's lease to `nowMs + leaseMs` and the last-seen time; `leave`
+ * removes it and sets the last-seen time (a key that does not exist is left alone). When the user
+ * thereby goes from no live lease to one (join) or from one to none (leave), the updated-at time
+ * and node are set and the key is reported changed. Every key touched keeps `retentionMs` to live.
+ */
+export interface PresenceLeaseOptions {
+  op: 'join' | 'leave';
+  /** `REDIS_KEYS.presence(site, userid)` of each user. */
+  keys: string[];
+  /** This gateway's id (`SERVER_ID`). */
+  node: string;
+  /** The gateway's clock: every gateway's leases are compared with it, so clocks must agree (NTP). */
+  nowMs: number;
+  /** `join`: how long the lease lasts without another heartbeat. */
+  leaseMs: number;
+  retentionMs: number;
+}
+
+/** A user's chosen status and message, set atomically with the updated-at time and node. */
+export interface PresenceSetOptions {
+  key: string;
+  node: string;
+  nowMs: number;
+  retentionMs: number;
+  status: string;
+  message: string;
+}
+
+/**
  * The commands our services need from Redis, each atomic. Small on purpose: every method has an
  * in-process twin, and one contract suite runs against both.
  */
@@ -79,6 +110,12 @@ export interface KeyValueStore {
   streamInfo(
     key: string,
   ): Promise<{ firstId: string | null; lastId: string | null; maxDeletedId: string; length: number } | null>;
+  /** Presence leases (see {@link PresenceLeaseOptions}); returns the keys whose online state changed. */
+  presenceLease(options: PresenceLeaseOptions): Promise<string[]>;
+  /** Sets the chosen status and message; returns the hash's fields afterwards. */
+  presenceSet(options: PresenceSetOptions): Promise<Record<string, string>>;
+  /** HGETALL of each key, in one round trip: null for a key that does not exist. */
+  hashGetMany(keys: string[]): Promise<Array<Record<string, string> | null>>;
   close(): Promise<void>;
 }
 

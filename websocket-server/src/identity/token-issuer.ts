@@ -238,7 +238,7 @@ export function createTokenIssuer(deps: TokenIssuerDeps): TokenIssuer {
         ? {
             'access-control-allow-origin': origin,
             vary: 'Origin',
-            'access-control-allow-methods': 'GET, POST, OPTIONS',
+            'access-control-allow-methods': 'GET, POST, PUT, OPTIONS',
             'access-control-allow-headers': 'content-type, authorization',
             'access-control-max-age': '600',
           }

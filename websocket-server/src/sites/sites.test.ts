@@ -25,6 +25,20 @@ describe('sites at start', () => {
     expect(sites({}, '0.0.0.0').ids).toEqual([]);
   });
 
+  it('who reads whose presence is a site setting: the same site by default, or signed sessions, or oneself', () => {
+    const base = { origins: ['https://a.example'], identity: ['anonymous'] };
+    expect(sites({ SITES: one({ id: 'acme', ...base }) }).get('acme')?.presenceRead).toBe('site');
+    expect(
+      sites({ SITES: one({ id: 'acme', ...base, presence: { read: 'self' } }) }).get('acme')?.presenceRead,
+    ).toBe('self');
+    expect(() => sites({ SITES: one({ id: 'acme', ...base, presence: { read: 'everyone' } }) })).toThrow(
+      /sites\.0\.presence\.read/,
+    );
+    expect(() => sites({ SITES: one({ id: 'acme', ...base, presence: { read: 'site', x: 1 } }) })).toThrow(
+      /sites\.0\.presence/,
+    );
+  });
+
   it('refuses a bad sites file with one line naming the site and field', () => {
     expect(() => sites({ SITES: 'not json' })).toThrow(/SITES is not valid JSON/);
     expect(() =>

@@ -23,6 +23,18 @@ const limitsSchema = z.strictObject({
   daily_tokens: z.number().int().min(0).optional(),
 });
 
+/**
+ * Whose presence a session of the site may read (docs/presence.md); everyone reads their own, and
+ * nobody reads another site's users. `site`: every user of the site; `signed`: only sessions of a
+ * signed identity read others (anonymous visitors see only themselves); `self`: nobody reads others.
+ */
+export const PRESENCE_READ_POLICIES = ['site', 'signed', 'self'] as const;
+export type PresenceReadPolicy = (typeof PRESENCE_READ_POLICIES)[number];
+
+const presenceSchema = z.strictObject({
+  read: z.enum(PRESENCE_READ_POLICIES).default('site'),
+});
+
 const siteSchema = z
   .strictObject({
     id: siteIdSchema,
@@ -32,6 +44,7 @@ const siteSchema = z
     allow_missing_origin: z.boolean().default(false),
     captcha: z.strictObject({ secret: z.string().min(1), verify_url: z.url().optional() }).optional(),
     limits: limitsSchema.default({}),
+    presence: presenceSchema.default({ read: 'site' }),
   })
   .refine((s) => !s.identity.includes('signed') || s.secret !== undefined, {
     message: 'a site with signed identities needs a secret',
@@ -60,6 +73,8 @@ export interface Site {
   dailyTokensPerUser: number;
   /** Model tokens of the whole site per UTC day; 0: none. */
   dailyTokens: number;
+  /** Whose presence the site's sessions may read. */
+  presenceRead: PresenceReadPolicy;
 }
 
 export interface SiteDefaults {
@@ -171,6 +186,7 @@ export function loadSites(options: SitesOptions): Sites {
       tokensPerMinutePerIp: entry.limits.tokens_per_minute_per_ip ?? options.tokensPerMinutePerIp,
       dailyTokensPerUser: entry.limits.daily_tokens_per_user ?? options.dailyTokensPerUser,
       dailyTokens: entry.limits.daily_tokens ?? options.dailyTokensPerSite,
+      presenceRead: entry.presence.read,
     });
   }
   if (options.devTokens) {
@@ -192,6 +208,7 @@ export function loadSites(options: SitesOptions): Sites {
       tokensPerMinutePerIp: options.tokensPerMinutePerIp,
       dailyTokensPerUser: options.dailyTokensPerUser,
       dailyTokens: options.dailyTokensPerSite,
+      presenceRead: 'site',
     });
   }
   return {

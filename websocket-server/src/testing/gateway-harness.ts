@@ -12,6 +12,7 @@ import {
 import { silentLogger } from '@relay/common/testing';
 import { deliveryFragment } from '@relay/common';
 import { gatewayFragment, sitesFor } from '../config.js';
+import { presenceFragment } from '../presence/options.js';
 import { createGateway, type Gateway } from '../gateway.js';
 import { createTokenService } from '../token-service.js';
 import { loadUws } from '../uws.js';
@@ -37,6 +38,8 @@ export interface HarnessOptions {
   /** Extra gateway variables (over {@link TEST_ENV}). */
   env?: Record<string, string>;
   serverId?: string;
+  /** @default 0 (a free port) */
+  port?: number;
 }
 
 export interface Harness {
@@ -58,7 +61,10 @@ export interface Harness {
 /** A gateway on real uWS (port 0) with in-process transports unless given others. */
 export async function startGateway(options: HarnessOptions = {}): Promise<Harness> {
   const env = { ...TEST_ENV, ...options.env };
-  const config = loadConfig({ gateway: gatewayFragment, delivery: deliveryFragment }, env);
+  const config = loadConfig(
+    { gateway: gatewayFragment, delivery: deliveryFragment, presence: presenceFragment },
+    env,
+  );
   const store = options.store ?? createMemoryStore();
   const ownBus = options.bus === undefined;
   const bus = options.bus ?? createMemoryBus({ defaultPartitions: 2 });
@@ -70,15 +76,19 @@ export async function startGateway(options: HarnessOptions = {}): Promise<Harnes
     sites: sitesFor(config.gateway, '127.0.0.1'),
     settings: config.gateway,
     delivery: config.delivery,
+    presence: config.presence,
     host: '127.0.0.1',
-    port: 0,
+    port: options.port ?? 0,
     serverId,
     logger: silentLogger,
     metrics,
     bus,
     store,
     pubsub: options.pubsub ?? createMemoryPubSubHub().client(),
-    tokens: createTokenService({ secret: config.gateway.jwtSecret, ttlSeconds: 60 }),
+    tokens: createTokenService({
+      secret: config.gateway.jwtSecret,
+      ttlSeconds: config.gateway.tokenTtlSeconds,
+    }),
   });
   const { port } = await gateway.start();
   const base = `http://127.0.0.1:${port}`;
