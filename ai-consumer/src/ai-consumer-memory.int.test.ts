@@ -97,7 +97,7 @@ async function setup(
   const config: AiConsumerConfig = {
     kafka: { partitions: 4 },
     openai: { maxWorkers: options.maxWorkers ?? 4, systemPrompt: SYSTEM_PROMPT, model: 'mock-gpt' },
-    consumer: { deltaFlushMs: 10, historyMaxMessages: 20, historyTtlSeconds: 3600 },
+    consumer: { deltaFlushMs: 10, queueUpdateMs: 500, historyMaxMessages: 20, historyTtlSeconds: 3600 },
     delivery: { dedupeTtlMs: 3_600_000 },
     http: { shutdownTimeoutMs: options.shutdownTimeoutMs ?? 10_000 },
   };

@@ -106,7 +106,7 @@ describe('ai-consumer on real Kafka and Redis', () => {
       config: {
         kafka: { partitions: 3 },
         openai: { maxWorkers: 4, systemPrompt: 'You are an integration test.' },
-        consumer: { deltaFlushMs: 25, historyMaxMessages: 20, historyTtlSeconds: 600 },
+        consumer: { deltaFlushMs: 25, queueUpdateMs: 500, historyMaxMessages: 20, historyTtlSeconds: 600 },
         delivery: { dedupeTtlMs: 600_000 },
         http: { shutdownTimeoutMs: 10_000 },
       },

@@ -45,6 +45,7 @@ import { createDeltaBatcher, type DeltaBatcher } from './delta-batcher.js';
 import { buildMessages, createHistory } from './history.js';
 import { ground, type Retriever } from './knowledge/index.js';
 import type { ModelClient, StreamChatResult } from './model-client.js';
+import { createQueuePositions, type QueuePositionUpdate } from './queue-positions.js';
 import { createRequestState, type Claim } from './request-state.js';
 import { ModelCallError } from './upstream-errors.js';
 import { createWorkScheduler } from './user-queue.js';
@@ -59,7 +60,13 @@ export interface AiConsumerConfig {
   kafka: { partitions: number };
   /** `model`: the model name requested, for the model call's span. */
   openai: { maxWorkers: number; systemPrompt: string; model?: string };
-  consumer: { deltaFlushMs: number; historyMaxMessages: number; historyTtlSeconds: number };
+  /** `queueUpdateMs`: `QUEUE_UPDATE_MS`, 0 sends no queue positions. */
+  consumer: {
+    deltaFlushMs: number;
+    queueUpdateMs: number;
+    historyMaxMessages: number;
+    historyTtlSeconds: number;
+  };
   /** From `deliveryFragment`: how long request states (`request:{userid}:{request_id}`) are kept. */
   delivery: { dedupeTtlMs: number };
   /** The process's shutdown deadline (`SHUTDOWN_TIMEOUT_MS`); the drain of `close()` fits inside it. */
@@ -192,6 +199,51 @@ export function createAiConsumer(options: AiConsumerOptions): AiConsumer {
   const redisWatch = createDependencyWatch({ check: () => store.ping() });
   /** The drain is over: whatever still runs is left uncommitted and must publish nothing more. */
   let abandoning = false;
+
+  /**
+   * Queue positions of prompts the bus holds for a free worker (or for their user's running one).
+   * Hints, so published once, not awaited by any handler, and not retried: the next round, or the
+   * deltas, follow. Same key and producer as the request's later events, so they come before them.
+   */
+  function publishPositions(updates: QueuePositionUpdate[]): void {
+    const records = updates.map((u) => {
+      const event: ResponseEvent = {
+        v: 1,
+        type: 'queued',
+        request_id: u.request_id,
+        userid: u.userid,
+        position: u.position,
+      };
+      const correlationId = u.message.headers[HEADERS.correlationId] ?? u.request_id;
+      return {
+        key: u.userid,
+        value: JSON.stringify(event),
+        headers: { [HEADERS.correlationId]: correlationId },
+      };
+    });
+    bus.publish(topics.responses, records).then(
+      () => m.queuePositions.inc({ outcome: 'published' }, records.length),
+      (err: unknown) => {
+        m.queuePositions.inc({ outcome: 'failed' }, records.length);
+        logger.debug({ err, events: records.length }, 'queue positions not published');
+      },
+    );
+  }
+  const positions =
+    config.consumer.queueUpdateMs > 0
+      ? createQueuePositions({
+          intervalMs: config.consumer.queueUpdateMs,
+          describe: (message) => {
+            const parsed = parseEvent(promptEventSchema, message.value);
+            if (!parsed.ok) return undefined;
+            const { userid, request_id, stream } = parsed.event;
+            // Absent means true (SPEC §3 extension); `false`: no socket of the user reads deltas.
+            return { userid, request_id, stream: stream !== false };
+          },
+          publish: publishPositions,
+          now,
+        })
+      : undefined;
 
   /** Our events must reach Kafka before the offset is committed: wait out a broker restart. */
   const send = (topic: string, records: BusRecord[]) =>
@@ -713,6 +765,11 @@ export function createAiConsumer(options: AiConsumerOptions): AiConsumer {
         concurrency: config.openai.maxWorkers,
         ordering: 'key',
         drainTimeoutMs: drainTimeoutFor(config.http.shutdownTimeoutMs),
+        // The line of prompts waiting for a handler is the bus's: with one handler per worker, that
+        // is where a prompt waits for a worker, or behind its user's running request.
+        ...(positions
+          ? { onWaitingChange: (waiting: () => BusMessage[]) => positions.changed(waiting) }
+          : {}),
       });
       exportConsumerLag({
         metrics: options.metrics,
@@ -734,6 +791,8 @@ export function createAiConsumer(options: AiConsumerOptions): AiConsumer {
     close: once(async () => {
       closing = true;
       redisWatch.close();
+      // What still waits is handed back uncommitted; its next owner tells its positions.
+      positions?.close();
       // The bus stops taking messages and waits (up to the drain timeout) for the handlers in hand,
       // whose final events are acknowledged before they resolve. The cancel listener stays until
       // then, so a cancel during the drain still works.

@@ -21,6 +21,11 @@ export const consumerFragment = fragment(
   {
     /** Longest a streamed token waits before it is published in a `delta` event. @default 25 */
     DELTA_FLUSH_MS: int(0, 1000).default(25),
+    /**
+     * Least time between two queue-position updates to a waiting streaming prompt (sent only on a
+     * change; docs/delivery.md); 0 sends none. @default 500
+     */
+    QUEUE_UPDATE_MS: int(0, 60_000).default(500),
     /** Turns kept per user and conversation (user and assistant count one each); 0 disables history. @default 20 */
     HISTORY_MAX_MESSAGES: int(0, 1000).default(20),
     /** A conversation is forgotten this long after its last turn. @default 86400 */
@@ -38,6 +43,7 @@ export const consumerFragment = fragment(
   },
   (e) => ({
     deltaFlushMs: e.DELTA_FLUSH_MS,
+    queueUpdateMs: e.QUEUE_UPDATE_MS,
     historyMaxMessages: e.HISTORY_MAX_MESSAGES,
     historyTtlSeconds: e.HISTORY_TTL_SECONDS,
     retryBaseDelayMs: e.OPENAI_RETRY_BASE_DELAY_MS,

@@ -62,6 +62,11 @@ export function consumerMetrics(metrics: Metrics) {
       help: 'Circuit breaker state changes, by the state entered and model',
       labelNames: ['state', 'model'],
     }),
+    queuePositions: metrics.counter<'outcome'>({
+      name: 'ai_consumer_queue_position_events_total',
+      help: 'queued events (a waiting streaming prompt told its place in line), by outcome: published or failed',
+      labelNames: ['outcome'],
+    }),
     deltaEvents: metrics.counter({
       name: 'ai_consumer_delta_events_total',
       help: 'response.delta events published',
@@ -130,6 +135,7 @@ export function consumerMetrics(metrics: Metrics) {
   ]);
   startAtZero(m.stateErrors, 'operation', ['claim', 'done', 'cancel_check', 'budget']);
   startAtZero(m.historyErrors, 'operation', ['load', 'append']);
+  startAtZero(m.queuePositions, 'outcome', ['published', 'failed']);
   return m;
 }
 

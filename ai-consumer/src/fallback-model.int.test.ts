@@ -177,6 +177,7 @@ describe('setupModel with OPENAI_FALLBACK_*', () => {
     },
     consumer: {
       deltaFlushMs: 5,
+      queueUpdateMs: 500,
       historyMaxMessages: 0,
       historyTtlSeconds: 60,
       retryBaseDelayMs: 1,

@@ -74,6 +74,10 @@ export interface RelayClient {
   /** The one final of a request, with the text streamed for it. */
   onFinal(listener: (requestId: string, frame: FinalFrame, streamed: string) => void): () => void;
   onState(listener: (state: ClientState, detail: StateDetail) => void): () => void;
+  /** A request waits for a model worker, `position` ahead of it (see the resilient client). */
+  onQueued(listener: (requestId: string, position: number) => void): () => void;
+  /** Where a request waiting for a worker is in line; undefined once it streams or ended. */
+  queuePosition(requestId: string): number | undefined;
   /** The text streamed so far for a request still in flight. */
   text(requestId: string): string;
   /** Messages sent and not answered by a final yet, oldest first. */
@@ -283,6 +287,8 @@ export function createRelayClient(options: RelayClientOptions): RelayClient {
     onFrame: (listener) => client.onFrame(listener),
     onFinal: (listener) => client.onFinal(listener),
     onState: (listener) => client.onState(listener),
+    onQueued: (listener) => client.onQueued(listener),
+    queuePosition: (requestId) => client.queuePosition(requestId),
     text: (requestId) => client.text(requestId),
     pending: () => [...pending.values()],
     get conversationId() {

@@ -151,6 +151,44 @@ describe('resilient client', () => {
     await client.close();
   });
 
+  it('reports a request’s queue position until its deltas start, and ignores a late one', async () => {
+    const { client, socket } = setup();
+    void client.start();
+    const s = await socket(0);
+    s.accept();
+    const id = client.send('x');
+    const told: Array<[string, number]> = [];
+    const frames: string[] = [];
+    client.onQueued((requestId, position) => told.push([requestId, position]));
+    client.onFrame((f) => frames.push(f.type));
+    expect(client.queuePosition(id)).toBeUndefined();
+    s.receive({ type: 'queued', request_id: id, userid: 'alice', position: 2 });
+    expect(client.queuePosition(id)).toBe(2);
+    s.receive({ type: 'queued', request_id: id, userid: 'alice', position: 0 });
+    expect(client.queuePosition(id)).toBe(0);
+    s.receive(delta(id, 0, 'He', '1-0'));
+    expect(client.queuePosition(id)).toBeUndefined();
+    // A hint that arrived after the deltas (reordered, or a relay's redelivery) is stale.
+    s.receive({ type: 'queued', request_id: id, userid: 'alice', position: 1 });
+    expect(client.queuePosition(id)).toBeUndefined();
+    s.receive(final(id, 'He', '1-1'));
+    s.receive({ type: 'queued', request_id: id, userid: 'alice', position: 1 });
+    expect(told).toEqual([
+      [id, 2],
+      [id, 0],
+    ]);
+    expect(frames).toEqual(['queued', 'queued', 'response.delta', 'response']);
+    // A hint carries no event_id: the resume point is the log's.
+    expect(client.lastEventId).toBe('1-1');
+
+    // A request answered without deltas (a cancel before its call) also stops waiting.
+    const other = client.send('y');
+    s.receive({ type: 'queued', request_id: other, userid: 'alice', position: 0 });
+    s.receive(final(other, '', '1-2'));
+    expect(client.queuePosition(other)).toBeUndefined();
+    await client.close();
+  });
+
   it('resends a message the gateway refused with a retryable code, under the same id', async () => {
     const { client, socket, finals } = setup();
     void client.start();

@@ -126,6 +126,14 @@ export interface ResilientClient {
    */
   onFinal(listener: (requestId: string, frame: FinalFrame, streamed: string) => void): () => void;
   onState(listener: (state: ClientState, detail: StateDetail) => void): () => void;
+  /**
+   * A request waits for a model worker: `position` requests are ahead of it (0: it is next). Only
+   * while streaming is on, only before its first delta, throttled by the server and sent on change.
+   * Its deltas (or its final) end the wait; nothing more is said about it here then.
+   */
+  onQueued(listener: (requestId: string, position: number) => void): () => void;
+  /** The last position a request waiting for a worker was told; undefined once it streams or ended. */
+  queuePosition(requestId: string): number | undefined;
   /** Deltas received for a request that is still streaming, since its last reset. */
   text(requestId: string): string;
   /** Requests sent and not answered by a final yet. */
@@ -180,9 +188,12 @@ export function createResilientClient(options: ResilientClientOptions): Resilien
   const frameListeners = new Set<(frame: ServerFrame) => void>();
   const finalListeners = new Set<(requestId: string, frame: FinalFrame, streamed: string) => void>();
   const stateListeners = new Set<(state: ClientState, detail: StateDetail) => void>();
+  const queuedListeners = new Set<(requestId: string, position: number) => void>();
 
   const outbox = new Map<string, Outgoing>();
   const streamed = new Map<string, string[]>();
+  /** Requests waiting for a worker, with their last position; gone at the first delta or the final. */
+  const positions = new Map<string, number>();
   const finals = new Set<string>();
   let state: ClientState = 'idle';
   let lastEventId = options.lastEventId;
@@ -225,6 +236,7 @@ export function createResilientClient(options: ResilientClientOptions): Resilien
     const out = outbox.get(requestId);
     if (out?.retryTimer !== undefined) clearTimeout(out.retryTimer);
     outbox.delete(requestId);
+    positions.delete(requestId);
     const text = (streamed.get(requestId) ?? []).join('');
     streamed.delete(requestId);
     for (const l of finalListeners) l(requestId, frame, text);
@@ -262,7 +274,14 @@ export function createResilientClient(options: ResilientClientOptions): Resilien
         if (out) out.acked = true;
         break;
       }
+      case 'queued':
+        // A hint that can arrive late (it is not in the log, so nothing orders it after a
+        // reconnect): once the request streams or ended, it is stale.
+        if (finals.has(frame.request_id) || streamed.has(frame.request_id)) return;
+        positions.set(frame.request_id, frame.position);
+        break;
       case 'response.delta': {
+        positions.delete(frame.request_id);
         const parts = streamed.get(frame.request_id) ?? [];
         parts.push(frame.delta);
         streamed.set(frame.request_id, parts);
@@ -275,6 +294,7 @@ export function createResilientClient(options: ResilientClientOptions): Resilien
         break;
     }
     for (const l of frameListeners) l(frame);
+    if (frame.type === 'queued') for (const l of queuedListeners) l(frame.request_id, frame.position);
     if (frame.type === 'response' && frame.request_id !== undefined) finish(frame.request_id, frame);
     if (frame.type === 'error' && frame.request_id !== undefined) {
       if (frame.event_id !== undefined) {
@@ -310,6 +330,7 @@ export function createResilientClient(options: ResilientClientOptions): Resilien
       lastEventId = undefined;
       finals.clear();
       streamed.clear();
+      positions.clear();
     }
     resumedFor = next;
     userid = next;
@@ -452,6 +473,11 @@ export function createResilientClient(options: ResilientClientOptions): Resilien
       stateListeners.add(listener);
       return () => stateListeners.delete(listener);
     },
+    onQueued(listener) {
+      queuedListeners.add(listener);
+      return () => queuedListeners.delete(listener);
+    },
+    queuePosition: (requestId) => positions.get(requestId),
     text: (requestId) => (streamed.get(requestId) ?? []).join(''),
     pending: () => [...outbox.keys()],
     get state() {

@@ -396,6 +396,74 @@ describe('createRelay (in-process bus, store and pub/sub)', () => {
     expect(await f.store.streamRead(REDIS_KEYS.replayLog('alice'), '0', 100)).toHaveLength(6);
   });
 
+  it('publishes a queued event as a queued frame without event_id, never appends it', async () => {
+    const f = await setup();
+    await f.watch('alice');
+    const queued = (request_id: string, position: number) =>
+      JSON.stringify({
+        v: 1,
+        type: 'queued',
+        userid: 'alice',
+        request_id,
+        position,
+        extra: 'not for clients',
+      });
+    await send(
+      f,
+      'alice',
+      queued('r1', 2),
+      queued('r1', 1),
+      delta('alice', 'r1', 0, 'Hi'),
+      final('alice', 'r1', 'Hi'),
+    );
+    await waitFor(() => f.received.length === 4);
+    expect(f.received.map((r) => r.frame.type)).toEqual(['queued', 'queued', 'response.delta', 'response']);
+    expect(f.received[0]?.frame).toEqual({ type: 'queued', request_id: 'r1', position: 2, userid: 'alice' });
+    expect(f.received[1]?.frame.position).toBe(1);
+    expect(isStreamOnlyPayload(f.received[0]?.payload ?? '')).toBe(true);
+    for (const r of f.received) expect(serverFrameSchema.safeParse(r.frame).success).toBe(true);
+    // Only the answer is in the log: a resume never replays a stale position.
+    const log = await f.store.streamRead(REDIS_KEYS.replayLog('alice'), '0', 100);
+    expect(log.map((e) => (JSON.parse(e.fields.frame ?? '{}') as { type?: string }).type)).toEqual([
+      'response.delta',
+      'response',
+    ]);
+    await waitForMetric(f.metrics, 'message_relay_queued_frames_total', { outcome: 'published' }, 2);
+    expect(await metricValue(f.metrics, 'message_relay_frames_total', { type: 'queued' })).toBe(0);
+    expect(f.dlq).toEqual([]);
+  });
+
+  it('drops a queued hint Redis cannot take, without retrying or stalling the answer behind it', async () => {
+    const f = await setup({
+      pubsub: (hub): PubSub => {
+        const client = hub.client();
+        return {
+          kind: client.kind,
+          subscribe: (channel, listener) => client.subscribe(channel, listener),
+          unsubscribe: (channel, listener) => client.unsubscribe(channel, listener),
+          channels: () => client.channels(),
+          close: () => client.close(),
+          publish: (channel, payload) =>
+            payload.startsWith('{"type":"queued"')
+              ? Promise.reject(new Error('connection lost'))
+              : client.publish(channel, payload),
+        };
+      },
+    });
+    await f.watch('alice');
+    await send(
+      f,
+      'alice',
+      JSON.stringify({ v: 1, type: 'queued', userid: 'alice', request_id: 'r1', position: 0 }),
+      final('alice', 'r1', 'Hi'),
+    );
+    await waitFor(() => f.received.length === 1);
+    expect(f.received[0]?.frame.type).toBe('response');
+    await waitForMetric(f.metrics, 'message_relay_queued_frames_total', { outcome: 'failed' }, 1);
+    expect(f.fatal).toEqual([]);
+    expect(f.dlq).toEqual([]);
+  });
+
   it('sends invalid records to the DLQ and goes on with the next valid one', async () => {
     const f = await setup();
     await f.watch('alice');

@@ -31,6 +31,7 @@ import {
   type Metrics,
   type PubSub,
   type Readiness,
+  type QueuedEvent,
   type ResponseEvent,
   type AppendResult,
   type Span,
@@ -112,8 +113,11 @@ function carrierOf(span: Span): Record<string, string> {
   return carrier;
 }
 
+/** Events that go into the replay log: all but the transient `queued` hints. */
+type LoggedEvent = Exclude<ResponseEvent, QueuedEvent>;
+
 /** Which dedupe rule of the relay append applies to an event (an error ends a request like a final). */
-function appendKind(event: ResponseEvent): { kind: 'delta'; seq: number } | { kind: 'reset' | 'final' } {
+function appendKind(event: LoggedEvent): { kind: 'delta'; seq: number } | { kind: 'reset' | 'final' } {
   switch (event.type) {
     case 'delta':
       return { kind: 'delta', seq: event.seq };
@@ -178,6 +182,12 @@ export function createRelay(deps: RelayDeps): Relay {
     help: "Entries in the user's replay log after an append (capped at REPLAY_MAX_EVENTS): how much a resume can replay",
     buckets: SIZE_BUCKETS,
   });
+  const queuedTotal = metrics.counter({
+    name: 'message_relay_queued_frames_total',
+    help: 'Queue-position hints (not logged, published once), by outcome: published, no_subscriber, failed',
+    labelNames: ['outcome'] as const,
+  });
+  startAtZero(queuedTotal, 'outcome', ['published', 'no_subscriber', 'failed']);
   const latency = metrics.histogram({
     name: 'message_relay_latency_seconds',
     help: 'From the response record entering Kafka to its frame being published on Redis',
@@ -281,10 +291,32 @@ export function createRelay(deps: RelayDeps): Relay {
       return deadLetter(message, 'invalid_event', parsed.error, log);
     }
     const event = parsed.event;
+    if (event.type === 'queued') return relayQueued(event);
     return traced(event) ? relayTraced(message, event) : relay(message, event, undefined);
   }
 
-  async function relayTraced(message: BusMessage, event: ResponseEvent): Promise<void> {
+  /**
+   * A queue position is a hint about the present (docs/delivery.md): published once, without an
+   * `event_id`, and never appended. In the log it would be replayed stale after a reconnect, take
+   * room from answers under `REPLAY_MAX_EVENTS`, and need a dedupe rule of its own. So no retry
+   * either: a lost hint is followed by the next one, or by the deltas, and a retry would hold up the
+   * partition's answers for a frame that is worth nothing by then.
+   */
+  async function relayQueued(event: QueuedEvent): Promise<void> {
+    const payload = serializeFrame(frameFromEvent(event));
+    try {
+      const receivers = await pubsub.publish(REDIS_KEYS.userChannel(event.userid), payload);
+      queuedTotal.inc({ outcome: receivers > 0 ? 'published' : 'no_subscriber' });
+    } catch (err) {
+      queuedTotal.inc({ outcome: 'failed' });
+      redisErrorsTotal.inc({ op: 'publish' });
+      if (logger.isLevelEnabled('debug')) {
+        logger.debug({ err, request_id: event.request_id, userid: event.userid }, 'queue hint not published');
+      }
+    }
+  }
+
+  async function relayTraced(message: BusMessage, event: LoggedEvent): Promise<void> {
     const span = tracer.startSpan(`${message.topic} process`, 'consumer', tracer.extract(message.headers));
     span.setAttribute('messaging.system', 'kafka');
     span.setAttribute('messaging.destination.name', message.topic);
@@ -304,7 +336,7 @@ export function createRelay(deps: RelayDeps): Relay {
   }
 
   /** Append to the replay log, then publish; `span` is the event's when it is traced. */
-  async function relay(message: BusMessage, event: ResponseEvent, span: Span | undefined): Promise<void> {
+  async function relay(message: BusMessage, event: LoggedEvent, span: Span | undefined): Promise<void> {
     const correlationId = message.headers[HEADERS.correlationId];
     // Built only when something is logged: a pino child per frame is a measurable share of the
     // relay's CPU at tens of thousands of frames a second, and the hot path logs nothing.

@@ -417,6 +417,19 @@ export class SocketOracle {
         owner.deltas.push(f.delta);
         if (owner.finals > 0) this.violation(`delta after the final frame for ${owner.label}`);
         return;
+      case 'queued':
+        // A position is told only while the prompt waits for a worker, i.e. before its call starts;
+        // its later events come after it on the same partition, from the same producer.
+        if (!this.streamEver)
+          this.violation(`queued for ${owner.label} on a socket that did not opt in to streaming`);
+        if (owner.finals > 0) this.violation(`queued after the final frame for ${owner.label}`);
+        else if (owner.deltas.length > 0) this.violation(`queued after a delta for ${owner.label}`);
+        if ('event_id' in f && f.event_id !== undefined)
+          this.violation(
+            `queued frame with an event_id (it is not in the replay log): ${text.slice(0, 200)}`,
+          );
+        this.outcomes.push('queued');
+        return;
       case 'response.reset':
         if (!this.streamEver) this.violation(`response.reset on a socket that did not opt in to streaming`);
         owner.deltas = [];

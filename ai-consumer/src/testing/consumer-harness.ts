@@ -21,6 +21,10 @@ export interface ConsumerHarnessOptions {
   metrics: Metrics;
   knowledge?: Retriever;
   store?: KeyValueStore;
+  /** MAX_WORKERS. @default 4 */
+  maxWorkers?: number;
+  /** QUEUE_UPDATE_MS. @default 500 */
+  queueUpdateMs?: number;
   /** Registers what must be closed when the test ends (in reverse order). */
   cleanup: (close: () => Promise<void>) => void;
 }
@@ -47,8 +51,13 @@ export async function startConsumerHarness(options: ConsumerHarnessOptions) {
   };
   const config: AiConsumerConfig = {
     kafka: { partitions: 2 },
-    openai: { maxWorkers: 4, systemPrompt: HARNESS_SYSTEM_PROMPT },
-    consumer: { deltaFlushMs: 5, historyMaxMessages: 0, historyTtlSeconds: 3600 },
+    openai: { maxWorkers: options.maxWorkers ?? 4, systemPrompt: HARNESS_SYSTEM_PROMPT },
+    consumer: {
+      deltaFlushMs: 5,
+      queueUpdateMs: options.queueUpdateMs ?? 500,
+      historyMaxMessages: 0,
+      historyTtlSeconds: 3600,
+    },
     delivery: { dedupeTtlMs: 3_600_000 },
     http: { shutdownTimeoutMs: 10_000 },
   };

@@ -100,6 +100,15 @@ describe('server frames', () => {
     ).toBe(true);
     expect(serverFrameSchema.safeParse({ type: 'error', message: 'x', code: 'made_up' }).success).toBe(false);
   });
+
+  it('a queued frame needs a request id and a whole, non-negative position', () => {
+    const queued = { type: 'queued', request_id: 'r', userid: 'u', position: 0 };
+    expect(serverFrameSchema.safeParse(queued).success).toBe(true);
+    expect(serverFrameSchema.safeParse({ ...queued, position: -1 }).success).toBe(false);
+    expect(serverFrameSchema.safeParse({ ...queued, position: 1.5 }).success).toBe(false);
+    const { request_id: _r, ...anonymous } = queued;
+    expect(serverFrameSchema.safeParse(anonymous).success).toBe(false);
+  });
 });
 
 describe('kafka events', () => {
@@ -120,5 +129,8 @@ describe('kafka events', () => {
     const bad = parseEvent(responseEventSchema, JSON.stringify({ ...delta, seq: -1 }));
     expect(bad.ok).toBe(false);
     if (!bad.ok) expect(bad.error).toMatch(/^seq:/);
+    const queued = { v: 1, type: 'queued', request_id: 'r', userid: 'u', position: 3 };
+    expect(parseEvent(responseEventSchema, JSON.stringify(queued)).ok).toBe(true);
+    expect(parseEvent(responseEventSchema, JSON.stringify({ ...queued, position: -1 })).ok).toBe(false);
   });
 });

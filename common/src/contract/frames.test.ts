@@ -4,6 +4,8 @@ import {
   attachEventId,
   frameFromEvent,
   isDeltaPayload,
+  isQueuedPayload,
+  isStreamOnlyPayload,
   serializeFrame,
 } from './frames.js';
 import { parseEvent, responseEventSchema, type ResponseEvent } from './kafka-events.js';
@@ -32,6 +34,7 @@ const error = event({
   code: 'upstream_unavailable',
   message: 'Service temporarily unavailable',
 });
+const queued = event({ type: 'queued', position: 2 });
 
 describe('frameFromEvent', () => {
   it('maps a delta to a response.delta frame', () => {
@@ -90,13 +93,25 @@ describe('frameFromEvent', () => {
     });
   });
 
+  it('maps a queued event to a queued frame with its position and no event_id', () => {
+    expect(frameFromEvent(queued)).toEqual({
+      type: 'queued',
+      request_id: 'r1',
+      position: 2,
+      userid: 'user123',
+    });
+    expect(JSON.stringify(frameFromEvent(event({ type: 'queued', position: 0, note: 'x' })))).not.toContain(
+      'note',
+    );
+  });
+
   it('does not pass unknown event fields through to the client', () => {
     const withExtra = event({ type: 'delta', seq: 0, delta: 'x', internal_note: 'secret' });
     expect(JSON.stringify(frameFromEvent(withExtra))).not.toContain('internal_note');
   });
 
   it('produces frames the server-frame schema accepts', () => {
-    for (const e of [delta, final, error]) {
+    for (const e of [delta, final, error, queued]) {
       expect(serverFrameSchema.safeParse(frameFromEvent(e)).success).toBe(true);
     }
   });
@@ -145,6 +160,17 @@ describe('serializeFrame', () => {
     expect(serializeFrame(frameFromEvent(delta)).startsWith(DELTA_FRAME_PREFIX)).toBe(true);
     expect(isDeltaPayload(serializeFrame(frameFromEvent(final)))).toBe(false);
     expect(isDeltaPayload(serializeFrame(frameFromEvent(error)))).toBe(false);
+  });
+
+  it('marks queued frames stream-only, like deltas and resets, and tells them apart', () => {
+    const text = serializeFrame(frameFromEvent(queued));
+    expect(text).toBe('{"type":"queued","request_id":"r1","position":2,"userid":"user123"}');
+    expect(isStreamOnlyPayload(text)).toBe(true);
+    expect(isQueuedPayload(text)).toBe(true);
+    expect(isDeltaPayload(text)).toBe(false);
+    expect(isStreamOnlyPayload(serializeFrame(frameFromEvent(delta)))).toBe(true);
+    expect(isStreamOnlyPayload(serializeFrame(frameFromEvent(final)))).toBe(false);
+    expect(isQueuedPayload(serializeFrame(frameFromEvent(delta)))).toBe(false);
   });
 
   it('attachEventId on a stored payload gives the same bytes as serialising with the id', () => {

@@ -14,10 +14,26 @@ export function isDeltaPayload(payload: string): boolean {
 }
 
 export const RESET_FRAME_PREFIX = '{"type":"response.reset"';
+export const QUEUED_FRAME_PREFIX = '{"type":"queued"';
 
-/** Frames only streaming sockets get: deltas and the resets that void them. */
+/**
+ * Frames only streaming sockets get: deltas, the resets that void them, and the queue positions
+ * before them. Clients of the original protocol never see any of the three.
+ */
 export function isStreamOnlyPayload(payload: string): boolean {
-  return payload.startsWith(DELTA_FRAME_PREFIX) || payload.startsWith(RESET_FRAME_PREFIX);
+  return (
+    payload.startsWith(DELTA_FRAME_PREFIX) ||
+    payload.startsWith(RESET_FRAME_PREFIX) ||
+    payload.startsWith(QUEUED_FRAME_PREFIX)
+  );
+}
+
+/**
+ * True for a `queued` frame: a transient hint, never in the replay log (no `event_id`), which a
+ * gateway may drop where a log frame would have to wait (a socket resuming or behind on its sends).
+ */
+export function isQueuedPayload(payload: string): boolean {
+  return payload.startsWith(QUEUED_FRAME_PREFIX);
 }
 
 /**
@@ -61,6 +77,13 @@ export function frameFromEvent(event: ResponseEvent): ServerFrame {
       };
     case 'reset':
       return { type: 'response.reset', request_id: event.request_id, userid: event.userid };
+    case 'queued':
+      return {
+        type: 'queued',
+        request_id: event.request_id,
+        position: event.position,
+        userid: event.userid,
+      };
   }
 }
 

@@ -81,12 +81,24 @@ const errorEvent = z.looseObject({
 /** The generation restarts (after a consumer crash): deltas before it are void, `seq` starts at 0. */
 const resetEvent = z.looseObject({ ...base, type: z.literal('reset') });
 
+/**
+ * The prompt still waits for a model worker, `position` prompts ahead of it (docs/delivery.md). Only
+ * for streaming prompts; the relay publishes it without appending it to the replay log. A relay
+ * older than this event sends it to the DLQ as invalid, so relays and gateways are deployed first.
+ */
+const queuedEvent = z.looseObject({
+  ...base,
+  type: z.literal('queued'),
+  position: z.number().int().nonnegative(),
+});
+
 /** ai-consumer → message-relay on `responses`, keyed by userid. */
 export const responseEventSchema = z.discriminatedUnion('type', [
   deltaEvent,
   finalEvent,
   errorEvent,
   resetEvent,
+  queuedEvent,
 ]);
 
 /** What goes to `*.dlq`: the original record and why it could not be handled. */
@@ -107,6 +119,7 @@ export type DeltaEvent = z.infer<typeof deltaEvent>;
 export type FinalEvent = z.infer<typeof finalEvent>;
 export type ErrorEvent = z.infer<typeof errorEvent>;
 export type ResetEvent = z.infer<typeof resetEvent>;
+export type QueuedEvent = z.infer<typeof queuedEvent>;
 export type DlqEvent = z.infer<typeof dlqEventSchema>;
 
 /** Longest error description kept in a DLQ record: enough for a cause chain, not a dumped body. */

@@ -58,6 +58,19 @@ export const resetFrameSchema = z.object({
   request_id: z.string(),
 });
 
+/**
+ * To streaming sockets while a prompt waits for a model worker (docs/delivery.md, "Queue position"):
+ * `position` prompts are ahead of it in the ai-consumer's line (0: it is next). A progress hint, not
+ * part of the answer: never in the replay log, so it has no `event_id`; throttled, sent on change
+ * only, and never after the request's first delta. Clients show it until the deltas start.
+ */
+export const queuedFrameSchema = z.object({
+  type: z.literal('queued'),
+  ...common,
+  request_id: z.string(),
+  position: z.int().check(z.nonnegative()),
+});
+
 /** To a socket that resumed from an id older than what is retained: frames may have been lost. */
 export const resumeGapFrameSchema = z.object({
   type: z.literal('resume.gap'),
@@ -75,6 +88,7 @@ export const serverFrameSchema = z.discriminatedUnion('type', [
   ackFrameSchema,
   deltaFrameSchema,
   resetFrameSchema,
+  queuedFrameSchema,
   resumeGapFrameSchema,
   presenceFrameSchema,
 ]);
@@ -85,6 +99,7 @@ export type ErrorFrame = z.infer<typeof errorFrameSchema>;
 export type AckFrame = z.infer<typeof ackFrameSchema>;
 export type DeltaFrame = z.infer<typeof deltaFrameSchema>;
 export type ResetFrame = z.infer<typeof resetFrameSchema>;
+export type QueuedFrame = z.infer<typeof queuedFrameSchema>;
 export type ResumeGapFrame = z.infer<typeof resumeGapFrameSchema>;
 export type PresenceFrame = z.infer<typeof presenceFrameSchema>;
 export type ServerFrame = z.infer<typeof serverFrameSchema>;

@@ -209,6 +209,43 @@ export function busContract(name: string, fixture: BusFixture): void {
       }
     });
 
+    it('tells an observer which messages wait for a slot, oldest first, and nothing while none waits', async () => {
+      const b = await bus();
+      const topic = uniqueName('contract-waiting');
+      await b.ensureTopics([{ topic, partitions: 1 }]);
+      const snapshots: string[][] = [];
+      let release: () => void = () => {};
+      const held = new Promise<void>((resolve) => (release = resolve));
+      const handled: string[] = [];
+      await sub(b, {
+        groupId: uniqueName('g'),
+        topics: [topic],
+        fromBeginning: true,
+        concurrency: 1,
+        ordering: 'key',
+        onWaitingChange: (waiting) => snapshots.push(waiting().map((m) => m.value)),
+        handler: async (m) => {
+          handled.push(m.value);
+          if (m.value === 'first') await held;
+        },
+      });
+      await b.publish(topic, [{ key: 'a', value: 'first' }]);
+      await wait(() => handled.length === 1);
+      // Started at once: nothing waited.
+      expect(snapshots).toEqual([]);
+      await b.publish(topic, [
+        { key: 'b', value: 'second' },
+        { key: 'a', value: 'third' },
+      ]);
+      await wait(() => snapshots.some((s) => s.length === 2));
+      expect(snapshots.find((s) => s.length === 2)).toEqual(['second', 'third']);
+      release();
+      await wait(() => handled.length === 3);
+      expect(handled).toEqual(['first', 'second', 'third']);
+      await wait(() => snapshots.at(-1)?.length === 0);
+      expect(snapshots.at(-2)).toEqual(['third']);
+    });
+
     it('commits only up to the lowest unfinished message: after a crash everything from it is redelivered', async () => {
       const b = await bus();
       const topic = uniqueName('contract-watermark');

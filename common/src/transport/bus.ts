@@ -62,6 +62,14 @@ export interface SubscribeOptions {
    */
   maxQueued?: number;
   /**
+   * Called whenever the messages taken and waiting to be handled change (one arrived and has to
+   * wait for a slot or its lane's turn; waiting ones started or were dropped); `waiting()` lists
+   * them oldest first. Not called for a message that starts at once, so a subscription with free
+   * slots pays nothing. Messages not fetched yet (beyond `maxQueued`) are not in the list. Must
+   * not throw, and should defer any real work (it runs inside the bus's scheduling).
+   */
+  onWaitingChange?: (waiting: () => BusMessage[]) => void;
+  /**
    * How long `close()` waits for running handlers before it commits what finished and leaves the
    * group. Handlers still running then are left uncommitted (redelivered to the next owner).
    * @default 10000

@@ -109,11 +109,13 @@ export async function startKafkaSubscription(
       sleepers.add(done);
     });
 
-  const scheduler = createLaneScheduler({
+  const observer = sub.onWaitingChange;
+  const scheduler = createLaneScheduler<BusMessage>({
     concurrency: consumption.concurrency,
     maxQueued: consumption.maxQueued,
     onTaskError: (err) => fail(err),
     onChange: wake,
+    ...(observer ? { onWaitingChange: () => observer(() => scheduler.waiting()) } : {}),
   });
 
   const committer = createCommitCoalescer({
@@ -260,6 +262,7 @@ export async function startKafkaSubscription(
           lane: laneKey(consumption.ordering, slot, busMessage.key),
           tag: slot,
           run: () => handle(busMessage, ticket),
+          item: busMessage,
         });
       }
       // After a failure or during close, hold the batch (and so the fetch loop) without resolving

@@ -215,3 +215,69 @@ describe('lane scheduler under random load', () => {
     }
   });
 });
+
+describe('lane scheduler: waiting tasks', () => {
+  function observed(concurrency: number) {
+    const changes: string[][] = [];
+    const gates = new Map<string, ReturnType<typeof gate>>();
+    const scheduler: LaneScheduler<string> = createLaneScheduler<string>({
+      concurrency,
+      maxQueued: 10,
+      onTaskError: () => {},
+      onWaitingChange: () => changes.push(scheduler.waiting()),
+    });
+    const submit = (name: string, lane: string, tag = 'p0') => {
+      const g = gate();
+      gates.set(name, g);
+      scheduler.submit({ lane, tag, item: name, run: () => g.promise });
+    };
+    const finish = (name: string) => gates.get(name)?.open();
+    return { scheduler, changes, submit, finish };
+  }
+
+  it('says nothing while every task starts at once', async () => {
+    const h = observed(2);
+    h.submit('a', 'a');
+    h.submit('b', 'b');
+    h.finish('a');
+    await waitFor(() => h.scheduler.running === 1);
+    h.submit('c', 'c');
+    await waitFor(() => h.scheduler.running === 2);
+    expect(h.changes).toEqual([]);
+  });
+
+  it('lists the waiting items oldest first, across lanes, after each change', async () => {
+    const h = observed(1);
+    h.submit('x', 'x');
+    h.submit('a1', 'a');
+    h.submit('b1', 'b');
+    h.submit('a2', 'a');
+    expect(h.changes).toEqual([['a1'], ['a1', 'b1'], ['a1', 'b1', 'a2']]);
+    h.finish('x');
+    await waitFor(() => h.changes.length === 4);
+    expect(h.changes[3]).toEqual(['b1', 'a2']);
+    h.finish('a1');
+    // a2's lane is free now, but b1 is older: it starts first.
+    await waitFor(() => h.changes.length === 5);
+    expect(h.changes[4]).toEqual(['a2']);
+    h.finish('b1');
+    await waitFor(() => h.changes.length === 6);
+    expect(h.changes[5]).toEqual([]);
+    h.finish('a2');
+  });
+
+  it('reports dropped tasks: cancelled ones and a stop', () => {
+    const h = observed(1);
+    h.submit('x', 'x');
+    h.submit('a1', 'a', 'p1');
+    h.submit('b1', 'b', 'p2');
+    h.scheduler.cancelQueued((tag) => tag === 'p1');
+    expect(h.changes.at(-1)).toEqual(['b1']);
+    h.scheduler.stop();
+    expect(h.changes.at(-1)).toEqual([]);
+    const count = h.changes.length;
+    // Nothing waited any more: a second stop has nothing to report.
+    h.scheduler.stop();
+    expect(h.changes).toHaveLength(count);
+  });
+});

@@ -14,17 +14,25 @@ export interface LaneSchedulerOptions {
   onTaskError: (error: unknown) => void;
   /** Called after a task finished or queued tasks were dropped (room may have appeared). */
   onChange?: () => void;
+  /**
+   * Called when the set of waiting tasks changed: one was submitted and could not start, waiting
+   * ones started, or were dropped. Not called for a task that starts at once, so a scheduler with
+   * free slots pays nothing for it. Read the set with `waiting()`.
+   */
+  onWaitingChange?: () => void;
 }
 
-export interface LaneTask {
+export interface LaneTask<T = unknown> {
   /** Tasks of one lane run one after another, in submission order. */
   lane: string;
   /** Groups tasks for `cancelQueued` (the partition they came from). */
   tag: string;
   run: () => Promise<void>;
+  /** What `waiting()` reports for this task (the message it handles). */
+  item?: T;
 }
 
-export interface LaneScheduler {
+export interface LaneScheduler<T = unknown> {
   /** Tasks running now. */
   readonly running: number;
   /** Tasks accepted and not yet running. */
@@ -34,7 +42,12 @@ export interface LaneScheduler {
   /** Resolves once `hasRoom()` is true or the scheduler stopped. */
   room(): Promise<void>;
   /** Accepts a task (the caller checked `hasRoom()`); starts it when its lane and a slot are free. */
-  submit(task: LaneTask): void;
+  submit(task: LaneTask<T>): void;
+  /**
+   * The items of the tasks accepted and not started, oldest first (submission order). O(n log n) in
+   * the tasks waiting, which `maxQueued` bounds; meant for an occasional look, not for every task.
+   */
+  waiting(): T[];
   /** Drops queued tasks with a matching tag; they never run. Running ones are not affected. */
   cancelQueued(match: (tag: string) => boolean): number;
   /** Drops every queued task and refuses new ones; running tasks finish. Idempotent. */
@@ -95,7 +108,7 @@ function createReadyHeap() {
   };
 }
 
-interface Queued extends LaneTask {
+interface Queued<T> extends LaneTask<T> {
   seq: number;
 }
 
@@ -105,10 +118,10 @@ interface Queued extends LaneTask {
  * number running: the consumer runs thousands of generations at once, and an earlier version that
  * walked the whole queue (copying the set of busy lanes) on every finish showed up in profiles.
  */
-export function createLaneScheduler(options: LaneSchedulerOptions): LaneScheduler {
+export function createLaneScheduler<T = unknown>(options: LaneSchedulerOptions): LaneScheduler<T> {
   const { concurrency, maxQueued } = options;
   /** Accepted, not started, per lane in submission order. */
-  const waiting = new Map<string, Queued[]>();
+  const waiting = new Map<string, Queued<T>[]>();
   const ready = createReadyHeap();
   /** Lanes with a task running. */
   const busy = new Set<string>();
@@ -141,15 +154,15 @@ export function createLaneScheduler(options: LaneSchedulerOptions): LaneSchedule
     if (head && !busy.has(lane)) ready.push({ seq: head.seq, lane });
   }
 
-  /** Starts the oldest tasks whose lane is free, while slots are free. */
-  function dispatch(): void {
-    const starting: LaneTask[] = [];
+  /** Starts the oldest tasks whose lane is free, while slots are free; returns how many started. */
+  function dispatch(): number {
+    const starting: LaneTask<T>[] = [];
     while (running < concurrency && ready.size > 0) {
       const entry = ready.pop() as ReadyLane;
       const tasks = waiting.get(entry.lane);
       // Stale: the lane started that task already, or it was cancelled.
       if (!tasks || tasks[0]?.seq !== entry.seq || busy.has(entry.lane)) continue;
-      const task = tasks.shift() as Queued;
+      const task = tasks.shift() as Queued<T>;
       if (tasks.length === 0) waiting.delete(entry.lane);
       queued--;
       running++;
@@ -158,14 +171,16 @@ export function createLaneScheduler(options: LaneSchedulerOptions): LaneSchedule
     }
     // State is consistent before any task runs, so a task that submits synchronously is safe.
     for (const task of starting) launch(task);
+    return starting.length;
   }
 
-  function launch(task: LaneTask): void {
+  function launch(task: LaneTask<T>): void {
     const settle = () => {
       running--;
       busy.delete(task.lane);
       offer(task.lane);
-      dispatch();
+      // Every task started here had waited.
+      if (dispatch() > 0) options.onWaitingChange?.();
       notify();
     };
     let promise: Promise<void>;
@@ -194,15 +209,25 @@ export function createLaneScheduler(options: LaneSchedulerOptions): LaneSchedule
     },
     submit(task) {
       if (stopped) return;
-      const entry: Queued = { ...task, seq: nextSeq++ };
+      const entry: Queued<T> = { ...task, seq: nextSeq++ };
       const tasks = waiting.get(task.lane);
       if (tasks) tasks.push(entry);
       else {
         waiting.set(task.lane, [entry]);
         offer(task.lane);
       }
-      queued++;
+      const before = queued++;
       dispatch();
+      // Only this task can have started (every other waiting one was blocked before it came).
+      if (queued > before) options.onWaitingChange?.();
+    },
+    waiting() {
+      const all: Queued<T>[] = [];
+      for (const tasks of waiting.values()) all.push(...tasks);
+      all.sort((a, b) => a.seq - b.seq);
+      const items: T[] = [];
+      for (const task of all) if (task.item !== undefined) items.push(task.item);
+      return items;
     },
     cancelQueued(match) {
       let dropped = 0;
@@ -219,15 +244,18 @@ export function createLaneScheduler(options: LaneSchedulerOptions): LaneSchedule
       queued -= dropped;
       if (dropped > 0) {
         dispatch();
+        options.onWaitingChange?.();
         notify();
       }
       return dropped;
     },
     stop() {
       stopped = true;
+      const dropped = queued;
       waiting.clear();
       ready.clear();
       queued = 0;
+      if (dropped > 0) options.onWaitingChange?.();
       notify();
     },
     idle() {

@@ -30,7 +30,7 @@ interface Member {
   /** Slots (`slotKey`) of partitions this member owns. */
   owned: Set<string>;
   watermarks: OffsetWatermarks;
-  scheduler: LaneScheduler;
+  scheduler: LaneScheduler<BusMessage>;
   /** close() was called: nothing new starts. */
   closed: boolean;
   /** Left the group: nothing it finishes is committed any more. */
@@ -207,6 +207,7 @@ export function createMemoryBus(options: MemoryBusOptions = {}): MemoryBus {
       member.scheduler.submit({
         lane: laneKey(member.consumption.ordering, slot, record.key),
         tag: slot,
+        item: message,
         run: async () => {
           // A macrotask boundary before each message, as a network consumer would have.
           await new Promise((resolve) => setImmediate(resolve));
@@ -294,6 +295,7 @@ export function createMemoryBus(options: MemoryBusOptions = {}): MemoryBus {
     },
     async subscribe(subOptions: SubscribeOptions): Promise<Subscription> {
       const consumption = resolveConsumption(subOptions);
+      const observer = subOptions.onWaitingChange;
       let group = groups.get(subOptions.groupId);
       if (!group) {
         group = { committed: new Map(), members: [] };
@@ -306,10 +308,11 @@ export function createMemoryBus(options: MemoryBusOptions = {}): MemoryBus {
         consumption,
         owned: new Set(),
         watermarks: createOffsetWatermarks(),
-        scheduler: createLaneScheduler({
+        scheduler: createLaneScheduler<BusMessage>({
           concurrency: consumption.concurrency,
           maxQueued: consumption.maxQueued,
           onTaskError: (err) => fail(member, err),
+          ...(observer ? { onWaitingChange: () => observer(() => member.scheduler.waiting()) } : {}),
         }),
         closed: false,
         left: false,

@@ -144,11 +144,13 @@ export async function startPlatformaticSubscription(
 
   const holding = () => failed || closing;
 
-  const scheduler = createLaneScheduler({
+  const observer = sub.onWaitingChange;
+  const scheduler = createLaneScheduler<BusMessage>({
     concurrency: consumption.concurrency,
     maxQueued: consumption.maxQueued,
     onTaskError: (err) => fail(err),
     onChange: () => wakeAll(),
+    ...(observer ? { onWaitingChange: () => observer(() => scheduler.waiting()) } : {}),
   });
 
   /** Fetch loops waiting for room in the scheduler, a join, or a stop. */
@@ -227,6 +229,7 @@ export async function startPlatformaticSubscription(
       lane: laneKey(consumption.ordering, slot, message.key),
       tag: slot,
       run: () => handle(message, ticket),
+      item: message,
     });
   }
 

@@ -75,6 +75,10 @@ export function createChatController(options: ChatControllerOptions): ChatContro
     }
   });
 
+  client.onQueued((requestId, position) => {
+    if (list.has(requestId)) list.queued(requestId, position);
+  });
+
   client.onFinal((requestId, frame, streamed) => {
     const conversation = inFlight.get(requestId) ?? frame.conversation_id ?? shown;
     inFlight.delete(requestId);
@@ -178,6 +182,10 @@ export function createChatController(options: ChatControllerOptions): ChatContro
         list.startAssistant(p.id);
         const sofar = client.text(p.id);
         if (sofar) list.update(p.id, sofar);
+        else {
+          const position = client.queuePosition(p.id);
+          if (position !== undefined) list.queued(p.id, position);
+        }
       }
     },
     get busy() {

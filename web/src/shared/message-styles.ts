@@ -55,6 +55,8 @@ export const MESSAGE_CSS = `
 .typing i:nth-child(3) { animation-delay: 0.3s; }
 @keyframes rc-blink { 0%, 80%, 100% { opacity: 0.25; transform: translateY(0); } 40% { opacity: 1; transform: translateY(-2px); } }
 @media (prefers-reduced-motion: reduce) { .typing i { animation: none; opacity: 0.6; } }
+.waiting { color: var(--rc-muted); font-size: 0.88em; margin-left: 8px; }
+.waiting:empty { display: none; }
 .sr-only {
   position: absolute; width: 1px; height: 1px; padding: 0; margin: -1px; overflow: hidden;
   clip: rect(0 0 0 0); white-space: nowrap; border: 0;

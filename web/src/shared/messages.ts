@@ -9,6 +9,11 @@ export const plainText: Renderer = (text) => {
   return p;
 };
 
+/** What a request waiting for a model worker shows; 0 ahead reads better as "next in line". */
+export function waitingText(position: number): string {
+  return position === 0 ? 'Waiting (next in line)' : `Waiting (${position} ahead)`;
+}
+
 export interface FinishDetail {
   finishReason?: string | undefined;
   error?: { code?: string | undefined; text: string } | undefined;
@@ -22,6 +27,11 @@ export interface MessageList {
   addUser(text: string, requestId?: string): void;
   /** An assistant message that waits for its first delta (a typing indicator until then). */
   startAssistant(requestId: string): void;
+  /**
+   * The request waits for a model worker, `position` ahead of it: "Waiting (n ahead)" beside the
+   * typing indicator, announced politely, until the first text replaces both.
+   */
+  queued(requestId: string, position: number): void;
   update(requestId: string, text: string): void;
   finish(requestId: string, text: string, detail?: FinishDetail): void;
   /** An assistant message from history: already final. */
@@ -102,17 +112,34 @@ export function createMessageList(
       const typing = el('span', 'typing');
       typing.setAttribute('aria-hidden', 'true');
       typing.append(el('i', ''), el('i', ''), el('i', ''));
-      body.append(typing);
+      // In the page from the start and empty: a live region that appears with its text in it is
+      // not read by every screen reader. The log itself is aria-live="off" (no token-by-token).
+      const waiting = el('span', 'waiting');
+      waiting.setAttribute('role', 'status');
+      waiting.setAttribute('aria-live', 'polite');
+      waiting.setAttribute('aria-atomic', 'true');
+      body.append(typing, waiting);
       const entry = { el: node, body, text: '', frame: 0 };
       assistants.set(requestId, entry);
       shown.push(entry);
       append(node);
+    },
+    queued(requestId, position) {
+      const entry = assistants.get(requestId);
+      // Text on screen, or final: it is not waiting any more (a late hint).
+      if (!entry || entry.el.dataset.final === 'true' || entry.text !== '') return;
+      const waiting = entry.body.querySelector<HTMLElement>('.waiting');
+      if (!waiting) return;
+      entry.el.dataset.queued = String(position);
+      waiting.textContent = waitingText(position);
+      follow();
     },
     update(requestId, text) {
       const entry = assistants.get(requestId);
       if (!entry || entry.el.dataset.final === 'true' || text === entry.text) return;
       entry.text = text;
       entry.el.dataset.streaming = 'true';
+      delete entry.el.dataset.queued;
       if (entry.frame) return;
       entry.frame = requestAnimationFrame(() => {
         entry.frame = 0;
@@ -132,6 +159,7 @@ export function createMessageList(
       entry.frame = 0;
       entry.text = text;
       delete entry.el.dataset.streaming;
+      delete entry.el.dataset.queued;
       entry.el.dataset.final = 'true';
       if (text) render(entry);
       else entry.body.replaceChildren();

@@ -43,6 +43,42 @@ describe('delivery through a connection', () => {
     expect(plain.sent).toEqual([items[3]]);
   });
 
+  it('sends queue positions to streaming sockets only, live, without moving the resume position', () => {
+    const { fakeSocket } = setup();
+    const streaming = fakeSocket({ stream: true });
+    const plain = fakeSocket({ stream: false });
+    const items = [
+      payload(frames.queued('r1', 1)),
+      payload(frames.queued('r1', 0)),
+      delta('r1', 0, 'Hi', '1-2'),
+      final('r1', 'Hi', '1-3'),
+    ];
+    for (const p of items) {
+      streaming.connection.live(p);
+      plain.connection.live(p);
+    }
+    expect(streaming.sent).toEqual(items);
+    expect(plain.sent).toEqual([items[3]]);
+    // A hint has no event_id: the position is the newest log frame's.
+    expect(streaming.connection.snapshot().position).toBe('1-3');
+  });
+
+  it('drops queue positions while resuming and while the send buffer is above the soft limit', () => {
+    const { fakeSocket } = setup();
+    const s = fakeSocket({ resumeFrom: '1-0' });
+    s.connection.live(payload(frames.queued('r1', 3)));
+    s.connection.live(delta('r1', 0, 'Hi', '1-2'));
+    expect(s.connection.snapshot().waiting).toBe(1);
+    expect(s.connection.caughtUp('1-1')).toBe(true);
+    expect(s.frames().map((f) => f.type)).toEqual(['response.delta']);
+
+    const slow = fakeSocket();
+    slow.buffered = SOFT + 1;
+    slow.connection.live(payload(frames.queued('r2', 0)));
+    slow.connection.live(final('r2', 'ok', '2-0'));
+    expect(slow.frames().map((f) => f.type)).toEqual(['response']);
+  });
+
   it('holds deltas while the send buffer is above the soft limit and merges them per request', () => {
     const { fakeSocket, counts } = setup();
     const s = fakeSocket();

@@ -2,6 +2,7 @@ import {
   compareStreamIds,
   deltaFrameSchema,
   isDeltaPayload,
+  isQueuedPayload,
   isStreamOnlyPayload,
   resetFrameSchema,
 } from '@relay/common';
@@ -79,7 +80,8 @@ export interface ConnectionSnapshot {
  * method; frames reach the client only through it, in `event_id` order, whatever the state:
  * - frames at or below the newest `event_id` handled are copies (the relay republishes its newest
  *   frame after a crash) and dropped;
- * - frames only streaming sockets get (deltas, resets) are skipped for the others;
+ * - frames only streaming sockets get (deltas, resets, queue positions) are skipped for the others;
+ * - queue positions (`queued`, no `event_id`) go out only while live and below the soft limit;
  * - while the send buffer is above the soft limit, deltas are held and merged per request
  *   ({@link HeldDeltas}); every other frame goes out at once, after the held deltas;
  * - past the hard limit the socket is closed with 1008 `slow_consumer` and the client resumes;
@@ -296,6 +298,9 @@ export class Connection {
   live(payload: string): void {
     if (this.current === 'live') return this.emit(payload);
     if (this.current !== 'resuming' && this.current !== 'suspended') return;
+    // A queue position is not in the log: the replay cannot place it, and it is stale by the time
+    // the socket is live again (the next one, or the deltas, follow).
+    if (isQueuedPayload(payload)) return;
     // The log will be read once more, and this frame was appended to it before it was published.
     if (this.rereadNeeded) return;
     (this.waiting ??= []).push(payload);
@@ -348,6 +353,8 @@ export class Connection {
         else if (this.flushHeld()) this.write(payload, 'delta');
         return;
       }
+      // A hint about the present: a socket that is behind gets the deltas sooner without it.
+      if (isQueuedPayload(payload) && this.socket.getBufferedAmount() > this.policy.softBytes) return;
       const reset = this.parse(payload, resetFrameSchema);
       if (reset) this.held?.dropRequest(reset.request_id);
     }

@@ -30,6 +30,12 @@ export const frames = {
     request_id: requestId,
     userid,
   }),
+  queued: (requestId: string, position: number, userid = 'alice'): ServerFrame => ({
+    type: 'queued',
+    request_id: requestId,
+    position,
+    userid,
+  }),
 };
 
 /** The payload of a frame with its event id, as it travels on the user channel. */
