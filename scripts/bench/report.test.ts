@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { BEGIN, END, median, renderSection, spliceSection, type BenchResults } from './report.js';
-import type { CpuRun, LatencyRun } from './scenarios.js';
+import type { AnsweredCpuRun, CpuRun, LatencyRun, OriginalCapacityRun } from './scenarios.js';
 
 const summary = (p50: number, p99: number) => ({ count: 10, p50, p90: p50, p99, 'p99.9': p99, max: p99 });
 
@@ -52,6 +52,40 @@ function results(partial: Partial<BenchResults>): BenchResults {
   };
 }
 
+function answered(totalUs: number): AnsweredCpuRun {
+  return {
+    target: 'stack',
+    promptsPerSecond: 50,
+    answered: 1000,
+    usPerAnswer: { 'gateway-1': totalUs / 2, kafka: totalUs / 2 },
+    totalUsPerAnswer: totalUs,
+    marginalUsPerAnswer: { 'gateway-1': totalUs / 4, kafka: totalUs / 4 },
+    marginalTotalUsPerAnswer: totalUs / 2,
+    excludedUsPerAnswer: { 'mock-openai': 100 },
+    counts: { sent: 1000, answered: 1000, lost: 0, unanswered: 0, errors: 0 },
+  };
+}
+
+/** A ramp of 200, 400, … msg/s passing up to `passUpTo` and failing on the next step. */
+function ramp(passUpTo: number): OriginalCapacityRun {
+  const steps = [200, 400, 600, 800]
+    .filter((r) => r <= passUpTo + 200)
+    .map((rate) => ({
+      promptsPerSecond: rate,
+      counts: { sent: rate * 15, answered: rate * 15, lost: 0, unanswered: 0, errors: 0 },
+      finalP50Ms: 700,
+      finalP99Ms: rate <= passUpTo ? 900 : 2000,
+      pass: rate <= passUpTo,
+      ...(rate > passUpTo && { reason: 'p99 2000 ms' }),
+    }));
+  return {
+    target: 'stack',
+    users: 1000,
+    steps,
+    sustainedPromptsPerSecond: steps.filter((s) => s.pass).at(-1)?.promptsPerSecond ?? 0,
+  };
+}
+
 describe('bench report', () => {
   it('takes the median of odd and even counts and ignores non-finite values', () => {
     expect(median([3, 1, 2])).toBe(2);
@@ -78,6 +112,23 @@ describe('bench report', () => {
     expect(section).toContain(
       '| gateway CPU per delivered frame (capacity ∝ 1/CPU) | 10.0 µs | 35.0 µs | 3.50× | ≥ 3× |',
     );
+  });
+
+  it('judges the original-protocol goals on the medians and names the first failing step', () => {
+    const section = renderSection(
+      results({
+        answered: [answered(1500), answered(2500), answered(1900)],
+        original: [ramp(400), ramp(600), ramp(800)],
+      }),
+    );
+    expect(section).toContain('| 1500 / 2500 / 1900 | 1900 µs | met |');
+    expect(section).toMatch(
+      /highest rate with nothing lost .*\| ≥ 600 msg\/s \| 400 \/ 600 \/ 800 \| 600 msg\/s \| met \|/,
+    );
+    expect(section).toContain('800/s: p99 2000 ms<br>');
+    const slow = renderSection(results({ answered: [answered(2100)], original: [ramp(400)] }));
+    expect(slow).toContain('| 2100 | 2100 µs | **not met** |');
+    expect(slow).toMatch(/\| 400 \| 400 msg\/s \| \*\*not met\*\* \|/);
   });
 
   it('replaces only the text between the markers, and appends them when missing', () => {

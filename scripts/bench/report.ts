@@ -2,8 +2,16 @@
  * Medians over the runs and the Markdown section of BENCHMARKS.md. The section between the bench
  * markers is rewritten by every `npm run bench`; everything around it (history, notes) is kept.
  */
-import type { ConnectionsRun, CpuRun, LatencyRun, Target, ThroughputRun } from './scenarios.js';
-import { FINAL_OVERHEAD_LIMIT_MS } from './scenarios.js';
+import type {
+  AnsweredCpuRun,
+  ConnectionsRun,
+  CpuRun,
+  LatencyRun,
+  OriginalCapacityRun,
+  Target,
+  ThroughputRun,
+} from './scenarios.js';
+import { FINAL_OVERHEAD_LIMIT_MS, ORIGINAL_MODEL_MS } from './scenarios.js';
 
 export interface BenchResults {
   startedAt: string;
@@ -14,6 +22,9 @@ export interface BenchResults {
   latency: LatencyRun[];
   throughput: ThroughputRun[];
   cpu: CpuRun[];
+  /** Absent in results files from before these scenarios. */
+  answered?: AnsweredCpuRun[];
+  original?: OriginalCapacityRun[];
   connections: ConnectionsRun[];
   /** Settings the scenarios ran with (rates, durations, model timing). */
   settings: Record<string, unknown>;
@@ -101,6 +112,20 @@ export function renderSection(results: BenchResults): string {
       `| … less each process's idle CPU (what the frames added) | ≤ 60 µs | ${runsOf(marginal)} | ${fmt(median(marginal))} µs | ${verdict(median(marginal) <= 60)} |`,
     );
   }
+  const answered = byTarget(results.answered ?? [], 'stack');
+  if (answered.length > 0) {
+    const us = answered.map((r) => r.totalUsPerAnswer);
+    out.push(
+      `| CPU per answered message, original protocol, 50 msg/s, all pipeline processes | ≤ 2,000 µs | ${runsOf(us, 0)} | ${fmt(median(us), 0)} µs | ${verdict(median(us) <= 2000)} |`,
+    );
+  }
+  const original = byTarget(results.original ?? [], 'stack');
+  if (original.length > 0) {
+    const rates = original.map((r) => r.sustainedPromptsPerSecond);
+    out.push(
+      `| original protocol, 1000 users: highest rate with nothing lost and p99 < ${fmt(2 * ORIGINAL_MODEL_MS, 0)} ms (2× the model) | ≥ 600 msg/s | ${runsOf(rates, 0)} | ${fmt(median(rates), 0)} msg/s | ${verdict(median(rates) >= 600)} |`,
+    );
+  }
   for (const level of levelsOf(uwsConn)) {
     const per = uwsConn.map(
       (c) => c.levels.find((l) => l.requested === level)?.rssPerConnectionBytes ?? Number.NaN,
@@ -183,6 +208,8 @@ export function renderSection(results: BenchResults): string {
     out.push('');
   }
 
+  out.push(...originalProtocolSection(results));
+
   if (results.connections.length > 0) {
     out.push('### Idle connections on one gateway');
     out.push('');
@@ -243,6 +270,56 @@ export function renderSection(results: BenchResults): string {
   out.push('');
   out.push(END);
   return out.join('\n');
+}
+
+/** CPU per answered message and the capacity ramp of the original protocol (no deltas). */
+function originalProtocolSection(results: BenchResults): string[] {
+  const out: string[] = [];
+  const answered = results.answered ?? [];
+  if (answered.length > 0) {
+    out.push('### Original protocol: CPU per answered message (µs, medians)');
+    out.push('');
+    const names = [...new Set(answered.flatMap((r) => Object.keys(r.usPerAnswer)))];
+    const excluded = [...new Set(answered.flatMap((r) => Object.keys(r.excludedUsPerAnswer)))];
+    out.push(
+      `| target | msg/s | ${names.join(' | ')} | **total** | total less idle | ${excluded.map((n) => `(${n})`).join(' | ')} |`,
+    );
+    out.push(`|---|---|${names.map(() => '---|').join('')}---|---|${excluded.map(() => '---|').join('')}`);
+    for (const target of ['stack', 'uws', 'ws'] as const) {
+      const runs = byTarget(answered, target);
+      if (runs.length === 0) continue;
+      const m = (f: (r: AnsweredCpuRun) => number) => fmt(median(runs.map(f)), 0);
+      out.push(
+        `| ${target} | ${m((r) => r.promptsPerSecond)} | ${names.map((n) => m((r) => r.usPerAnswer[n] ?? Number.NaN)).join(' | ')} | **${m((r) => r.totalUsPerAnswer)}** | ${m((r) => r.marginalTotalUsPerAnswer)} | ${excluded.map((n) => m((r) => r.excludedUsPerAnswer[n] ?? Number.NaN)).join(' | ')} |`,
+      );
+    }
+    out.push('');
+  }
+  const original = results.original ?? [];
+  if (original.length > 0) {
+    out.push(
+      `### Original protocol: capacity with 1000 users (nothing lost, answer p99 < ${fmt(2 * ORIGINAL_MODEL_MS, 0)} ms)`,
+    );
+    out.push('');
+    out.push(
+      '| target | runs: sustained msg/s | median | answer p50 / p99 at that step | first step failing |',
+    );
+    out.push('|---|---|---|---|---|');
+    for (const target of ['stack', 'uws', 'ws'] as const) {
+      const runs = byTarget(original, target);
+      if (runs.length === 0) continue;
+      const sustained = runs.map((r) => r.sustainedPromptsPerSecond);
+      const top = runs.map((r) => r.steps.filter((s) => s.pass).at(-1));
+      const failing = runs
+        .map((r) => r.steps.find((s) => !s.pass))
+        .map((s) => (s ? `${fmt(s.promptsPerSecond, 0)}/s: ${s.reason ?? ''}` : 'none (top of ramp)'));
+      out.push(
+        `| ${target} | ${runsOf(sustained, 0)} | ${fmt(median(sustained), 0)} | ${fmt(median(top.map((s) => s?.finalP50Ms ?? Number.NaN)), 0)} / ${fmt(median(top.map((s) => s?.finalP99Ms ?? Number.NaN)), 0)} ms | ${failing.join('<br>')} |`,
+      );
+    }
+    out.push('');
+  }
+  return out;
 }
 
 function levelsOf(runs: readonly ConnectionsRun[]): number[] {

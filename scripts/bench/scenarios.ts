@@ -153,13 +153,23 @@ const IDLE_SAMPLE_MS = 5000;
 async function measuredLoad(
   context: BenchContext,
   target: Target,
-  rate: number,
-  seconds: number,
+  opts: {
+    rate: number;
+    seconds: number;
+    /** @default THROUGHPUT_MODEL */
+    model?: ModelTiming;
+    /** `false`: the original protocol (no deltas, the final `response` only). @default true */
+    stream?: boolean;
+    /** @default one prompt per user every 3 s */
+    users?: number;
+  },
 ): Promise<LoadWindow> {
-  await context.useModel(THROUGHPUT_MODEL);
+  const { rate, seconds } = opts;
+  const model = opts.model ?? THROUGHPUT_MODEL;
+  await context.useModel(model);
   const groups = { ...(await context.pipelineGroups(target)), ...(await context.otherGroups()) };
   // A user's requests run one at a time: each user sends one prompt every 3 s (answers take ~2 s).
-  const users = Math.max(50, Math.round(rate * 3));
+  const users = opts.users ?? Math.max(50, Math.round(rate * 3));
   const idleFrom = await cpuSecondsByGroup(groups);
   await new Promise((r) => setTimeout(r, IDLE_SAMPLE_MS));
   const idleTo = await cpuSecondsByGroup(groups);
@@ -181,8 +191,9 @@ async function measuredLoad(
         rate,
         duration: seconds + 120,
         grace: 20,
-        modelTtftMs: THROUGHPUT_MODEL.ttftMs,
-        modelTokenMs: THROUGHPUT_MODEL.tokenMs,
+        stream: opts.stream ?? true,
+        modelTtftMs: model.ttftMs,
+        modelTokenMs: model.tokenMs,
       }),
       context.progress,
       {
@@ -253,7 +264,7 @@ export async function throughputScenario(
   const steps: ThroughputStep[] = [];
   for (const rate of opts.rates) {
     context.progress(`[bench] throughput ${target}: ${rate} prompts/s for ${opts.seconds} s`);
-    const { result, lag } = await measuredLoad(context, target, rate, opts.seconds);
+    const { result, lag } = await measuredLoad(context, target, { rate, seconds: opts.seconds });
     const counts = messageCounts(result);
     const finalP99 = result.overheadMs?.final.p99 ?? Number.POSITIVE_INFINITY;
     // Slack: half a second of prompts may sit uncommitted between two watermark commits.
@@ -325,32 +336,162 @@ export async function cpuScenario(
   opts: { rate: number; seconds: number },
 ): Promise<CpuRun> {
   context.progress(`[bench] cpu ${target}: ${opts.rate} prompts/s for ${opts.seconds} s`);
-  const window = await measuredLoad(context, target, opts.rate, opts.seconds);
-  const frames = Math.max(1, window.result.frames);
-  const pipeline = Object.keys(await context.pipelineGroups(target));
-  const perFrame = (seconds: number) => (seconds * 1e6) / frames;
-  const usPerFrame = Object.fromEntries(pipeline.map((name) => [name, perFrame(window.cpu[name] ?? 0)]));
-  const marginalUsPerFrame = Object.fromEntries(
-    pipeline.map((name) => [
-      name,
-      perFrame((window.cpu[name] ?? 0) - (window.idleCpuPerSecond[name] ?? 0) * window.windowSeconds),
-    ]),
-  );
-  const excluded = Object.keys(window.cpu).filter((name) => !pipeline.includes(name));
+  const window = await measuredLoad(context, target, opts);
+  const cost = await costPer(context, target, window, window.result.frames);
   return {
     target,
     promptsPerSecond: window.result.achievedRate,
     frames: window.result.frames,
     framesPerSecond: window.result.framesPerSecond,
-    usPerFrame,
-    totalUsPerFrame: Object.values(usPerFrame).reduce((a, b) => a + b, 0),
-    marginalUsPerFrame,
-    marginalTotalUsPerFrame: Object.values(marginalUsPerFrame).reduce((a, b) => a + b, 0),
-    excludedUsPerFrame: {
-      ...Object.fromEntries(excluded.map((name) => [name, perFrame(window.cpu[name] ?? 0)])),
-      'load generator': perFrame(window.loadGeneratorCpu),
-    },
+    usPerFrame: cost.us,
+    totalUsPerFrame: cost.total,
+    marginalUsPerFrame: cost.marginal,
+    marginalTotalUsPerFrame: cost.marginalTotal,
+    excludedUsPerFrame: cost.excluded,
     counts: messageCounts(window.result),
+  };
+}
+
+/** CPU µs per unit (a frame, an answer) of a measured window: per process, in total, less idle. */
+async function costPer(context: BenchContext, target: Target, window: LoadWindow, units: number) {
+  const n = Math.max(1, units);
+  const pipeline = Object.keys(await context.pipelineGroups(target));
+  const per = (seconds: number) => (seconds * 1e6) / n;
+  const us = Object.fromEntries(pipeline.map((name) => [name, per(window.cpu[name] ?? 0)]));
+  const marginal = Object.fromEntries(
+    pipeline.map((name) => [
+      name,
+      per((window.cpu[name] ?? 0) - (window.idleCpuPerSecond[name] ?? 0) * window.windowSeconds),
+    ]),
+  );
+  const excluded = Object.keys(window.cpu).filter((name) => !pipeline.includes(name));
+  const sum = (values: Record<string, number>) => Object.values(values).reduce((a, b) => a + b, 0);
+  return {
+    us,
+    total: sum(us),
+    marginal,
+    marginalTotal: sum(marginal),
+    excluded: {
+      ...Object.fromEntries(excluded.map((name) => [name, per(window.cpu[name] ?? 0)])),
+      'load generator': per(window.loadGeneratorCpu),
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// The original protocol (issue 13): clients that never ask for deltas, as the original project's
+// own clients and load test; each answer is one `response` frame. 20-token answers, tokens 30 ms
+// apart after a 100 ms TTFT, so the model takes ~670 ms per answer.
+
+export const ORIGINAL_MODEL: ModelTiming = { ttftMs: 100, tokenMs: 30, minTokens: 20 };
+/** The model's own time for one answer of ORIGINAL_MODEL (the mock's first token is at TTFT). */
+export const ORIGINAL_MODEL_MS =
+  ORIGINAL_MODEL.ttftMs + (ORIGINAL_MODEL.minTokens - 1) * ORIGINAL_MODEL.tokenMs;
+
+export interface AnsweredCpuRun {
+  target: Target;
+  promptsPerSecond: number;
+  answered: number;
+  /** Microseconds of CPU per answered message, per pipeline process and in total. */
+  usPerAnswer: Record<string, number>;
+  totalUsPerAnswer: number;
+  marginalUsPerAnswer: Record<string, number>;
+  marginalTotalUsPerAnswer: number;
+  /** Not part of the total: the mock model and the load generator. */
+  excludedUsPerAnswer: Record<string, number>;
+  counts: ReturnType<typeof messageCounts>;
+}
+
+/** CPU per answered message of every pipeline process, original protocol, below capacity. */
+export async function answeredCpuScenario(
+  context: BenchContext,
+  target: Target,
+  opts: { rate: number; seconds: number },
+): Promise<AnsweredCpuRun> {
+  context.progress(`[bench] answered ${target}: ${opts.rate} msg/s for ${opts.seconds} s, original protocol`);
+  const window = await measuredLoad(context, target, { ...opts, model: ORIGINAL_MODEL, stream: false });
+  const counts = messageCounts(window.result);
+  const cost = await costPer(context, target, window, counts.answered);
+  return {
+    target,
+    promptsPerSecond: window.result.achievedRate,
+    answered: counts.answered,
+    usPerAnswer: cost.us,
+    totalUsPerAnswer: cost.total,
+    marginalUsPerAnswer: cost.marginal,
+    marginalTotalUsPerAnswer: cost.marginalTotal,
+    excludedUsPerAnswer: cost.excluded,
+    counts,
+  };
+}
+
+export interface OriginalStep {
+  promptsPerSecond: number;
+  counts: ReturnType<typeof messageCounts>;
+  /** Send to `response`, whole answer, ms. */
+  finalP50Ms: number;
+  finalP99Ms: number;
+  pass: boolean;
+  reason?: string;
+}
+
+export interface OriginalCapacityRun {
+  target: Target;
+  users: number;
+  steps: OriginalStep[];
+  /** Messages/s at the highest step that passed (0 when none did). */
+  sustainedPromptsPerSecond: number;
+}
+
+/**
+ * The highest rate of the original protocol with nothing lost and p99 of the whole answer under
+ * twice the model's own time; the ramp stops at the first step that fails.
+ */
+export async function originalCapacityScenario(
+  context: BenchContext,
+  target: Target,
+  opts: { rates: number[]; seconds: number; users: number },
+): Promise<OriginalCapacityRun> {
+  const steps: OriginalStep[] = [];
+  const limitMs = 2 * ORIGINAL_MODEL_MS;
+  for (const rate of opts.rates) {
+    context.progress(
+      `[bench] original ${target}: ${rate} msg/s for ${opts.seconds} s, ${opts.users} users, original protocol`,
+    );
+    const { result } = await measuredLoad(context, target, {
+      rate,
+      seconds: opts.seconds,
+      model: ORIGINAL_MODEL,
+      stream: false,
+      users: opts.users,
+    });
+    const counts = messageCounts(result);
+    const final = result.latencyMs.final;
+    const reasons = [
+      counts.lost + counts.unanswered + counts.errors > 0 &&
+        `${counts.lost} lost, ${counts.unanswered} unanswered, ${counts.errors} errors`,
+      !(final.p99 < limitMs) && `p99 ${final.p99} ms ≥ ${limitMs} ms (2× the model's time)`,
+      result.achievedRate < rate * 0.95 && `load generator reached only ${result.achievedRate.toFixed(0)}/s`,
+    ].filter((r): r is string => typeof r === 'string');
+    const step: OriginalStep = {
+      promptsPerSecond: result.achievedRate,
+      counts,
+      finalP50Ms: final.p50,
+      finalP99Ms: final.p99,
+      pass: reasons.length === 0,
+      ...(reasons.length > 0 && { reason: reasons.join('; ') }),
+    };
+    steps.push(step);
+    context.progress(
+      `[bench] original ${target} ${rate}/s: answer p50 ${final.p50} p99 ${final.p99} ms, ${counts.answered}/${counts.sent} answered → ${step.pass ? 'pass' : `fail (${step.reason})`}`,
+    );
+    if (!step.pass) break;
+  }
+  return {
+    target,
+    users: opts.users,
+    steps,
+    sustainedPromptsPerSecond: steps.filter((s) => s.pass).at(-1)?.promptsPerSecond ?? 0,
   };
 }
 
