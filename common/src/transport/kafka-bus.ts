@@ -18,12 +18,17 @@ import type {
   Subscription,
   TopicSpec,
 } from './bus.js';
-import { BusUnavailableError } from './bus-errors.js';
 import { createProduceBatcher } from './produce-batcher.js';
 import { startKafkaSubscription, type KafkaSubscription } from './kafka-subscription.js';
 import { once } from '../lifecycle/once.js';
-import { PROBE_INTERVAL_MS, recordSize, withTimeout } from './kafka-common.js';
-import { errorReason, failing, OK } from '../readiness/checks.js';
+import {
+  awaitSend,
+  kafkaBusHealth,
+  PROBE_INTERVAL_MS,
+  recordSize,
+  withTimeout,
+  type PublishState,
+} from './kafka-common.js';
 
 export interface KafkaBusOptions {
   brokers: string[];
@@ -115,10 +120,8 @@ export function createKafkaBus(options: KafkaBusOptions): Bus {
   let adminConnecting: Promise<void> | undefined;
   let crashed = false;
   let closed = false;
-  /** The last publish failed and no probe or publish has succeeded since. */
-  let publishFailing = false;
-  /** Why the last publish failed, for `health()`. */
-  let publishError: unknown;
+  /** The last publish failed and no probe or publish has succeeded since, and why. */
+  const publish: PublishState = { failing: false, error: undefined };
   let probeTimer: NodeJS.Timeout | undefined;
 
   producer.on(producer.events.CONNECT, () => (producerConnected = true));
@@ -150,12 +153,12 @@ export function createKafkaBus(options: KafkaBusOptions): Bus {
             publishTimeoutMs,
             'broker probe',
           );
-          publishFailing = false;
+          publish.failing = false;
         } catch (err) {
           logger.debug({ err }, 'kafka still unreachable');
         } finally {
           probeTimer = undefined;
-          if (publishFailing) scheduleProbe();
+          if (publish.failing) scheduleProbe();
         }
       })();
     }, PROBE_INTERVAL_MS);
@@ -212,37 +215,16 @@ export function createKafkaBus(options: KafkaBusOptions): Bus {
         topic,
         records.map((r) => ({ key: r.key, value: r.value, headers: r.headers ?? {} })),
       );
-      try {
-        await withTimeout(send, publishTimeoutMs, `publish to ${topic}`);
-        publishFailing = false;
-      } catch (err) {
-        publishFailing = true;
-        publishError = err;
-        scheduleProbe();
-        if (err instanceof BusUnavailableError) {
-          // kafkajs cannot abandon a send: if it still succeeds, the record is in Kafka although the
-          // caller was told otherwise. The client's retry carries the same id, so consumers
-          // dedupe it; the log says so for whoever reads a duplicate.
-          send.then(
-            () => logger.warn({ topic }, 'a publish that timed out reached Kafka after all'),
-            (late: unknown) => logger.debug({ err: late, topic }, 'a publish that timed out failed'),
-          );
-          throw err;
-        }
-        throw new BusUnavailableError(
-          `publish to ${topic} failed: ${err instanceof Error ? err.message : String(err)}`,
-          { cause: err },
-        );
-      }
+      await awaitSend(send, topic, {
+        timeoutMs: publishTimeoutMs,
+        state: publish,
+        logger,
+        onFailure: scheduleProbe,
+      });
     },
     subscribe,
-    healthy: () => producerConnected && !crashed && !publishFailing,
-    health() {
-      if (crashed) return failing('a consumer failed for good');
-      if (!producerConnected) return failing('producer not connected');
-      if (publishFailing) return failing(`publishes failing: ${errorReason(publishError)}`);
-      return OK;
-    },
+    healthy: () => producerConnected && !crashed && !publish.failing,
+    health: () => kafkaBusHealth({ crashed, producerConnected, publish }),
     consumerLag: (groupId: string, topics: string[]) =>
       withTimeout(
         (async (): Promise<PartitionLag[]> => {

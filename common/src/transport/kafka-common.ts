@@ -1,5 +1,10 @@
 /** What both Kafka adapters (kafka-bus.ts, platformatic-bus.ts) share beside the bookkeeping modules. */
+import type { Logger } from 'pino';
 import { BusUnavailableError } from './bus-errors.js';
+import { errorReason, failing, OK, type DependencyCheck } from '../readiness/checks.js';
+import type { CommitCoalescer } from './commit-coalescer.js';
+import type { LaneScheduler } from './lane-scheduler.js';
+import type { OffsetWatermarks } from './offset-watermarks.js';
 
 /** While publishes fail, how often a metadata request checks whether the broker is back. */
 export const PROBE_INTERVAL_MS = 2000;
@@ -26,4 +31,97 @@ export async function withTimeout<T>(promise: Promise<T>, ms: number, what: stri
   } finally {
     clearTimeout(timer);
   }
+}
+
+/**
+ * The end of a subscription's close, the same for both adapters: wait (bounded) for the handlers
+ * in hand, then commit each assigned partition's watermark and flush (bounded too: during an outage
+ * a commit retries for as long as its client lets it). What misses either deadline is redelivered.
+ */
+export async function drainAndCommit(deps: {
+  scheduler: Pick<LaneScheduler, 'idle' | 'running'>;
+  assigned: Iterable<string>;
+  watermarks: Pick<OffsetWatermarks, 'watermark'>;
+  committer: Pick<CommitCoalescer, 'request' | 'flush' | 'stop'>;
+  drainTimeoutMs: number;
+  log: Logger;
+}): Promise<void> {
+  const { scheduler, watermarks, committer, drainTimeoutMs, log } = deps;
+  const within = async (work: Promise<void>) => {
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      return await Promise.race([
+        work.then(() => true),
+        new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), drainTimeoutMs))),
+      ]);
+    } finally {
+      clearTimeout(timer);
+    }
+  };
+  if (!(await within(scheduler.idle()))) {
+    log.warn(
+      { running: scheduler.running, drainTimeoutMs },
+      'handlers still running at the drain timeout are left uncommitted (redelivered)',
+    );
+  }
+  for (const slot of deps.assigned) {
+    const watermark = watermarks.watermark(slot);
+    if (watermark !== undefined) committer.request(slot, watermark);
+  }
+  if (!(await within(committer.flush())))
+    log.warn('final offset commits did not finish in time; their messages are redelivered');
+  committer.stop();
+}
+
+/** Whether publishes fail right now, and why the last one did: both adapters' `health()` reads it. */
+export interface PublishState {
+  failing: boolean;
+  error: unknown;
+}
+
+/**
+ * Waits for a batched send with the bus' publish timeout, keeping `state` up to date; a failure
+ * (after `onFailure`, which starts the broker probe) is a BusUnavailableError. A send cannot be
+ * abandoned: if one that timed out still succeeds, the record is in Kafka although the caller was
+ * told otherwise. The client's retry carries the same id, so consumers dedupe it; the log says so
+ * for whoever reads a duplicate.
+ */
+export async function awaitSend(
+  send: Promise<unknown>,
+  topic: string,
+  opts: { timeoutMs: number; state: PublishState; logger: Logger; onFailure: () => void },
+): Promise<void> {
+  try {
+    await withTimeout(send, opts.timeoutMs, `publish to ${topic}`);
+    opts.state.failing = false;
+  } catch (err) {
+    opts.state.failing = true;
+    opts.state.error = err;
+    opts.onFailure();
+    if (err instanceof BusUnavailableError) {
+      send.then(
+        () => opts.logger.warn({ topic }, 'a publish that timed out reached Kafka after all'),
+        (late: unknown) => opts.logger.debug({ err: late, topic }, 'a publish that timed out failed'),
+      );
+      throw err;
+    }
+    throw new BusUnavailableError(
+      `publish to ${topic} failed: ${err instanceof Error ? err.message : String(err)}`,
+      { cause: err },
+    );
+  }
+}
+
+/** `Bus.health()` of a Kafka adapter: the first of its failure states that holds. */
+export function kafkaBusHealth(s: {
+  closed?: boolean;
+  crashed: boolean;
+  producerConnected: boolean;
+  publish: PublishState;
+}): DependencyCheck {
+  if (s.closed) return failing('closed');
+  if (s.crashed) return failing('a consumer failed for good');
+  if (!s.producerConnected) return failing('producer not connected');
+  if (s.publish.failing) return failing(`publishes failing: ${errorReason(s.publish.error)}`);
+  return OK;
 }

@@ -2,6 +2,7 @@ import type { EachBatchPayload, IHeaders, Kafka, KafkaMessage, RetryOptions } fr
 import type { Logger } from 'pino';
 import type { BusMessage, FatalHandler, SubscribeOptions, Subscription } from './bus.js';
 import { createCommitCoalescer } from './commit-coalescer.js';
+import { drainAndCommit } from './kafka-common.js';
 import { createLaneScheduler } from './lane-scheduler.js';
 import { createOffsetWatermarks, type WatermarkTicket } from './offset-watermarks.js';
 import { laneKey, resolveConsumption, slotKey } from './subscribe-options.js';
@@ -288,34 +289,14 @@ export async function startKafkaSubscription(
         // Between a crash and its restart there is no consumer group to pause; nothing is fetched.
         log.debug({ err }, 'could not pause the consumer before closing');
       }
-      let timer: NodeJS.Timeout | undefined;
-      const drained = await Promise.race([
-        scheduler.idle().then(() => true),
-        new Promise<boolean>(
-          (resolve) => (timer = setTimeout(() => resolve(false), consumption.drainTimeoutMs)),
-        ),
-      ]);
-      clearTimeout(timer);
-      if (!drained) {
-        log.warn(
-          { running: scheduler.running, drainTimeoutMs: consumption.drainTimeoutMs },
-          'handlers still running at the drain timeout are left uncommitted (redelivered)',
-        );
-      }
-      for (const slot of assigned) {
-        const watermark = watermarks.watermark(slot);
-        if (watermark !== undefined) committer.request(slot, watermark);
-      }
-      // Bounded too: during an outage kafkajs would retry a commit for as long as its retry allows.
-      const flushed = await Promise.race([
-        committer.flush().then(() => true),
-        new Promise<boolean>(
-          (resolve) => (timer = setTimeout(() => resolve(false), consumption.drainTimeoutMs)),
-        ),
-      ]);
-      clearTimeout(timer);
-      if (!flushed) log.warn('final offset commits did not finish in time; their messages are redelivered');
-      committer.stop();
+      await drainAndCommit({
+        scheduler,
+        assigned,
+        watermarks,
+        committer,
+        drainTimeoutMs: consumption.drainTimeoutMs,
+        log,
+      });
       await consumer.disconnect();
     }),
   };

@@ -17,8 +17,14 @@ import type {
   Subscription,
   TopicSpec,
 } from './bus.js';
-import { BusUnavailableError } from './bus-errors.js';
-import { PROBE_INTERVAL_MS, recordSize, withTimeout } from './kafka-common.js';
+import {
+  awaitSend,
+  kafkaBusHealth,
+  PROBE_INTERVAL_MS,
+  recordSize,
+  withTimeout,
+  type PublishState,
+} from './kafka-common.js';
 import { createProduceBatcher } from './produce-batcher.js';
 import {
   hasApiError,
@@ -27,7 +33,6 @@ import {
   type PlatformaticSubscription,
 } from './platformatic-subscription.js';
 import { once } from '../lifecycle/once.js';
-import { errorReason, failing, OK } from '../readiness/checks.js';
 
 export interface PlatformaticBusOptions {
   brokers: string[];
@@ -132,10 +137,8 @@ export function createPlatformaticBus(options: PlatformaticBusOptions): Bus {
   let producerConnected = false;
   let crashed = false;
   let closed = false;
-  /** The last publish failed and no probe or publish has succeeded since. */
-  let publishFailing = false;
-  /** Why the last publish failed, for `health()`. */
-  let publishError: unknown;
+  /** The last publish failed and no probe or publish has succeeded since, and why. */
+  const publish: PublishState = { failing: false, error: undefined };
   let probeTimer: NodeJS.Timeout | undefined;
 
   /** While publishing fails, polls the broker so readiness recovers without waiting for traffic. */
@@ -149,12 +152,12 @@ export function createPlatformaticBus(options: PlatformaticBusOptions): Bus {
             publishTimeoutMs,
             'broker probe',
           );
-          publishFailing = false;
+          publish.failing = false;
         } catch (err) {
           logger.debug({ err }, 'kafka still unreachable');
         } finally {
           probeTimer = undefined;
-          if (publishFailing) scheduleProbe();
+          if (publish.failing) scheduleProbe();
         }
       })();
     }, PROBE_INTERVAL_MS);
@@ -280,40 +283,18 @@ export function createPlatformaticBus(options: PlatformaticBusOptions): Bus {
         () => inFlight.delete(send),
         () => inFlight.delete(send),
       );
-      try {
-        await withTimeout(send, publishTimeoutMs, `publish to ${topic}`);
-        publishFailing = false;
-      } catch (err) {
-        publishFailing = true;
-        publishError = err;
-        scheduleProbe();
-        if (err instanceof BusUnavailableError) {
-          // A send cannot be abandoned: if it still succeeds, the record is in Kafka although the
-          // caller was told otherwise. The client's retry carries the same id, so consumers dedupe
-          // it; the log says so for whoever reads a duplicate.
-          send.then(
-            () => logger.warn({ topic }, 'a publish that timed out reached Kafka after all'),
-            (late: unknown) => logger.debug({ err: late, topic }, 'a publish that timed out failed'),
-          );
-          throw err;
-        }
-        throw new BusUnavailableError(
-          `publish to ${topic} failed: ${err instanceof Error ? err.message : String(err)}`,
-          { cause: err },
-        );
-      }
+      await awaitSend(send, topic, {
+        timeoutMs: publishTimeoutMs,
+        state: publish,
+        logger,
+        onFailure: scheduleProbe,
+      });
     },
     subscribe,
     consumerLag: (groupId: string, topics: string[]) =>
       withTimeout(consumerLag(groupId, topics), publishTimeoutMs, 'consumer lag'),
-    healthy: () => producerConnected && !crashed && !publishFailing && !closed,
-    health() {
-      if (closed) return failing('closed');
-      if (crashed) return failing('a consumer failed for good');
-      if (!producerConnected) return failing('producer not connected');
-      if (publishFailing) return failing(`publishes failing: ${errorReason(publishError)}`);
-      return OK;
-    },
+    healthy: () => producerConnected && !crashed && !publish.failing && !closed,
+    health: () => kafkaBusHealth({ closed, crashed, producerConnected, publish }),
     close: once(async () => {
       closed = true;
       clearTimeout(probeTimer);

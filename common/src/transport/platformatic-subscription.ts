@@ -12,6 +12,7 @@ import {
 import type { Logger } from 'pino';
 import type { BusMessage, FatalHandler, SubscribeOptions, Subscription } from './bus.js';
 import { createCommitCoalescer } from './commit-coalescer.js';
+import { drainAndCommit } from './kafka-common.js';
 import { createLaneScheduler } from './lane-scheduler.js';
 import { createOffsetWatermarks, type WatermarkTicket } from './offset-watermarks.js';
 import { laneKey, resolveConsumption, slotKey } from './subscribe-options.js';
@@ -593,34 +594,14 @@ export async function startPlatformaticSubscription(
       const inc = current;
       if (inc) inc.epoch++;
       wakeAll();
-      let timer: NodeJS.Timeout | undefined;
-      const drained = await Promise.race([
-        scheduler.idle().then(() => true),
-        new Promise<boolean>(
-          (resolve) => (timer = setTimeout(() => resolve(false), consumption.drainTimeoutMs)),
-        ),
-      ]);
-      clearTimeout(timer);
-      if (!drained) {
-        log.warn(
-          { running: scheduler.running, drainTimeoutMs: consumption.drainTimeoutMs },
-          'handlers still running at the drain timeout are left uncommitted (redelivered)',
-        );
-      }
-      for (const slot of assigned) {
-        const watermark = watermarks.watermark(slot);
-        if (watermark !== undefined) committer.request(slot, watermark);
-      }
-      // Bounded too: during an outage a commit retries for as long as its retries allow.
-      const flushed = await Promise.race([
-        committer.flush().then(() => true),
-        new Promise<boolean>(
-          (resolve) => (timer = setTimeout(() => resolve(false), consumption.drainTimeoutMs)),
-        ),
-      ]);
-      clearTimeout(timer);
-      if (!flushed) log.warn('final offset commits did not finish in time; their messages are redelivered');
-      committer.stop();
+      await drainAndCommit({
+        scheduler,
+        assigned,
+        watermarks,
+        committer,
+        drainTimeoutMs: consumption.drainTimeoutMs,
+        log,
+      });
       current = undefined;
       if (inc) void retire(inc);
       await Promise.allSettled([...retiring]);
