@@ -9,15 +9,7 @@ import {
   type logCreator,
 } from 'kafkajs';
 import type { Logger } from 'pino';
-import type {
-  Bus,
-  BusRecord,
-  FatalHandler,
-  PartitionLag,
-  SubscribeOptions,
-  Subscription,
-  TopicSpec,
-} from './bus.js';
+import type { Bus, BusRecord, PartitionLag, SubscribeOptions, Subscription, TopicSpec } from './bus.js';
 import { createProduceBatcher } from './produce-batcher.js';
 import { startKafkaSubscription, type KafkaSubscription } from './kafka-subscription.js';
 import { once } from '../lifecycle/once.js';
@@ -27,33 +19,11 @@ import {
   PROBE_INTERVAL_MS,
   recordSize,
   withTimeout,
+  type KafkaBusCommonOptions,
   type PublishState,
 } from './kafka-common.js';
 
-export interface KafkaBusOptions {
-  brokers: string[];
-  clientId: string;
-  logger: Logger;
-  /** A subscription crashed for good: make the process unready and exit. */
-  onFatal: FatalHandler;
-  /** @default 10000 */
-  sessionTimeoutMs?: number;
-  /** @default sessionTimeoutMs / 3 */
-  heartbeatIntervalMs?: number;
-  /** How long to wait for a broker connection. @default 3000 */
-  connectionTimeoutMs?: number;
-  /**
-   * Upper bound for `publish`: past it the call rejects with `BusUnavailableError` (the gateway
-   * answers `upstream_unavailable`) instead of waiting out kafkajs' own retries.
-   * @default 5000
-   */
-  publishTimeoutMs?: number;
-  /**
-   * How long a publish waits for others to share its produce request. 0 (the default) batches only
-   * what is published in the same event-loop turn, which adds no delay.
-   * @default 0
-   */
-  lingerMs?: number;
+export interface KafkaBusOptions extends KafkaBusCommonOptions {
   /**
    * kafkajs retry for connecting, consumers and the admin client (the producer's is derived from
    * `publishTimeoutMs`). A consumer that exhausts it crashes and is restarted by kafkajs (it

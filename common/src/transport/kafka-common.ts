@@ -1,10 +1,39 @@
 /** What both Kafka adapters (kafka-bus.ts, platformatic-bus.ts) share beside the bookkeeping modules. */
 import type { Logger } from 'pino';
+import type { FatalHandler } from './bus.js';
 import { BusUnavailableError } from './bus-errors.js';
 import { errorReason, failing, OK, type DependencyCheck } from '../readiness/checks.js';
 import type { CommitCoalescer } from './commit-coalescer.js';
 import type { LaneScheduler } from './lane-scheduler.js';
 import type { OffsetWatermarks } from './offset-watermarks.js';
+
+/** Options both Kafka adapters take (each adds its client's own). */
+export interface KafkaBusCommonOptions {
+  brokers: string[];
+  clientId: string;
+  logger: Logger;
+  /** A subscription crashed for good: make the process unready and exit. */
+  onFatal: FatalHandler;
+  /** @default 10000 */
+  sessionTimeoutMs?: number;
+  /** @default sessionTimeoutMs / 3 */
+  heartbeatIntervalMs?: number;
+  /** How long to wait for a broker connection. @default 3000 */
+  connectionTimeoutMs?: number;
+  /**
+   * Upper bound for `publish`: past it the call rejects with `BusUnavailableError` (the gateway
+   * answers `upstream_unavailable`) instead of waiting out the client's own retries, which are
+   * sized to fit inside it where the client allows.
+   * @default 5000
+   */
+  publishTimeoutMs?: number;
+  /**
+   * How long a publish waits for others to share its produce request. 0 (the default) batches only
+   * what is published in the same event-loop turn, which adds no delay.
+   * @default 0
+   */
+  lingerMs?: number;
+}
 
 /** While publishes fail, how often a metadata request checks whether the broker is back. */
 export const PROBE_INTERVAL_MS = 2000;

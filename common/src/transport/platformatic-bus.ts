@@ -7,22 +7,14 @@ import {
   stringSerializers,
   type MessageToProduce,
 } from '@platformatic/kafka';
-import type { Logger } from 'pino';
-import type {
-  Bus,
-  BusRecord,
-  FatalHandler,
-  PartitionLag,
-  SubscribeOptions,
-  Subscription,
-  TopicSpec,
-} from './bus.js';
+import type { Bus, BusRecord, PartitionLag, SubscribeOptions, Subscription, TopicSpec } from './bus.js';
 import {
   awaitSend,
   kafkaBusHealth,
   PROBE_INTERVAL_MS,
   recordSize,
   withTimeout,
+  type KafkaBusCommonOptions,
   type PublishState,
 } from './kafka-common.js';
 import { createProduceBatcher } from './produce-batcher.js';
@@ -34,30 +26,7 @@ import {
 } from './platformatic-subscription.js';
 import { once } from '../lifecycle/once.js';
 
-export interface PlatformaticBusOptions {
-  brokers: string[];
-  clientId: string;
-  logger: Logger;
-  /** A subscription crashed for good: make the process unready and exit. */
-  onFatal: FatalHandler;
-  /** @default 10000 */
-  sessionTimeoutMs?: number;
-  /** @default sessionTimeoutMs / 3 */
-  heartbeatIntervalMs?: number;
-  /** How long to wait for a broker connection. @default 3000 */
-  connectionTimeoutMs?: number;
-  /**
-   * Upper bound for `publish`: past it the call rejects with `BusUnavailableError` (the gateway
-   * answers `upstream_unavailable`). The producer's own retries are sized to fit inside it.
-   * @default 5000
-   */
-  publishTimeoutMs?: number;
-  /**
-   * How long a publish waits for others to share its produce request. 0 (the default) batches only
-   * what is published in the same event-loop turn, which adds no delay.
-   * @default 0
-   */
-  lingerMs?: number;
+export interface PlatformaticBusOptions extends KafkaBusCommonOptions {
   /**
    * Retries of a consumer or admin operation (fetch, join, commit, metadata) before it fails; a
    * subscription whose consumer fails is restarted and rejoins its group (as kafkajs does).
