@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import { flushLogs } from '../logging/logger.js';
 
 export interface ShutdownOptions {
   logger: Logger;
@@ -44,8 +45,8 @@ export function createShutdown(options: ShutdownOptions): Shutdown {
     clearTimeout(timer);
     const code = failed && exitCode === 0 ? 1 : exitCode;
     logger.info({ duration_ms: Date.now() - started, exit_code: code }, 'shutdown complete');
-    // Let pino flush its async destination before the process goes.
-    await new Promise<void>((resolve) => logger.flush(() => resolve()));
+    // Every line written, in order, before the process goes.
+    await flushLogs(logger);
     exit(code);
   }
 

@@ -1,6 +1,10 @@
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Writable } from 'node:stream';
+import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
-import { createLogger, redactUrl, withContext } from './logger.js';
+import { createLogger, flushLogs, redactUrl, withContext } from './logger.js';
 
 function capture() {
   const lines: Array<Record<string, unknown>> = [];
@@ -49,5 +53,22 @@ describe('logger', () => {
   it('redactUrl removes token query parameters', () => {
     expect(redactUrl('/ws?token=abc.def&userid=u1')).toBe('/ws?token=[redacted]&userid=u1');
     expect(redactUrl('/ws?userid=u1&token=abc')).toBe('/ws?userid=u1&token=[redacted]');
+  });
+
+  it('flushLogs resolves once every line is written to the async destination, in order', async () => {
+    const file = join(mkdtempSync(join(tmpdir(), 'relay-log-')), 'out.log');
+    const destination = pino.destination({ dest: file, sync: false });
+    await new Promise((resolve) => destination.once('ready', resolve));
+    const logger = createLogger({ service: 'svc', instance: 'i-1', destination });
+    for (let i = 0; i < 5000; i++) logger.info({ i }, 'line');
+    await flushLogs(logger);
+    // Read at once, before any other write could complete: everything must be there already.
+    const seen = readFileSync(file, 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => (JSON.parse(l) as { i: number }).i);
+    expect(seen).toHaveLength(5000);
+    expect(seen.every((v, i) => v === i)).toBe(true);
+    destination.end();
   });
 });

@@ -66,3 +66,30 @@ export function withContext(logger: Logger, context: LogContext): Logger {
 export function redactUrl(raw: string): string {
   return raw.replace(/([?&](?:token|access_token|api_key)=)[^&#]*/gi, '$1[redacted]');
 }
+
+/** Longest wait for the log destination at exit: a stuck pipe must not keep a process alive. */
+const FLUSH_TIMEOUT_MS = 2000;
+
+/**
+ * Resolves once every line logged so far is written. pino's `flush(cb)` does not wait for a write
+ * already in flight on the async destination (sonic-boom calls back at once when `minLength` is
+ * 0), and the exit handler's `flushSync` then writes the later lines first: a service that failed
+ * at start printed its "shutdown complete" before the warning logged a millisecond earlier. So
+ * while the destination is writing, wait for its `drain` (emitted once everything is written).
+ */
+export function flushLogs(logger: Logger): Promise<void> {
+  const stream = (logger as unknown as Record<symbol, unknown>)[pino.symbols.streamSym] as
+    { _writing?: unknown; once?: (event: string, listener: () => void) => unknown } | undefined;
+  return new Promise<void>((resolve) => {
+    if (stream?._writing !== true || typeof stream.once !== 'function') {
+      logger.flush(() => resolve());
+      return;
+    }
+    const timer = setTimeout(resolve, FLUSH_TIMEOUT_MS);
+    timer.unref();
+    stream.once('drain', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+}
