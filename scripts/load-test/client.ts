@@ -117,7 +117,13 @@ export interface TrackerCounts {
   answered: number;
   /** Error frames (any code), including those about no message of ours. */
   errored: number;
+  /** Frames of the answers: acks, deltas, finals and errors. */
   frames: number;
+  /**
+   * `queued` frames (a streaming prompt waiting for a worker, docs/delivery.md): progress, not part
+   * of an answer, so not in `frames` (frames/s and frames per answer stay comparable).
+   */
+  queued: number;
 }
 
 /**
@@ -171,10 +177,14 @@ export function createMessageTracker(
     hist.recordValue(Math.max(1, Math.round(us - minus)));
   const us = (from: number) => Math.max(1, Math.round((performance.now() - from) * 1000));
   const pending = new Map<string, Pending>();
-  const counts: TrackerCounts = { sent: 0, acked: 0, answered: 0, errored: 0, frames: 0 };
+  const counts: TrackerCounts = { sent: 0, acked: 0, answered: 0, errored: 0, frames: 0, queued: 0 };
   const errors: Record<string, number> = {};
 
   function frame(f: TrackedFrame): void {
+    if (f.type === 'queued') {
+      counts.queued++;
+      return;
+    }
     counts.frames++;
     const p = f.request_id ? pending.get(f.request_id) : undefined;
     if (f.type === 'error') {

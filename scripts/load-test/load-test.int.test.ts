@@ -55,5 +55,8 @@ describe('npm run load-test against npm start', () => {
     // ack + up to TOKENS deltas (30 ms apart, so rarely merged by the 25 ms flush) + final.
     expect(result.frames).toBeLessThanOrEqual(10 * (TOKENS + 2));
     expect(result.frames).toBeGreaterThan(10 * (TOKENS - 2));
+    // Each user's second message waits behind its first (one request per user at a time), so it
+    // hears its queue position; those frames are counted apart from the answers' frames.
+    expect(result.queuedFrames).toBeGreaterThan(0);
   });
 });

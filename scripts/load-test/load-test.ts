@@ -52,6 +52,8 @@ export interface LoadTestResult {
    */
   frames: number;
   framesPerSecond: number;
+  /** `queued` frames (waiting for a worker), not counted in `frames`. */
+  queuedFrames: number;
   latencyMs: Record<'connect' | 'ack' | 'firstDelta' | 'deltaGap' | 'final', LatencySummary>;
   /**
    * The pipeline's own cost, with `modelTtftMs`/`modelTokenMs` given: first delta − TTFT, delta gap
@@ -241,6 +243,7 @@ export async function runLoadTest(
     sendWindow: { from: window.from, to: window.to },
     frames: c.frames,
     framesPerSecond: c.frames / Math.max(sendSeconds, 1e-3),
+    queuedFrames: c.queued,
     latencyMs: tracker.latencyMs(),
     ...(overheadMs && { overheadMs }),
   };
