@@ -14,6 +14,7 @@ import {
   type DlqEvent,
   type ResponseEvent,
   type Tracer,
+  utcDay,
 } from '@relay/common';
 import { createRecordingTracer, silentLogger, waitFor } from '@relay/common/testing';
 import { afterEach, describe, expect, it, vi } from 'vitest';
@@ -296,6 +297,51 @@ describe('ai-consumer (memory bus + memory store + mock model via the openai cli
     expect(t.eventsOf(plain).map((e) => e.type)).toEqual(['final']);
     expect(t.eventsOf(streamed).filter((e) => e.type === 'delta').length).toBeGreaterThan(0);
     expect(a.type === 'final' && b.type === 'final' && a.content === b.content).toBe(true);
+    // The plain one was asked for as one chat.completion, the other as SSE.
+    expect(t.mock.stats()).toMatchObject({ completions: 2, streamed: 1 });
+  });
+
+  it('a prompt nobody streams: one non-streamed call, the same final and usage, no TTFT observed', async () => {
+    const t = await setup();
+    const budget = { user: 1_000_000, site: 0 };
+    const plain = await t.send('ivan', 'count my tokens', { stream: false, budget });
+    const a = await t.finalOf(plain);
+    expect(t.mock.stats()).toMatchObject({ completions: 1, streamed: 0 });
+    const streamed = await t.send('judy', 'count my tokens', { budget });
+    const b = await t.finalOf(streamed);
+    // The final frame is the same, but for who asked and when.
+    const frame = (e: ResponseEvent) =>
+      e.type === 'final' ? { ...e, request_id: '', userid: '', timestamp: '', processing_time_ms: 0 } : e;
+    const sameA = frame(a);
+    expect(sameA).toEqual(frame(b));
+    expect(sameA).toMatchObject({ finish_reason: 'stop', model: 'mock-gpt' });
+    // Both spent the provider's usage (not the four-characters estimate), and the same.
+    const day = utcDay(Date.now());
+    const spent = Number(await t.store.get(REDIS_KEYS.userBudget('ivan', day)));
+    expect(spent).toBe(Number(await t.store.get(REDIS_KEYS.userBudget('judy', day))));
+    expect(spent).toBeGreaterThan(answerTokens('count my tokens').length);
+    // Only the streamed call has a first token to time.
+    expect(
+      await t.metrics.registry.getSingleMetricAsString('ai_consumer_time_to_first_token_seconds'),
+    ).toMatch(/ai_consumer_time_to_first_token_seconds_count\{[^}]*\} 1$/m);
+  });
+
+  it('a cancel of a non-streamed call aborts the request: final cancelled, empty, nothing kept', async () => {
+    const t = await setup({ mock: { ttftMs: 3000 } });
+    const id = await t.send('kim', 'a question answered slowly', { stream: false });
+    await waitFor(() => t.mock.stats().requests === 1, { message: 'model request sent' });
+    await t.cancelByChannel('kim', id);
+    const final = await t.finalOf(id);
+    expect(final).toMatchObject({
+      type: 'final',
+      content: '',
+      finish_reason: 'cancelled',
+      model: 'mock-gpt',
+    });
+    expect(t.eventsOf(id)).toEqual([final]);
+    await waitFor(() => t.mock.stats().aborted === 1, { message: 'the HTTP request aborted' });
+    expect(t.mock.stats()).toMatchObject({ requests: 1, streamed: 0 });
+    expect(await t.store.listRange('history:kim:default', 0, -1)).toEqual([]);
   });
 
   it('uses the conversation history on the next turn, in order, per conversation', async () => {

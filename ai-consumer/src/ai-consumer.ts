@@ -136,7 +136,7 @@ export interface AiConsumer {
   ready(): Readiness;
   /**
    * Stops a request held here (SPEC `cancel`): its final event then carries what was streamed so far
-   * (nothing if the model call had not started) and `finish_reason: "cancelled"`. False if this
+   * (nothing if the model call had not started, or was not streamed) and `finish_reason: "cancelled"`. False if this
    * consumer does not hold the request. Request ids are chosen by clients, so the user is part of it.
    */
   cancel(request: { userid: string; request_id: string }): boolean;
@@ -518,6 +518,9 @@ export function createAiConsumer(options: AiConsumerOptions): AiConsumer {
               buildMessages(grounding.systemPrompt, turns, prompt.content),
               {
                 signal: controller.signal,
+                // Nobody reads deltas: one completion, none of the SSE parsing (docs/delivery.md). The
+                // time to first token is then not observed (it is not seen; docs/alerts.md).
+                stream: streaming,
                 onDelta: (text) => {
                   if (firstToken) {
                     firstToken = false;
@@ -525,6 +528,7 @@ export function createAiConsumer(options: AiConsumerOptions): AiConsumer {
                     m.timeToFirstToken.observe(ttft / 1000);
                     chat?.addEvent('first_token', { 'relay.ttft_ms': ttft });
                   }
+                  // The port sends none without streaming; a wrapper that did would still not reach the user.
                   if (streaming) batcher.push(text);
                 },
               },

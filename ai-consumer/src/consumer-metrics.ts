@@ -19,7 +19,7 @@ export function consumerMetrics(metrics: Metrics) {
     }),
     timeToFirstToken: metrics.histogram({
       name: 'ai_consumer_time_to_first_token_seconds',
-      help: 'From the start of the model call to its first streamed token',
+      help: 'From the start of a streamed model call to its first token (calls without streaming have none)',
     }),
     pickupDelay: metrics.histogram({
       name: 'ai_consumer_pickup_delay_seconds',

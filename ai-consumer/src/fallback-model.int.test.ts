@@ -90,6 +90,21 @@ describe('fallback model (OPENAI_FALLBACK_MODEL)', () => {
     expect(ok.model).toBe('primary-gpt');
   });
 
+  it('a prompt nobody streams: every attempt, the fallback’s too, is one non-streamed completion', async () => {
+    const { mock, baseUrl } = await startMock();
+    const t = await setup({ primary: { baseUrl }, fallback: { baseUrl } });
+    const prompt = 'quietly [mock:status=503,model=primary-gpt]';
+    const id = await t.send('carol', prompt, { stream: false });
+    const final = await t.answerOf(id);
+    expect(final).toMatchObject({ model: 'fallback-gpt', finish_reason: 'stop' });
+    expect(final.content).toBe(answerTokens(prompt).join(''));
+    expect(t.eventsOf(id).map((e) => e.type)).toEqual(['final']);
+    expect(mock.stats()).toMatchObject({ requests: 4, completions: 1, streamed: 0 });
+    expect(await t.text()).toMatch(
+      /ai_consumer_model_retries_total\{reason="5xx",model="primary-gpt"[^}]*\} 2/,
+    );
+  });
+
   it('the primary breaker open: the fallback answers at once, without a request to the primary', async () => {
     const down = await startMock({ failRate: 1 });
     const healthy = await startMock();

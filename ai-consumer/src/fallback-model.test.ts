@@ -8,16 +8,19 @@ import { CircuitOpenError, ModelCallError } from './upstream-errors.js';
 /** A model that streams `deltas` and then resolves, or throws `error` after them. */
 function fake(name: string, behaviour: { deltas?: string[]; error?: unknown }) {
   let calls = 0;
+  const modes: Array<boolean | undefined> = [];
   const client: ModelClient = {
     breakerState: 'closed',
     async streamChat(_messages, options: StreamChatOptions): Promise<StreamChatResult> {
       calls++;
-      for (const d of behaviour.deltas ?? []) options.onDelta(d);
+      modes.push(options.stream);
+      // Without streaming there is no delta, only the content at the end.
+      if (options.stream !== false) for (const d of behaviour.deltas ?? []) options.onDelta?.(d);
       if (behaviour.error) throw behaviour.error;
       return { content: (behaviour.deltas ?? []).join(''), finishReason: 'stop', attempts: 1, model: name };
     },
   };
-  return { client, calls: () => calls };
+  return { client, calls: () => calls, modes };
 }
 
 function setup(primaryError: unknown, primaryDeltas: string[] = []) {
@@ -32,7 +35,11 @@ function setup(primaryError: unknown, primaryDeltas: string[] = []) {
     metrics,
   });
   const seen: string[] = [];
-  const run = () => model.streamChat([{ role: 'user', content: 'hi' }], { onDelta: (d) => seen.push(d) });
+  const run = (stream?: boolean) =>
+    model.streamChat([{ role: 'user', content: 'hi' }], {
+      onDelta: (d) => seen.push(d),
+      ...(stream === undefined ? {} : { stream }),
+    });
   return { primary, fallback, run, seen, metrics };
 }
 
@@ -75,5 +82,13 @@ describe('fallback model', () => {
     const t = setup(undefined, ['primary']);
     expect(await t.run()).toMatchObject({ content: 'primary', model: 'big' });
     expect(t.fallback.calls()).toBe(0);
+  });
+
+  it('without streaming both are asked for a whole completion, and the fallback answers the same way', async () => {
+    const t = setup(new ModelCallError('upstream_unavailable', 'big', 3));
+    expect(await t.run(false)).toMatchObject({ content: 'from fallback', model: 'small', attempts: 4 });
+    expect(t.primary.modes).toEqual([false]);
+    expect(t.fallback.modes).toEqual([false]);
+    expect(t.seen).toEqual([]);
   });
 });

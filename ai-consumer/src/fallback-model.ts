@@ -30,7 +30,8 @@ function fallbackReason(error: unknown): string | undefined {
  * retries ran out on an outage or timeouts, before a single delta went out. Once deltas went out
  * the user has seen the start of the primary's answer, and another model's answer from the start
  * would garble it: such a failure ends the request as it does without a fallback (an `error` event
- * after the deltas). The result's `model` says which one answered.
+ * after the deltas). Without streaming (`stream: false`) nothing went out before an answer, so any
+ * such failure of the primary may fall back. The result's `model` says which one answered.
  */
 export function createFallbackModel(options: FallbackModelOptions): ModelClient {
   const { primary, fallback, names, logger } = options;
@@ -49,7 +50,7 @@ export function createFallbackModel(options: FallbackModelOptions): ModelClient 
           ...chat,
           onDelta: (text) => {
             streamed = true;
-            chat.onDelta(text);
+            chat.onDelta?.(text);
           },
         });
       } catch (error) {

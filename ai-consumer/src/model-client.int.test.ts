@@ -1,7 +1,7 @@
 import { getEventListeners } from 'node:events';
 import { createServer } from 'node:net';
 import { createMetrics, RelayError } from '@relay/common';
-import { silentLogger } from '@relay/common/testing';
+import { silentLogger, waitFor } from '@relay/common/testing';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { answerTokens, createMockOpenAI, type MockOpenAIOptions } from './mock-openai/index.js';
 import { createModelClient, type ModelClientOptions } from './model-client.js';
@@ -212,5 +212,98 @@ describe('model client (real openai client against the mock)', () => {
     }
     expect(getEventListeners(controller.signal, 'abort')).toEqual([]);
     expect(any).not.toHaveBeenCalled();
+  });
+});
+
+describe('model client without streaming (stream: false, one chat.completion)', () => {
+  it('asks for a chat.completion, not SSE: the whole content, finish_reason and usage, no delta', async () => {
+    const { baseUrl, mock } = await startMock();
+    const { model } = client(baseUrl);
+    const deltas: string[] = [];
+    const result = await model.streamChat(ask('hello there model'), {
+      stream: false,
+      onDelta: (d) => deltas.push(d),
+    });
+    const tokens = answerTokens('hello there model');
+    expect(result).toMatchObject({
+      content: tokens.join(''),
+      finishReason: 'stop',
+      attempts: 1,
+      model: 'mock-gpt',
+      usage: { completionTokens: tokens.length },
+    });
+    expect(result.usage?.promptTokens).toBeGreaterThan(0);
+    expect(deltas).toEqual([]);
+    expect(mock.stats()).toMatchObject({ requests: 1, completions: 1, streamed: 0 });
+  });
+
+  it('says finish_reason length when max_tokens cut the answer', async () => {
+    const { baseUrl } = await startMock();
+    const { model } = client(baseUrl, { maxTokens: 3 });
+    const result = await model.streamChat(ask('a prompt with a long answer'), { stream: false });
+    expect(result.finishReason).toBe('length');
+    expect(result.content).toBe(answerTokens('a prompt with a long answer').slice(0, 3).join(''));
+    expect(result.usage?.completionTokens).toBe(3);
+  });
+
+  it('retries 5xx with the same backoff, then answers; a 400 is not retried', async () => {
+    const { baseUrl, mock } = await startMock();
+    const { model, waits, metrics } = client(baseUrl);
+    const result = await model.streamChat(ask('flaky [mock:status=503,times=2]'), { stream: false });
+    expect(result).toMatchObject({ finishReason: 'stop', attempts: 3 });
+    expect(result.content).toBe(answerTokens('flaky [mock:status=503,times=2]').join(''));
+    expect(waits).toHaveLength(2);
+    expect(mock.stats()).toMatchObject({ requests: 3, completions: 1, streamed: 0 });
+    expect(await metrics.registry.getSingleMetricAsString('ai_consumer_model_retries_total')).toMatch(
+      /reason="5xx"[^}]*\} 2/,
+    );
+    const rejected = await failure(model.streamChat(ask('bad [mock:status=400]'), { stream: false }));
+    expect(rejected.code).toBe('upstream_error');
+    expect(mock.stats().requests).toBe(4);
+  });
+
+  it('the per-attempt timeout covers the whole completion: retried, then timeout', async () => {
+    // A streamed call would have its first token at once; without streaming nothing comes for ~2 s.
+    const { baseUrl, mock } = await startMock({ ttftMs: 0, tokenMs: 200 });
+    const { model } = client(baseUrl, {
+      timeoutMs: 150,
+      retry: { maxRetries: 1, baseDelayMs: 1, maxDelayMs: 1, maxRetryAfterMs: 1 },
+    });
+    const error = await failure(model.streamChat(ask('hello'), { stream: false }));
+    expect(error.code).toBe('timeout');
+    expect(mock.stats().requests).toBe(2);
+    await waitFor(() => mock.stats().aborted === 2, { message: 'both requests aborted' });
+  });
+
+  it('opens the breaker after repeated 500s, as a streamed call does', async () => {
+    const { baseUrl, mock } = await startMock();
+    const { model } = client(baseUrl, {
+      retry: { maxRetries: 0, baseDelayMs: 1, maxDelayMs: 1, maxRetryAfterMs: 1 },
+      breaker: { failureThreshold: 2, cooldownMs: 60_000 },
+    });
+    await failure(model.streamChat(ask('x [mock:status=500]'), { stream: false }));
+    await failure(model.streamChat(ask('x [mock:status=500]'), { stream: false }));
+    expect(model.breakerState).toBe('open');
+    const refused = await failure(model.streamChat(ask('fine now'), { stream: false }));
+    expect(refused.code).toBe('upstream_unavailable');
+    expect(mock.stats().requests).toBe(2);
+  });
+
+  it('cancel aborts the HTTP request: cancelled with empty content, no retry, breaker untouched', async () => {
+    const { baseUrl, mock } = await startMock({ ttftMs: 2000 });
+    const { model } = client(baseUrl, { breaker: { failureThreshold: 1, cooldownMs: 60_000 } });
+    const controller = new AbortController();
+    const call = model.streamChat(ask('a longer prompt to answer'), {
+      stream: false,
+      signal: controller.signal,
+    });
+    await waitFor(() => mock.stats().requests === 1, { message: 'request sent' });
+    controller.abort();
+    const result = await call;
+    expect(result).toMatchObject({ content: '', finishReason: 'cancelled', attempts: 1 });
+    expect(model.breakerState).toBe('closed');
+    await waitFor(() => mock.stats().aborted === 1, { message: 'the mock saw the client go away' });
+    expect(mock.stats().requests).toBe(1);
+    expect(getEventListeners(controller.signal, 'abort')).toEqual([]);
   });
 });

@@ -27,7 +27,7 @@ export interface ModelClientOptions {
   label?: string;
   /** `max_tokens` of every call (`OPENAI_MAX_TOKENS`). */
   maxTokens: number;
-  /** Per attempt, from sending the request to the end of the stream. */
+  /** Per attempt, from sending the request to the end of the stream (or of the whole completion). */
   timeoutMs: number;
   retry: {
     /** Retries after the first attempt. */
@@ -46,13 +46,24 @@ export interface ModelClientOptions {
   random?: () => number;
   /** Injected for tests (backoff waits). */
   sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
+  /** Injected for tests: the openai client's HTTP. @default globalThis.fetch */
+  fetch?: typeof globalThis.fetch;
 }
 
 export interface StreamChatOptions {
-  /** Aborting cancels the call; it then resolves with `finishReason: 'cancelled'` and the partial content. */
+  /**
+   * Aborting cancels the call; it then resolves with `finishReason: 'cancelled'` and the partial
+   * content (empty without streaming: the HTTP request is aborted before any answer arrived).
+   */
   signal?: AbortSignal;
+  /**
+   * `false`: one `chat.completion` (`stream: false`) instead of an SSE stream, for answers nobody
+   * reads deltas of; `onDelta` is then never called. Retries, breaker, timeout and fallback are the
+   * same. @default true
+   */
+  stream?: boolean;
   /** Each content token as it arrives; the concatenation of all calls is the returned `content`. */
-  onDelta: (text: string) => void;
+  onDelta?: (text: string) => void;
 }
 
 export interface StreamChatResult {
@@ -69,13 +80,18 @@ export interface StreamChatResult {
 /** The model port: the consumer depends on this, tests may wrap it. */
 export interface ModelClient {
   /**
-   * Streams a chat completion. Fails only with a `RelayError` (a `ModelCallError` from
-   * {@link createModelClient}) whose code is safe to show a user: `timeout`,
-   * `upstream_unavailable`, `upstream_error` or `internal_error`.
+   * Asks for a chat completion, streamed unless `options.stream` is false. Fails only with a
+   * `RelayError` (a `ModelCallError` from {@link createModelClient}) whose code is safe to show a
+   * user: `timeout`, `upstream_unavailable`, `upstream_error` or `internal_error`.
    */
   streamChat(messages: ChatMessage[], options: StreamChatOptions): Promise<StreamChatResult>;
   /** `open`: calls fail at once, without reaching the provider (`/ready` reports the model failing). */
   readonly breakerState: BreakerState;
+}
+
+/** Our usage shape from the provider's (a stream's last chunk, or a completion). */
+function usageOf(usage: { prompt_tokens: number; completion_tokens: number }): StreamChatResult['usage'] {
+  return { promptTokens: usage.prompt_tokens, completionTokens: usage.completion_tokens };
 }
 
 /** Thrown inside an attempt when the caller aborted; never retried, never held against the provider. */
@@ -89,7 +105,7 @@ class CancelledAttempt extends Error {
 /**
  * The official `openai` client with our resilience around it: one retry layer (ours; the client is
  * built with `maxRetries: 0`), a circuit breaker around every attempt, and a per-attempt timeout that
- * covers the whole stream (the client's own `timeout` stops at the response headers).
+ * covers the whole stream or completion (the client's own `timeout` stops at the response headers).
  */
 export function createModelClient(options: ModelClientOptions): ModelClient {
   const { logger, timeoutMs } = options;
@@ -101,6 +117,7 @@ export function createModelClient(options: ModelClientOptions): ModelClient {
     baseURL: options.baseUrl,
     maxRetries: 0,
     timeout: timeoutMs,
+    ...(options.fetch ? { fetch: options.fetch } : {}),
   });
   const breaker = createCircuitBreaker({
     failureThreshold: options.breaker.failureThreshold,
@@ -116,11 +133,22 @@ export function createModelClient(options: ModelClientOptions): ModelClient {
   m.breakerState.set({ model: label }, BREAKER_STATE_VALUE.closed);
   startModelAtZero(m, label);
 
+  /** What one attempt learnt; `content` only without streaming (streamed text goes to `emit`). */
+  interface Answer {
+    finishReason: string;
+    usage?: StreamChatResult['usage'];
+    content?: string;
+  }
+
+  /**
+   * Runs one request under the per-attempt timeout and the caller's signal: `request` gets the
+   * attempt's signal and `interrupted`, which tells (from flags, as an abort is silent inside the
+   * client's stream iterator) whether an error is really our timeout or the caller's cancel.
+   */
   async function attemptOnce(
-    messages: ChatMessage[],
     signal: AbortSignal | undefined,
-    emit: (text: string) => void,
-  ): Promise<Omit<StreamChatResult, 'content' | 'attempts'>> {
+    request: (attempt: AbortSignal, interrupted: (cause?: unknown) => Error | undefined) => Promise<Answer>,
+  ): Promise<Answer> {
     const attempt = new AbortController();
     let timedOut = false;
     const timer = setTimeout(() => {
@@ -134,24 +162,37 @@ export function createModelClient(options: ModelClientOptions): ModelClient {
     const forward = () => attempt.abort(signal?.reason);
     signal?.addEventListener('abort', forward, { once: true });
     if (signal?.aborted) forward();
-    // Abort is silent inside the client's stream iterator (it just ends), so the flags decide.
     const interrupted = (cause?: unknown): Error | undefined => {
       if (timedOut) return new AttemptTimeoutError(timeoutMs, { cause });
       if (signal?.aborted) return new CancelledAttempt();
       return undefined;
     };
     try {
+      const answer = await request(attempt.signal, interrupted);
+      const why = interrupted();
+      if (why) throw why;
+      return answer;
+    } finally {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', forward);
+    }
+  }
+
+  const params = (messages: ChatMessage[]) => ({
+    model: options.model,
+    messages,
+    max_tokens: options.maxTokens,
+  });
+
+  /** An SSE stream of `chat.completion.chunk`s, each token to `emit` as it arrives. */
+  const streamed =
+    (messages: ChatMessage[], emit: (text: string) => void) =>
+    async (signal: AbortSignal, interrupted: (cause?: unknown) => Error | undefined): Promise<Answer> => {
       let stream;
       try {
         stream = await client.chat.completions.create(
-          {
-            model: options.model,
-            messages,
-            max_tokens: options.maxTokens,
-            stream: true,
-            stream_options: { include_usage: true },
-          },
-          { signal: attempt.signal, timeout: timeoutMs },
+          { ...params(messages), stream: true, stream_options: { include_usage: true } },
+          { signal, timeout: timeoutMs },
         );
       } catch (error) {
         throw interrupted(error) ?? error;
@@ -164,12 +205,7 @@ export function createModelClient(options: ModelClientOptions): ModelClient {
           const text = choice?.delta?.content;
           if (text) emit(text);
           if (choice?.finish_reason) finishReason = choice.finish_reason;
-          if (chunk.usage) {
-            usage = {
-              promptTokens: chunk.usage.prompt_tokens,
-              completionTokens: chunk.usage.completion_tokens,
-            };
-          }
+          if (chunk.usage) usage = usageOf(chunk.usage);
         }
       } catch (error) {
         const why = interrupted(error);
@@ -177,29 +213,53 @@ export function createModelClient(options: ModelClientOptions): ModelClient {
         if (error instanceof APIError) throw error;
         throw new StreamBrokenError('model stream broke', { cause: error });
       }
+      // An abort just ends the iterator: without this check a cancel would look like a broken stream.
       const why = interrupted();
       if (why) throw why;
       if (finishReason === undefined) throw new StreamBrokenError('model stream ended without finish_reason');
       return { finishReason, ...(usage ? { usage } : {}) };
-    } finally {
-      clearTimeout(timer);
-      signal?.removeEventListener('abort', forward);
-    }
-  }
+    };
+
+  /**
+   * One `chat.completion` JSON: no SSE parsing, no chunk objects, no per-token microtasks, for
+   * answers nobody reads deltas of (~20 chunks each otherwise).
+   */
+  const completed =
+    (messages: ChatMessage[]) =>
+    async (signal: AbortSignal, interrupted: (cause?: unknown) => Error | undefined): Promise<Answer> => {
+      let completion;
+      try {
+        completion = await client.chat.completions.create(
+          { ...params(messages), stream: false },
+          { signal, timeout: timeoutMs },
+        );
+      } catch (error) {
+        throw interrupted(error) ?? error;
+      }
+      const choice = completion.choices[0];
+      // The same verdict as a stream that ended without one: the provider failed mid-answer.
+      if (!choice?.finish_reason) throw new StreamBrokenError('model completion without finish_reason');
+      return {
+        finishReason: choice.finish_reason,
+        content: choice.message.content ?? '',
+        ...(completion.usage ? { usage: usageOf(completion.usage) } : {}),
+      };
+    };
 
   return {
     get breakerState() {
       return breaker.state;
     },
-    async streamChat(messages, { signal, onDelta }) {
+    async streamChat(messages, { signal, onDelta, stream = true }) {
       if (signal?.aborted)
         return { content: '', finishReason: 'cancelled', attempts: 0, model: options.model };
       let content = '';
       let attempts = 0;
       const emit = (text: string) => {
         content += text;
-        onDelta(text);
+        onDelta?.(text);
       };
+      const request = stream ? streamed(messages, emit) : completed(messages);
       try {
         const result = await retryWithBackoff(
           () => {
@@ -207,9 +267,9 @@ export function createModelClient(options: ModelClientOptions): ModelClient {
             return breaker.run(
               async () => {
                 try {
-                  const r = await attemptOnce(messages, signal, emit);
+                  const answer = await attemptOnce(signal, request);
                   m.attempts.inc({ result: 'ok', model: label });
-                  return r;
+                  return answer;
                 } catch (error) {
                   if (!(error instanceof CancelledAttempt)) {
                     m.attempts.inc({ result: failureKind(error), model: label });
@@ -258,7 +318,9 @@ export function createModelClient(options: ModelClientOptions): ModelClient {
             ...(options.sleep ? { sleep: options.sleep } : {}),
           },
         );
-        return { content, ...result, attempts, model: options.model };
+        // Without streaming the content came whole with the answer (and `content` is still '').
+        const { content: whole = content, ...rest } = result;
+        return { content: whole, ...rest, attempts, model: options.model };
       } catch (error) {
         // Cancelled in an attempt or during a backoff wait: not a failure, the partial answer stands.
         if (signal?.aborted) return { content, finishReason: 'cancelled', attempts, model: options.model };

@@ -59,6 +59,8 @@ export interface MockOpenAIStats {
   requests: number;
   /** Chat completions answered with 200 (a stream counts once it starts). */
   completions: number;
+  /** Of `completions`, those asked for with `stream: true` (SSE); the rest were one JSON each. */
+  streamed: number;
   /** Completions cut short because the client went away before the response finished. */
   aborted: number;
   /** Inputs embedded by `/v1/embeddings` (one request may carry many). */
@@ -92,7 +94,7 @@ export function createMockOpenAI(options: MockOpenAIOptions = {}): MockOpenAISer
   const config: ResolvedMockOpenAIOptions = resolveMockOpenAIOptions(options);
   const failDraw = createPrng(config.seed);
   const markerHits = new Map<string, number>();
-  const counters: MockOpenAIStats = { requests: 0, completions: 0, aborted: 0, embeddings: 0 };
+  const counters: MockOpenAIStats = { requests: 0, completions: 0, streamed: 0, aborted: 0, embeddings: 0 };
   let requestSeq = 0;
   let starting: Promise<{ url: string; port: number }> | undefined;
   let closing: Promise<void> | undefined;
@@ -170,7 +172,10 @@ export function createMockOpenAI(options: MockOpenAIOptions = {}): MockOpenAISer
 
     const plan = planCompletion(request, prompt);
     counters.completions++;
-    if (request.stream) return streamCompletion(res, plan, request.stream_options?.include_usage === true);
+    if (request.stream) {
+      counters.streamed++;
+      return streamCompletion(res, plan, request.stream_options?.include_usage === true);
+    }
     await pause(config.ttftMs + config.tokenMs * Math.max(0, plan.tokens.length - 1), abortOnClose(res));
     sendJson(res, 200, {
       id: plan.id,
