@@ -495,6 +495,22 @@ describe('docker-compose.yml', () => {
     expect(existsSync(at('.dockerignore'))).toBe(true);
   });
 
+  it("gives nginx the descriptors its config asks for, enough for worker_connections", async () => {
+    const conf = await readFile(at('nginx', 'nginx.conf'), 'utf8');
+    const directive = (name: string) => Number(new RegExp(`^\\s*${name}\\s+(\\d+);`, 'm').exec(conf)?.[1]);
+    const rlimit = directive('worker_rlimit_nofile');
+    const connections = directive('worker_connections');
+    // Each connection slot is a descriptor; a proxied WebSocket takes two slots.
+    expect(rlimit).toBeGreaterThanOrEqual(connections);
+    // Enough for a gateway's MAX_CONNECTIONS default (50,000) across two workers.
+    expect(connections).toBeGreaterThanOrEqual(50_000);
+    const nofile = z
+      .object({ nofile: z.object({ soft: z.number(), hard: z.number() }) })
+      .parse(services.nginx?.ulimits).nofile;
+    expect(nofile.soft).toBeGreaterThanOrEqual(rlimit);
+    expect(nofile.hard).toBeGreaterThanOrEqual(rlimit);
+  });
+
   it('mounts files that exist', () => {
     for (const [name, service] of Object.entries(services)) {
       for (const volume of z.array(z.string()).default([]).parse(service.volumes)) {

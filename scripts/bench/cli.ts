@@ -183,6 +183,7 @@ const context: BenchContext = {
   },
   otherGroups: () => groups(['mock-openai']),
   gatewayPid: (target) => pid(target === 'uws' ? stackDefinitions['gateway-1'] : baselineGateway),
+  nginxPid: () => pid(stackDefinitions.nginx),
   restartGateway: (target) => restart(target === 'uws' ? stackDefinitions['gateway-1'] : baselineGateway),
   async useModel(timing) {
     if (JSON.stringify(timing) === JSON.stringify(model)) return;
@@ -299,7 +300,6 @@ try {
     }
     if (only.includes('connections')) {
       for (const target of targets) {
-        if (target === 'stack') continue;
         results.connections.push(await connectionsScenario(context, target, settings.connections));
       }
     }

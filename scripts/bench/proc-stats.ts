@@ -79,6 +79,13 @@ export async function rssBytes(pid: number): Promise<number> {
 }
 
 /** The soft limit on open files of a process (RLIMIT_NOFILE): how many sockets it can hold. */
+/** RSS of every process in process group `pgid` (nginx: its master and workers), bytes. */
+export async function groupRssBytes(pgid: number): Promise<number> {
+  const members = (await allStats()).filter((s) => s.pgrp === pgid);
+  const sizes = await Promise.all(members.map((m) => rssBytes(m.pid).catch(() => 0)));
+  return sizes.reduce((a, b) => a + b, 0);
+}
+
 export async function openFileLimit(pid: number): Promise<number> {
   const limits = await readFile(`/proc/${pid}/limits`, 'utf8');
   const soft = /^Max open files\s+(\d+|unlimited)/m.exec(limits)?.[1];

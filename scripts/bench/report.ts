@@ -134,6 +134,13 @@ export function renderSection(results: BenchResults): string {
       `| uWS gateway RSS per idle connection at ${level.toLocaleString('en')} | ≤ 2 KB | ${runsOf(per, 0)} | ${fmt(median(per), 0)} B | ${verdict(median(per) <= 2048)} |`,
     );
   }
+  const nginxConn = results.connections.filter((c) => c.target === 'stack');
+  for (const level of levelsOf(nginxConn)) {
+    const failed = nginxConn.map((c) => c.levels.find((l) => l.requested === level)?.failed ?? Number.NaN);
+    out.push(
+      `| idle connections through nginx at ${level.toLocaleString('en')}: failed to open | 0 | ${runsOf(failed, 0)} | ${fmt(median(failed), 0)} | ${verdict(median(failed) === 0)} |`,
+    );
+  }
   for (const skip of uwsConn[0]?.skipped ?? []) {
     out.push(
       `| idle connections at ${skip.requested.toLocaleString('en')} | ≤ 2 KB/conn | – | not run | not measured: ${skip.reason} |`,
@@ -218,6 +225,7 @@ export function renderSection(results: BenchResults): string {
     );
     out.push('|---|---|---|---|---|---|---|');
     for (const [target, runs] of [
+      ['stack (nginx RSS)', results.connections.filter((c) => c.target === 'stack')],
       ['uws', uwsConn],
       ['ws', wsConn],
     ] as const) {
