@@ -495,7 +495,7 @@ describe('docker-compose.yml', () => {
     expect(existsSync(at('.dockerignore'))).toBe(true);
   });
 
-  it("gives nginx the descriptors its config asks for, enough for worker_connections", async () => {
+  it('gives nginx the descriptors its config asks for, enough for worker_connections', async () => {
     const conf = await readFile(at('nginx', 'nginx.conf'), 'utf8');
     const directive = (name: string) => Number(new RegExp(`^\\s*${name}\\s+(\\d+);`, 'm').exec(conf)?.[1]);
     const rlimit = directive('worker_rlimit_nofile');
