@@ -16,6 +16,7 @@ import {
   stackStatus,
   stackUp,
 } from './stack.js';
+import { forgetUpEnv, saveUpEnv, withUpEnv } from './up-env.js';
 
 const USAGE = `usage: npm run stack -- <command>
   up                       start everything not already running; returns once all are healthy
@@ -30,7 +31,9 @@ ports: GATEWAY_1_PORT GATEWAY_2_PORT AI_CONSUMER_PORT MESSAGE_RELAY_PORT MOCK_OP
        NGINX_PORT PROMETHEUS_PORT ALERTMANAGER_PORT KAFKA_PORT KAFKA_CONTROLLER_PORT REDIS_PORT
 config: PROMETHEUS_CONFIG (template of the stack's config) ALERTMANAGER_CONFIG
 model: without OPENAI_API_KEY the bundled mock answers (MOCK_OPENAI_TTFT_MS, MOCK_OPENAI_TOKEN_MS)
-work dir: RELAY_WORK_DIR (default .work/); other variables (LOG_LEVEL, MAX_WORKERS, …) pass through`;
+work dir: RELAY_WORK_DIR (default .work/); other variables (LOG_LEVEL, MAX_WORKERS, …) pass through.
+After \`up\`, start/kill/status/down use the environment \`up\` was given (kept in the work dir
+until \`down\`); a variable set again on their command line wins.`;
 
 function oneName(args: readonly string[]): string {
   const names = args.filter((a) => !a.startsWith('-'));
@@ -39,8 +42,11 @@ function oneName(args: readonly string[]): string {
   return checkName(name);
 }
 
+/** The commands after `up` see what `up` was given, under the current environment. */
+const afterUp = async () => ({ env: await withUpEnv(process.env) });
+
 async function status(args: readonly string[]): Promise<void> {
-  const statuses = await stackStatus();
+  const statuses = await stackStatus(await afterUp());
   if (args.includes('--json')) {
     process.stdout.write(`${JSON.stringify(statuses)}\n`);
     return;
@@ -68,13 +74,17 @@ async function status(args: readonly string[]): Promise<void> {
 
 const commands: Record<string, Command> = {
   up: async () => {
+    await saveUpEnv(process.env);
     await stackUp();
   },
-  down: (args) => stackDown({ keepInfra: args.includes('--keep-infra') }),
+  down: async (args) => {
+    await stackDown({ ...(await afterUp()), keepInfra: args.includes('--keep-infra') });
+    await forgetUpEnv(process.env);
+  },
   status,
-  kill: (args) => stackKill(oneName(args)),
+  kill: async (args) => stackKill(oneName(args), await afterUp()),
   start: async (args) => {
-    await stackStart(oneName(args));
+    await stackStart(oneName(args), await afterUp());
   },
 };
 
