@@ -16,7 +16,7 @@ import { once } from '../lifecycle/once.js';
 import {
   awaitSend,
   kafkaBusHealth,
-  PROBE_INTERVAL_MS,
+  createBrokerProbe,
   recordSize,
   withTimeout,
   type KafkaBusCommonOptions,
@@ -92,7 +92,6 @@ export function createKafkaBus(options: KafkaBusOptions): Bus {
   let closed = false;
   /** The last publish failed and no probe or publish has succeeded since, and why. */
   const publish: PublishState = { failing: false, error: undefined };
-  let probeTimer: NodeJS.Timeout | undefined;
 
   producer.on(producer.events.CONNECT, () => (producerConnected = true));
   producer.on(producer.events.DISCONNECT, () => (producerConnected = false));
@@ -110,30 +109,16 @@ export function createKafkaBus(options: KafkaBusOptions): Bus {
   }
 
   /** While publishing fails, polls the broker so readiness recovers without waiting for traffic. */
-  function scheduleProbe(): void {
-    if (probeTimer || closed) return;
-    probeTimer = setTimeout(() => {
-      void (async () => {
-        try {
-          await withTimeout(
-            (async () => {
-              await connectAdmin();
-              await admin.describeCluster();
-            })(),
-            publishTimeoutMs,
-            'broker probe',
-          );
-          publish.failing = false;
-        } catch (err) {
-          logger.debug({ err }, 'kafka still unreachable');
-        } finally {
-          probeTimer = undefined;
-          if (publish.failing) scheduleProbe();
-        }
-      })();
-    }, PROBE_INTERVAL_MS);
-    probeTimer.unref();
-  }
+  const probe = createBrokerProbe({
+    check: async () => {
+      await connectAdmin();
+      await admin.describeCluster();
+    },
+    timeoutMs: publishTimeoutMs,
+    state: publish,
+    logger,
+    closed: () => closed,
+  });
 
   async function subscribe(sub: SubscribeOptions): Promise<Subscription> {
     const subscription = await startKafkaSubscription(
@@ -189,7 +174,7 @@ export function createKafkaBus(options: KafkaBusOptions): Bus {
         timeoutMs: publishTimeoutMs,
         state: publish,
         logger,
-        onFailure: scheduleProbe,
+        onFailure: probe.schedule,
       });
     },
     subscribe,
@@ -227,7 +212,7 @@ export function createKafkaBus(options: KafkaBusOptions): Bus {
       ),
     close: once(async () => {
       closed = true;
-      clearTimeout(probeTimer);
+      probe.stop();
       await Promise.allSettled([...subscriptions].map((s) => s.close()));
       if (adminConnected) await admin.disconnect();
       await producer.disconnect();

@@ -154,3 +154,36 @@ export function kafkaBusHealth(s: {
   if (s.publish.failing) return failing(`publishes failing: ${errorReason(s.publish.error)}`);
   return OK;
 }
+
+/**
+ * While publishes fail, polls the broker (`check`, bounded by `timeoutMs`) every PROBE_INTERVAL_MS
+ * until it answers, then clears `state.failing`: readiness recovers without waiting for traffic.
+ */
+export function createBrokerProbe(opts: {
+  check: () => Promise<unknown>;
+  timeoutMs: number;
+  state: PublishState;
+  logger: Logger;
+  /** The bus closed: no new probe. */
+  closed: () => boolean;
+}): { schedule(): void; stop(): void } {
+  let timer: NodeJS.Timeout | undefined;
+  function schedule(): void {
+    if (timer || opts.closed()) return;
+    timer = setTimeout(() => {
+      void (async () => {
+        try {
+          await withTimeout(opts.check(), opts.timeoutMs, 'broker probe');
+          opts.state.failing = false;
+        } catch (err) {
+          opts.logger.debug({ err }, 'kafka still unreachable');
+        } finally {
+          timer = undefined;
+          if (opts.state.failing) schedule();
+        }
+      })();
+    }, PROBE_INTERVAL_MS);
+    timer.unref();
+  }
+  return { schedule, stop: () => clearTimeout(timer) };
+}

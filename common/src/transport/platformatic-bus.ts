@@ -11,7 +11,7 @@ import type { Bus, BusRecord, PartitionLag, SubscribeOptions, Subscription, Topi
 import {
   awaitSend,
   kafkaBusHealth,
-  PROBE_INTERVAL_MS,
+  createBrokerProbe,
   recordSize,
   withTimeout,
   type KafkaBusCommonOptions,
@@ -108,30 +108,15 @@ export function createPlatformaticBus(options: PlatformaticBusOptions): Bus {
   let closed = false;
   /** The last publish failed and no probe or publish has succeeded since, and why. */
   const publish: PublishState = { failing: false, error: undefined };
-  let probeTimer: NodeJS.Timeout | undefined;
 
   /** While publishing fails, polls the broker so readiness recovers without waiting for traffic. */
-  function scheduleProbe(): void {
-    if (probeTimer || closed) return;
-    probeTimer = setTimeout(() => {
-      void (async () => {
-        try {
-          await withTimeout(
-            admin.metadata({ topics: [], forceUpdate: true }),
-            publishTimeoutMs,
-            'broker probe',
-          );
-          publish.failing = false;
-        } catch (err) {
-          logger.debug({ err }, 'kafka still unreachable');
-        } finally {
-          probeTimer = undefined;
-          if (publish.failing) scheduleProbe();
-        }
-      })();
-    }, PROBE_INTERVAL_MS);
-    probeTimer.unref();
-  }
+  const probe = createBrokerProbe({
+    check: () => admin.metadata({ topics: [], forceUpdate: true }),
+    timeoutMs: publishTimeoutMs,
+    state: publish,
+    logger,
+    closed: () => closed,
+  });
 
   async function subscribe(sub: SubscribeOptions): Promise<Subscription> {
     const subscription = await startPlatformaticSubscription(
@@ -256,7 +241,7 @@ export function createPlatformaticBus(options: PlatformaticBusOptions): Bus {
         timeoutMs: publishTimeoutMs,
         state: publish,
         logger,
-        onFailure: scheduleProbe,
+        onFailure: probe.schedule,
       });
     },
     subscribe,
@@ -266,7 +251,7 @@ export function createPlatformaticBus(options: PlatformaticBusOptions): Bus {
     health: () => kafkaBusHealth({ closed, crashed, producerConnected, publish }),
     close: once(async () => {
       closed = true;
-      clearTimeout(probeTimer);
+      probe.stop();
       await Promise.allSettled([...subscriptions].map((s) => s.close()));
       // Publishes already handed to the producer get their answer before its sockets close.
       await withTimeout(Promise.allSettled([...inFlight]), publishTimeoutMs, 'final publishes').catch(
