@@ -256,18 +256,34 @@ function result(oracle: SocketOracle, extra: string[] = []): CaseResult {
   };
 }
 
-/** Frames on one socket: each judged by the oracle, sentinels marking when all were answered. */
-export async function runFramesCase(ctx: CaseContext, c: FramesCase): Promise<CaseResult> {
+/**
+ * The socket of a frames or protocol case: its user's, upgraded with a valid token and the case's
+ * flags, watched by an oracle; a refused upgrade is the case's result (a violation).
+ */
+async function openJudgedSocket(
+  ctx: CaseContext,
+  c: { user: number; connect: FramesCase['connect'] },
+): Promise<
+  | { refused: CaseResult }
+  | {
+      userid: string;
+      dc: ReturnType<typeof docContext>;
+      conn: Awaited<ReturnType<typeof openSocket>>['conn'];
+      oracle: SocketOracle;
+    }
+> {
   const userid = ctx.users[c.user % ctx.users.length] ?? 'fz-a';
   const dc = docContext(ctx, userid);
   const { conn, status, body } = await openSocket(ctx, connectQuery(ctx, userid, c.connect));
   if (status !== 101) {
     conn.destroy();
     return {
-      outcomes: [],
-      violations: [`upgrade with a valid token refused: HTTP ${status} ${body.slice(0, 200)}`],
-      contained: [],
-      transcript: [],
+      refused: {
+        outcomes: [],
+        violations: [`upgrade with a valid token refused: HTTP ${status} ${body.slice(0, 200)}`],
+        contained: [],
+        transcript: [],
+      },
     };
   }
   const oracle = new SocketOracle(
@@ -276,6 +292,14 @@ export async function runFramesCase(ctx: CaseContext, c: FramesCase): Promise<Ca
     { stream: c.connect.stream, extensions: c.connect.stream || c.connect.ack },
     ctx.ledger(userid),
   );
+  return { userid, dc, conn, oracle };
+}
+
+/** Frames on one socket: each judged by the oracle, sentinels marking when all were answered. */
+export async function runFramesCase(ctx: CaseContext, c: FramesCase): Promise<CaseResult> {
+  const opened = await openJudgedSocket(ctx, c);
+  if ('refused' in opened) return opened.refused;
+  const { userid, dc, conn, oracle } = opened;
   let n = 0;
   for (const frame of c.frames) {
     const payload = framePayload(frame, dc, ctx.limits);
@@ -338,24 +362,9 @@ function describeRaw(f: RawFrame, payload: Buffer): string {
 
 /** Frames at the WebSocket level: reserved bits and opcodes, control frames, fragments, lying lengths. */
 export async function runProtocolCase(ctx: CaseContext, c: ProtocolCase): Promise<CaseResult> {
-  const userid = ctx.users[c.user % ctx.users.length] ?? 'fz-a';
-  const dc = docContext(ctx, userid);
-  const { conn, status, body } = await openSocket(ctx, connectQuery(ctx, userid, c.connect));
-  if (status !== 101) {
-    conn.destroy();
-    return {
-      outcomes: [],
-      violations: [`upgrade with a valid token refused: HTTP ${status} ${body.slice(0, 200)}`],
-      contained: [],
-      transcript: [],
-    };
-  }
-  const oracle = new SocketOracle(
-    conn,
-    userid,
-    { stream: c.connect.stream, extensions: c.connect.stream || c.connect.ack },
-    ctx.ledger(userid),
-  );
+  const opened = await openJudgedSocket(ctx, c);
+  if ('refused' in opened) return opened.refused;
+  const { userid, dc, conn, oracle } = opened;
   const cap = ctx.limits.maxPayloadBytes * 4;
   const wire: WireFrame[] = [];
   const chunks: Buffer[] = [];
