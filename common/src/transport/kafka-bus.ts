@@ -17,6 +17,7 @@ import {
   awaitSend,
   kafkaBusHealth,
   createBrokerProbe,
+  trackedSubscription,
   recordSize,
   withTimeout,
   type KafkaBusCommonOptions,
@@ -135,19 +136,7 @@ export function createKafkaBus(options: KafkaBusOptions): Bus {
       },
       sub,
     );
-    subscriptions.add(subscription);
-    return {
-      get ready() {
-        return subscription.ready;
-      },
-      close: once(async () => {
-        try {
-          await subscription.close();
-        } finally {
-          subscriptions.delete(subscription);
-        }
-      }),
-    };
+    return trackedSubscription(subscriptions, subscription);
   }
 
   return {

@@ -1,6 +1,7 @@
 /** What both Kafka adapters (kafka-bus.ts, platformatic-bus.ts) share beside the bookkeeping modules. */
 import type { Logger } from 'pino';
-import type { FatalHandler } from './bus.js';
+import type { FatalHandler, Subscription } from './bus.js';
+import { once } from '../lifecycle/once.js';
 import { BusUnavailableError } from './bus-errors.js';
 import { errorReason, failing, OK, type DependencyCheck } from '../readiness/checks.js';
 import type { CommitCoalescer } from './commit-coalescer.js';
@@ -186,4 +187,21 @@ export function createBrokerProbe(opts: {
     timer.unref();
   }
   return { schedule, stop: () => clearTimeout(timer) };
+}
+
+/** A started subscription as the `Bus` hands it out: kept in `open` (closed with the bus) until closed. */
+export function trackedSubscription<S extends Subscription>(open: Set<S>, subscription: S): Subscription {
+  open.add(subscription);
+  return {
+    get ready() {
+      return subscription.ready;
+    },
+    close: once(async () => {
+      try {
+        await subscription.close();
+      } finally {
+        open.delete(subscription);
+      }
+    }),
+  };
 }

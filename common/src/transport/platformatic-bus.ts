@@ -12,6 +12,7 @@ import {
   awaitSend,
   kafkaBusHealth,
   createBrokerProbe,
+  trackedSubscription,
   recordSize,
   withTimeout,
   type KafkaBusCommonOptions,
@@ -133,19 +134,7 @@ export function createPlatformaticBus(options: PlatformaticBusOptions): Bus {
       },
       sub,
     );
-    subscriptions.add(subscription);
-    return {
-      get ready() {
-        return subscription.ready;
-      },
-      close: once(async () => {
-        try {
-          await subscription.close();
-        } finally {
-          subscriptions.delete(subscription);
-        }
-      }),
-    };
+    return trackedSubscription(subscriptions, subscription);
   }
 
   async function ensureTopics(specs: TopicSpec[]): Promise<void> {
