@@ -58,11 +58,11 @@ export interface EmbeddedApp {
  * through the same ports the distributed services use: in-process by default, real Kafka / Redis
  * when their variables are set.
  */
-export function createEmbeddedApp(options: EmbeddedAppOptions): EmbeddedApp {
+export async function createEmbeddedApp(options: EmbeddedAppOptions): Promise<EmbeddedApp> {
   const { config, logger, metrics, transports, tracer } = options;
   const hub = createMemoryPubSubHub();
   const bus: Bus = transports.kafka
-    ? createKafkaClientBus({
+    ? await createKafkaClientBus({
         client: config.kafka.client,
         brokers: config.kafka.brokers,
         clientId: 'ai-relay-embedded',

@@ -38,7 +38,7 @@ const sites = loadSitesOrExit(config.gateway, config.http.host, (line) => {
 logSites(logger, sites);
 
 const transports = chooseTransports(env);
-const app = createEmbeddedApp({
+const app = await createEmbeddedApp({
   config,
   transports,
   logger,

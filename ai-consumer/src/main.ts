@@ -65,7 +65,7 @@ try {
   const pubsub = createRedisPubSub({ url: config.redis.url, logger, connectionName: SERVICE });
   shutdown.add('redis-pubsub', () => pubsub.close());
 
-  const bus = createKafkaClientBus({
+  const bus = await createKafkaClientBus({
     client: config.kafka.client,
     brokers: config.kafka.brokers,
     clientId: `${SERVICE}-${config.http.serverId}`,

@@ -13,7 +13,7 @@ import { createRelay } from './relay.js';
 const { config, logger, metrics, shutdown, tracer } = await bootService(process, SERVICE, configFragments);
 
 const connectionName = `${SERVICE}:${config.http.serverId}`;
-const bus = createKafkaClientBus({
+const bus = await createKafkaClientBus({
   client: config.kafka.client,
   brokers: config.kafka.brokers,
   clientId: connectionName,

@@ -147,7 +147,7 @@ async function measure(
   const logger = pino({ level: 'warn' }, pino.destination(2));
   const tag = `${client}-${Date.now().toString(36)}-${run}`;
   const fatal: Error[] = [];
-  const bus = createKafkaClientBus({
+  const bus = await createKafkaClientBus({
     client,
     brokers,
     clientId: `bench-${tag}`,

@@ -29,7 +29,7 @@ export async function runGatewayProcess(
     process.exit(1);
   });
   logSites(logger, sites);
-  const bus = createKafkaClientBus({
+  const bus = await createKafkaClientBus({
     client: config.kafka.client,
     brokers: config.kafka.brokers,
     clientId: `${service}-${config.http.serverId}`,

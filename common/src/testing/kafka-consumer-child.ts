@@ -7,7 +7,7 @@ import { createKafkaClientBus } from '../transport/kafka-client.js';
 import { silentLogger } from './silent-logger.js';
 
 const { BROKERS = '', TOPIC = '', GROUP = '', SESSION_TIMEOUT_MS = '6000', KAFKA_CLIENT } = process.env;
-const bus = createKafkaClientBus({
+const bus = await createKafkaClientBus({
   client: KAFKA_CLIENT === 'platformatic' ? 'platformatic' : 'kafkajs',
   brokers: BROKERS.split(','),
   clientId: 'consumer-child',

@@ -2,7 +2,6 @@ import type { Logger } from 'pino';
 import type { KafkaClientName } from '../config/fragments.js';
 import type { Bus, FatalHandler } from './bus.js';
 import { createKafkaBus } from './kafka-bus.js';
-import { createPlatformaticBus } from './platformatic-bus.js';
 
 /** What every service gives its Kafka bus, whichever client library runs it. */
 export interface KafkaClientBusOptions {
@@ -23,8 +22,10 @@ export interface KafkaClientBusOptions {
 /**
  * The Kafka `Bus` on the configured client: kafka-bus.ts (kafkajs) or platformatic-bus.ts
  * (@platformatic/kafka). Both keep the Bus contract (common/src/testing/bus-contract.ts).
+ * platformatic is imported only when chosen: loading it compiles its protocol schemas, ~450 ms of
+ * every service's start-up (the embedded app's too) for a client the default does not use.
  */
-export function createKafkaClientBus(options: KafkaClientBusOptions): Bus {
+export async function createKafkaClientBus(options: KafkaClientBusOptions): Promise<Bus> {
   const { client, ...rest } = options;
   const common = {
     brokers: rest.brokers,
@@ -35,5 +36,7 @@ export function createKafkaClientBus(options: KafkaClientBusOptions): Bus {
     ...(rest.publishTimeoutMs === undefined ? {} : { publishTimeoutMs: rest.publishTimeoutMs }),
     ...(rest.lingerMs === undefined ? {} : { lingerMs: rest.lingerMs }),
   };
-  return client === 'platformatic' ? createPlatformaticBus(common) : createKafkaBus(common);
+  if (client !== 'platformatic') return createKafkaBus(common);
+  const { createPlatformaticBus } = await import('./platformatic-bus.js');
+  return createPlatformaticBus(common);
 }

@@ -17,7 +17,7 @@ const clients: KafkaClientName[] = ['kafkajs', 'platformatic'];
 for (const client of clients) {
   busContract(`real Kafka (${client})`, {
     create: async (onFatal) =>
-      createKafkaClientBus({
+      await createKafkaClientBus({
         client,
         brokers,
         clientId: uniqueName('contract'),
@@ -76,7 +76,7 @@ describe.each(clients)('Kafka consumer crash (separate process, SIGKILL, %s)', (
     const topic = uniqueName('crash');
     const group = uniqueName('crash-g');
     await admin.createTopics({ topics: [{ topic, numPartitions: 1 }], waitForLeaders: true });
-    const producerBus = createKafkaClientBus({
+    const producerBus = await createKafkaClientBus({
       client,
       brokers,
       clientId: 'crash-producer',
@@ -101,7 +101,7 @@ describe.each(clients)('Kafka consumer crash (separate process, SIGKILL, %s)', (
 
     // A new member of the same group gets the uncommitted message, and not the committed one.
     const seen: string[] = [];
-    const bus = createKafkaClientBus({
+    const bus = await createKafkaClientBus({
       client,
       brokers,
       clientId: 'crash-successor',
@@ -136,7 +136,7 @@ describe.each(clients)('Kafka: a committed offset the log no longer has (%s)', (
     await admin.connect();
     const topic = uniqueName('retention');
     const groupId = uniqueName('retention-g');
-    const bus = createKafkaClientBus({
+    const bus = await createKafkaClientBus({
       client,
       brokers,
       clientId: uniqueName('retention'),
