@@ -13,7 +13,9 @@ import {
   runAll,
   type Bus,
   type ConfigOf,
+  type Gauge,
   type KeyValueStore,
+  type MemoryStore,
   type Metrics,
   type PubSub,
   type Readiness,
@@ -54,6 +56,29 @@ export interface EmbeddedApp {
 }
 
 /**
+ * The in-process store's size and what it dropped, read at each scrape: an operator of the embedded
+ * app sees when the bound starts evicting (a resend after its dedupe marker went is answered again).
+ */
+function observedMemoryStore(store: MemoryStore, metrics: Metrics): MemoryStore {
+  const keys: Gauge = metrics.gauge({
+    name: 'memory_store_keys',
+    help: 'Keys the in-process store holds (MEMORY_STORE_MAX_KEYS bounds it), expired ones not swept yet included',
+    collect: () => keys.set(store.stats().keys),
+  });
+  const removed: Gauge<'reason'> = metrics.gauge({
+    name: 'memory_store_removed_keys',
+    help: 'Keys the in-process store removed since start, by reason: expired (TTL) or evicted (over MEMORY_STORE_MAX_KEYS)',
+    labelNames: ['reason'],
+    collect: () => {
+      const stats = store.stats();
+      removed.set({ reason: 'expired' }, stats.expired);
+      removed.set({ reason: 'evicted' }, stats.evicted);
+    },
+  });
+  return store;
+}
+
+/**
  * Gateway, AI consumer, relay and (without OPENAI_API_KEY) the mock model in one process, wired
  * through the same ports the distributed services use: in-process by default, real Kafka / Redis
  * when their variables are set.
@@ -73,7 +98,7 @@ export async function createEmbeddedApp(options: EmbeddedAppOptions): Promise<Em
     : createMemoryBus({ defaultPartitions: config.kafka.partitions, onFatal: options.onFatal });
   const store: KeyValueStore = transports.redis
     ? createRedisStore({ url: config.redis.url, logger })
-    : createMemoryStore();
+    : observedMemoryStore(createMemoryStore({ maxKeys: config.embedded.memoryStoreMaxKeys }), metrics);
   const pubsubFor = (hooks: { onResubscribed?: () => void; onDisconnected?: () => void } = {}): PubSub =>
     transports.redis ? createRedisPubSub({ url: config.redis.url, logger, ...hooks }) : hub.client();
   // After a Redis reconnect the gateway's sockets catch up from the replay log on what they missed.

@@ -5,7 +5,7 @@ import { runHttpCase, runRawHttpCase } from './http-cases.js';
 import { FUZZ_USERS, fuzzCase, type FuzzCase } from './generators.js';
 import { NormalUser } from './probe.js';
 import { newLedger, type UserLedger } from './socket-oracle.js';
-import { attachTarget, startChildTarget, type Target, type TargetLimits } from './target.js';
+import { attachTarget, startChildTarget, storeStats, type Target, type TargetLimits } from './target.js';
 import {
   runFramesCase,
   runProtocolCase,
@@ -545,8 +545,9 @@ export async function runFuzz(options: FuzzOptions): Promise<FuzzSummary> {
           if (options.progressEvery && casesRun % options.progressEvery === 0) {
             const sec = (Date.now() - started) / 1000;
             const kinds = [...findings.values()];
+            const store = await storeStats(server.target).catch(() => undefined);
             log(
-              `[fuzz] ${casesRun}/${options.cases} cases, ${(casesRun / sec).toFixed(0)}/s, ${kinds.filter((f) => f.kind === 'crash').length} crash kinds, ${kinds.filter((f) => f.kind === 'violation').length} violation kinds, ${server.restarts} restarts`,
+              `[fuzz] ${casesRun}/${options.cases} cases, ${(casesRun / sec).toFixed(0)}/s, ${kinds.filter((f) => f.kind === 'crash').length} crash kinds, ${kinds.filter((f) => f.kind === 'violation').length} violation kinds, ${server.restarts} restarts${store ? `, store ${store.keys} keys (${store.evicted} evicted)` : ''}`,
             );
           }
         }
@@ -564,6 +565,19 @@ export async function runFuzz(options: FuzzOptions): Promise<FuzzSummary> {
       fatal = 'interrupted';
     } else if (casesRun < options.cases) {
       stoppedBy = 'time';
+    }
+    const evicted = server.broken
+      ? undefined
+      : (await storeStats(server.target).catch(() => undefined))?.evicted;
+    if (evicted !== undefined && evicted > 0) {
+      remember({
+        kind: 'violation',
+        signature: 'the store evicted keys: duplicate-id verdicts do not hold',
+        message: `the in-process store evicted ${evicted} keys (MEMORY_STORE_MAX_KEYS too low for this run)`,
+        input: '(end of run)',
+        log: '',
+        transcript: [],
+      });
     }
     const last = server.broken ? undefined : await server.probe.check(15_000);
     if (last) {

@@ -159,6 +159,10 @@ export async function startChildTarget(options: ChildTargetOptions): Promise<Tar
     DEV_TOKENS: 'true',
     DEMO_SITE: 'true',
     MAX_WORKERS: '50',
+    // The oracle remembers every id it saw accepted for the whole run, and a resend of one must be
+    // a duplicate; past the bound the store evicts the oldest dedupe markers and a resend is rightly
+    // answered again. The run checks at its end that nothing was evicted (evictedKeys).
+    MEMORY_STORE_MAX_KEYS: '50000000',
     ...options.env,
   });
   const logStart = fileSize(options.logFile);
@@ -236,6 +240,23 @@ export async function startChildTarget(options: ChildTargetOptions): Promise<Tar
     }
     await delay(100);
   }
+}
+
+/**
+ * The embedded app's in-process store: keys held and keys evicted so far (`memory_store_keys`,
+ * `memory_store_removed_keys`), from its /metrics; undefined when the server does not report them
+ * (one started elsewhere, or with Redis).
+ */
+export async function storeStats(target: Target): Promise<{ keys: number; evicted: number } | undefined> {
+  const res = await fetch(`${target.url}/metrics`, { signal: AbortSignal.timeout(10_000) });
+  const lines = (await res.text()).split('\n');
+  const value = (prefix: string, label: string) => {
+    const line = lines.find((l) => l.startsWith(prefix) && l.includes(label));
+    return line === undefined ? undefined : Number(line.slice(line.lastIndexOf(' ') + 1));
+  };
+  const keys = value('memory_store_keys', '');
+  const evicted = value('memory_store_removed_keys{', 'reason="evicted"');
+  return keys === undefined || evicted === undefined ? undefined : { keys, evicted };
 }
 
 /** A server started by someone else (`--url`): alive = /health answers. */
