@@ -2,6 +2,7 @@
  * npm run fuzz -- [--cases 100000] [--seed S] [--index I] [--workers 4] [--url http://127.0.0.1:8080]
  *   [--time-limit-s 3600] [--probe-every 1] [--progress-every 1000] [--log .work/fuzz/server.log]
  *   [--max-payload-bytes 65536] [--max-content-length 4000] [--json summary.json]
+ *   [--server-env NAME=VALUE]...
  *
  * Fuzzes the real gateway over real sockets (see scripts/fuzz/fuzz.ts): by default it starts the
  * embedded app (`npm start`) as a child process on a free port in 45000-46000 and stops it by PID
@@ -29,6 +30,8 @@ const { values } = parseArgs({
     'max-content-length': { type: 'string' },
     'max-shrink-runs': { type: 'string', default: '60' },
     json: { type: 'string' },
+    // Overrides the started server's environment, e.g. MEMORY_STORE_MAX_KEYS=100000.
+    'server-env': { type: 'string', multiple: true },
   },
 });
 
@@ -48,6 +51,15 @@ mkdirSync(dirname(logFile), { recursive: true });
 const seed = positive('seed', values.seed) ?? Date.now() >>> 0;
 const maxPayloadBytes = positive('max-payload-bytes', values['max-payload-bytes']);
 const maxContentLength = positive('max-content-length', values['max-content-length']);
+const serverEnv: Record<string, string> = {};
+for (const pair of values['server-env'] ?? []) {
+  const at = pair.indexOf('=');
+  if (at <= 0) {
+    console.error(`fuzz: --server-env takes NAME=VALUE (got ${JSON.stringify(pair)})`);
+    process.exit(2);
+  }
+  serverEnv[pair.slice(0, at)] = pair.slice(at + 1);
+}
 
 // Ctrl-C stops after the current case and still stops the server; a second one exits at once,
 // killing the server child by its PID first.
@@ -83,6 +95,7 @@ const summary = await runFuzz({
   url: values.url,
   cwd: root,
   env: process.env,
+  serverEnv,
   logFile,
   timeLimitMs: (positive('time-limit-s', values['time-limit-s']) ?? 3600) * 1000,
   probeEvery: positive('probe-every', values['probe-every']),
