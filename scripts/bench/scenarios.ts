@@ -321,6 +321,8 @@ export interface CpuRun {
   promptsPerSecond: number;
   frames: number;
   framesPerSecond: number;
+  /** Bytes the load generator's sockets read per answered message (framing included). */
+  bytesPerAnswer?: number;
   /** Microseconds of CPU per delivered frame, per pipeline process and in total. */
   usPerFrame: Record<string, number>;
   totalUsPerFrame: number;
@@ -345,6 +347,7 @@ export async function cpuScenario(
     promptsPerSecond: window.result.achievedRate,
     frames: window.result.frames,
     framesPerSecond: window.result.framesPerSecond,
+    bytesPerAnswer: window.result.bytesReceived / Math.max(1, window.result.messages.answered),
     usPerFrame: cost.us,
     totalUsPerFrame: cost.total,
     marginalUsPerFrame: cost.marginal,

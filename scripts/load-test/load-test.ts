@@ -54,6 +54,11 @@ export interface LoadTestResult {
   framesPerSecond: number;
   /** `queued` frames (waiting for a worker), not counted in `frames`. */
   queuedFrames: number;
+  /**
+   * Bytes the users' TCP sockets read over the run (upgrade responses and WebSocket framing
+   * included; compressed when the server negotiated permessage-deflate).
+   */
+  bytesReceived: number;
   latencyMs: Record<'connect' | 'ack' | 'firstDelta' | 'deltaGap' | 'final', LatencySummary>;
   /**
    * The pipeline's own cost, with `modelTtftMs`/`modelTokenMs` given: first delta − TTFT, delta gap
@@ -72,6 +77,8 @@ interface UserConnection {
   tracker: MessageTracker;
   /** A connection the server closed after it was open (the client reconnects and resumes). */
   onServerClose: (code: number) => void;
+  /** Each TCP socket once upgraded (a reconnect makes another), for the bytes it read. */
+  onSocket: (socket: { bytesRead: number }) => void;
 }
 
 /**
@@ -89,6 +96,7 @@ async function connectUser(user: UserConnection): Promise<RelayClient> {
     createSocket: (url) => {
       const ws = new WebSocket(url, user.localAddress ? { localAddress: user.localAddress } : {});
       ws.on('error', (err) => (socketError = err));
+      ws.once('upgrade', (res) => user.onSocket(res.socket));
       return ws as unknown as WebSocketLike;
     },
   });
@@ -151,6 +159,7 @@ export async function runLoadTest(
   const identityOf = await identityMaker(options);
   const run = Date.now().toString(36);
   const clients: RelayClient[] = [];
+  const sockets: Array<{ bytesRead: number }> = [];
 
   const report = setInterval(() => {
     const t = ((performance.now() - started) / 1000).toFixed(0);
@@ -181,6 +190,7 @@ export async function runLoadTest(
             onServerClose: (code) => {
               if (!finished) closedByServer[code] = (closedByServer[code] ?? 0) + 1;
             },
+            onSocket: (socket) => sockets.push(socket),
           });
           tracker.recordConnect(Math.max(1, Math.round((performance.now() - t0) * 1000)));
           counts.open++;
@@ -244,6 +254,7 @@ export async function runLoadTest(
     frames: c.frames,
     framesPerSecond: c.frames / Math.max(sendSeconds, 1e-3),
     queuedFrames: c.queued,
+    bytesReceived: sockets.reduce((sum, socket) => sum + socket.bytesRead, 0),
     latencyMs: tracker.latencyMs(),
     ...(overheadMs && { overheadMs }),
   };

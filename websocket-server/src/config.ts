@@ -74,6 +74,13 @@ export const gatewayFragment = fragment(
     DAILY_TOKEN_BUDGET_PER_USER: int(0, 2_000_000_000).default(100_000),
     /** Model tokens one site may use per UTC day (a site's limits may say otherwise); 0: none. @default 0 */
     DAILY_TOKEN_BUDGET_PER_SITE: int(0, 2_000_000_000).default(0),
+    /**
+     * permessage-deflate on the sockets, for clients that offer it (browsers do): `off`, `shared`
+     * (one compressor for all sockets, no memory per socket, each frame on its own) or `dedicated`
+     * (a 4 KB compressor per socket that remembers the last frames, so repeated keys shrink).
+     * Costs CPU per frame; figures in BENCHMARKS.md "Compression". @default off
+     */
+    WS_COMPRESSION: z.enum(['off', 'shared', 'dedicated']).default('off'),
     /** Seconds without traffic before a socket is closed; pings go out before that. Keep below nginx's proxy_read_timeout. @default 60 */
     IDLE_TIMEOUT_SECONDS: int(8, 960).default(60),
     /** Take the client IP from X-Real-IP / X-Forwarded-For (only behind a trusted proxy). @default false */
@@ -137,6 +144,7 @@ export const gatewayFragment = fragment(
       dailyTokenBudgetPerUser: e.DAILY_TOKEN_BUDGET_PER_USER,
       dailyTokenBudgetPerSite: e.DAILY_TOKEN_BUDGET_PER_SITE,
       idleTimeoutSeconds: e.IDLE_TIMEOUT_SECONDS,
+      compression: e.WS_COMPRESSION,
       trustProxy: e.TRUST_PROXY,
       staticDir: e.STATIC_DIR,
       modelLabel: e.OPENAI_API_KEY ? `OpenAI ${e.OPENAI_MODEL}` : 'mock model (bundled)',

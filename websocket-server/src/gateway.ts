@@ -228,6 +228,8 @@ export function createGateway(deps: GatewayDeps): Gateway {
         // close frame, so the gateway enforces the limit itself (1009) and leaves uWS a hard cap at 4×
         // to bound the memory one frame can take.
         maxPayloadLength: settings.maxPayloadBytes * 4,
+        // A client's compressed frame is inflated up to maxPayloadLength at most (uWS closes past it).
+        compression: compressionOf(deps.uws, settings.compression),
         idleTimeout: settings.idleTimeoutSeconds,
         sendPingsAutomatically: true,
         // Slow clients are handled by delivery (coalescing, then 1008 past the hard limit); uWS must
@@ -331,4 +333,19 @@ export function createGateway(deps: GatewayDeps): Gateway {
     resync: sessions.resync,
     suspend: sessions.suspend,
   };
+}
+
+/**
+ * `WS_COMPRESSION` as uWS flags. Every setting decompresses with the shared decompressor: client
+ * frames are small and a per-socket inflate window would be memory per socket for nothing.
+ */
+export function compressionOf(uws: Uws, setting: GatewaySettings['compression']): number {
+  switch (setting) {
+    case 'off':
+      return uws.DISABLED;
+    case 'shared':
+      return uws.SHARED_COMPRESSOR | uws.SHARED_DECOMPRESSOR;
+    case 'dedicated':
+      return uws.DEDICATED_COMPRESSOR_4KB | uws.SHARED_DECOMPRESSOR;
+  }
 }

@@ -181,6 +181,7 @@ export function createSocketSessions<S extends GatewaySocket>(deps: SocketSessio
   const policy: DeliveryPolicy = {
     softBytes: settings.slowClientSoftBytes,
     hardBytes: settings.slowClientHardBytes,
+    compress: settings.compression !== 'off',
     logger,
     onWritten: (kind) => m.frames.inc({ kind }),
     onCoalesced: () => m.coalesced.inc(),

@@ -20,8 +20,11 @@ const finalFrameSchema = z.looseObject({ request_id: z.string().optional() });
 
 /** What a connection needs of its socket: uWS' WebSocket has it, the `ws` baseline and tests wrap theirs. */
 export interface OutboundSocket {
-  /** uWS: 0 = buffered (backpressure), 1 = written, 2 = dropped past `maxBackpressure`. */
-  send(message: string): number;
+  /**
+   * uWS: 0 = buffered (backpressure), 1 = written, 2 = dropped past `maxBackpressure`. `compress`:
+   * deflate it if the socket negotiated permessage-deflate (ignored otherwise).
+   */
+  send(message: string, isBinary?: boolean, compress?: boolean): number;
   getBufferedAmount(): number;
   end(code?: number, shortMessage?: string): void;
 }
@@ -33,6 +36,8 @@ export interface DeliveryPolicy {
   /** Send buffer + held deltas (or frames waiting for a replay) past this: see {@link Connection}. */
   hardBytes: number;
   logger: Logger;
+  /** Ask for permessage-deflate on every frame (`WS_COMPRESSION` is not `off`). */
+  compress?: boolean;
   /** Frames written, by kind (a coalesced frame counts once). */
   onWritten?: (kind: 'delta' | 'frame') => void;
   /** A delta was merged into a held frame instead of going out on its own. */
@@ -393,7 +398,7 @@ export class Connection {
       this.slowClose('send buffer over the hard limit');
       return false;
     }
-    if (socket.send(payload) === 2) {
+    if (socket.send(payload, false, this.policy.compress) === 2) {
       this.slowClose('frame dropped by uWS');
       return false;
     }

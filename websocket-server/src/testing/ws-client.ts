@@ -17,8 +17,8 @@ export interface TestClient {
   close(): Promise<void>;
 }
 
-export async function connectClient(url: string): Promise<TestClient> {
-  const socket = new WebSocket(url);
+export async function connectClient(url: string, options?: WebSocket.ClientOptions): Promise<TestClient> {
+  const socket = new WebSocket(url, options);
   const client: TestClient = {
     socket,
     frames: [],
