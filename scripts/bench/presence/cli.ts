@@ -73,11 +73,19 @@ const GATEWAY_ENV = {
   PRESENCE_WRITE_LIMIT: '1000000',
 };
 
+interface EventLoopDelay {
+  p50: number;
+  p99: number;
+  max: number;
+}
+
 interface GatewayProcess {
   name: string;
   child: ChildProcess;
   port: number;
   base: string;
+  /** The gateway's event-loop delay (ms) since the previous call; the first call starts the count. */
+  eventLoopDelay(): Promise<EventLoopDelay>;
 }
 
 async function startGateway(name: string, port: number, redisUrl: string): Promise<GatewayProcess> {
@@ -117,7 +125,22 @@ async function startGateway(name: string, port: number, redisUrl: string): Promi
     });
     child.once('exit', (code) => reject(new Error(`${name} exited with ${String(code)}`)));
   });
-  return { name, child, port: listening, base: `http://127.0.0.1:${listening}` };
+  const waiting: Array<(d: EventLoopDelay) => void> = [];
+  let rest = '';
+  child.stdout?.on('data', (chunk: Buffer) => {
+    const lines = (rest + chunk.toString('utf8')).split('\n');
+    rest = lines.pop() ?? '';
+    for (const line of lines) {
+      if (!line.includes('eventLoopDelayMs')) continue;
+      waiting.shift()?.((JSON.parse(line) as { eventLoopDelayMs: EventLoopDelay }).eventLoopDelayMs);
+    }
+  });
+  const eventLoopDelay = () =>
+    new Promise<EventLoopDelay>((resolveDelay) => {
+      waiting.push(resolveDelay);
+      child.kill('SIGUSR2');
+    });
+  return { name, child, port: listening, base: `http://127.0.0.1:${listening}`, eventLoopDelay };
 }
 
 async function stopGateway(g: GatewayProcess): Promise<void> {
@@ -285,6 +308,8 @@ interface RunResult {
     serverP99Ms: number | null;
   };
   cpuSeconds: Record<string, number>;
+  /** Gateway A's event loop over the reads: how much of the read tail is its own stalls. */
+  gatewayAEventLoopDelayMs: EventLoopDelay;
 }
 
 async function oneRun(run: number, a: GatewayProcess, b: GatewayProcess): Promise<RunResult> {
@@ -347,6 +372,7 @@ async function oneRun(run: number, a: GatewayProcess, b: GatewayProcess): Promis
   // The churn's first second connects everyone; the reads and probes start once they are online.
   await sleep(1500);
   const started = performance.now();
+  await a.eventLoopDelay();
   for (const child of readers) child.send('go');
   const probing = probe(a, b, Date.now() + durationMs);
   // A failure anywhere ends the readers too (they exit when their channel closes, or are killed).
@@ -365,6 +391,7 @@ async function oneRun(run: number, a: GatewayProcess, b: GatewayProcess): Promis
     last = answered;
   }, 1000);
   const [probes] = await Promise.all([probing, readersDone]);
+  const gatewayAEventLoopDelayMs = await a.eventLoopDelay();
   clearInterval(progress);
   const elapsed = (performance.now() - started) / 1000;
   const cpuAfter = await cpuSecondsByGroup({
@@ -417,6 +444,7 @@ async function oneRun(run: number, a: GatewayProcess, b: GatewayProcess): Promis
       serverP50Ms: bucketQuantile(bAfter, bBefore, name, 0.5),
       serverP99Ms: bucketQuantile(bAfter, bBefore, name, 0.99),
     },
+    gatewayAEventLoopDelayMs,
     cpuSeconds: Object.fromEntries(
       Object.keys(cpuAfter).map((k) => [
         k,
@@ -447,7 +475,7 @@ async function main(): Promise<void> {
       const r = await oneRun(run, a, b);
       results.push(r);
       log(
-        `run ${run}: ${r.readsPerSecond.toLocaleString('en-US')} reads/s (late ${r.late}, errors ${r.errors}), p50 ${r.latencyFromSend.p50} ms p99 ${r.latencyFromSend.p99} ms (from schedule p99 ${r.latencyFromSchedule.p99} ms), L1 hit ${(r.l1.hitRatio * 100).toFixed(1)} %, gateway A ${r.gatewayACpuMicrosPerRead} µs CPU/read; churn ${r.churn.connectsPerSecond} connects/s; invalidation p50 ${r.invalidation.afterPutAnswer.p50} ms p99 ${r.invalidation.afterPutAnswer.p99} ms over ${r.invalidation.probes} probes; load ${r.loadavgBefore[0]?.toFixed(1)} → ${r.loadavgAfter[0]?.toFixed(1)}`,
+        `run ${run}: ${r.readsPerSecond.toLocaleString('en-US')} reads/s (late ${r.late}, errors ${r.errors}), p50 ${r.latencyFromSend.p50} ms p99 ${r.latencyFromSend.p99} ms (from schedule p99 ${r.latencyFromSchedule.p99} ms), L1 hit ${(r.l1.hitRatio * 100).toFixed(1)} %, gateway A ${r.gatewayACpuMicrosPerRead} µs CPU/read, event loop delay p99 ${r.gatewayAEventLoopDelayMs.p99} ms max ${r.gatewayAEventLoopDelayMs.max} ms; churn ${r.churn.connectsPerSecond} connects/s; invalidation p50 ${r.invalidation.afterPutAnswer.p50} ms p99 ${r.invalidation.afterPutAnswer.p99} ms over ${r.invalidation.probes} probes; load ${r.loadavgBefore[0]?.toFixed(1)} → ${r.loadavgAfter[0]?.toFixed(1)}`,
       );
     }
   } finally {
@@ -459,6 +487,7 @@ async function main(): Promise<void> {
     p50Ms: median(results.map((r) => r.latencyFromSend.p50)),
     p99Ms: median(results.map((r) => r.latencyFromSend.p99)),
     p99FromScheduleMs: median(results.map((r) => r.latencyFromSchedule.p99)),
+    gatewayAEventLoopDelayP99Ms: median(results.map((r) => r.gatewayAEventLoopDelayMs.p99)),
     gatewayACpuMicrosPerRead: median(results.map((r) => r.gatewayACpuMicrosPerRead)),
     l1HitRatio: median(results.map((r) => r.l1.hitRatio)),
     churnConnectsPerSecond: median(results.map((r) => r.churn.connectsPerSecond)),

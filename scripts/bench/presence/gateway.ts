@@ -4,6 +4,7 @@
  * the 2-core machine). Prints `{"port":…}` once it listens; closes on SIGTERM.
  * Env: REDIS_URL, PORT (0: a free one), SERVER_ID, JWT_SECRET, and PRESENCE_* / gateway limits.
  */
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { createRedisPubSub, createRedisStore } from '@relay/common';
 import { silentLogger } from '@relay/common/testing';
 import { startGateway } from '../../../websocket-server/src/testing/gateway-harness.js';
@@ -22,6 +23,20 @@ const passed = Object.fromEntries(
 );
 const harness = await startGateway({ store, pubsub, serverId, port: Number(env.PORT ?? 0), env: passed });
 process.stdout.write(`${JSON.stringify({ port: Number(new URL(harness.base).port) })}\n`);
+// SIGUSR2: how late the event loop ran since the previous SIGUSR2 (ms), then a fresh count. The
+// bench asks at the start and the end of a run, to tell the gateway's own stalls from the machine's.
+const delay = monitorEventLoopDelay({ resolution: 1 });
+delay.enable();
+process.on('SIGUSR2', () => {
+  const ms = (ns: number) => Math.round(ns / 1e4) / 100;
+  const eventLoopDelayMs = {
+    p50: ms(delay.percentile(50)),
+    p99: ms(delay.percentile(99)),
+    max: ms(delay.max),
+  };
+  process.stdout.write(`${JSON.stringify({ eventLoopDelayMs })}\n`);
+  delay.reset();
+});
 process.once('SIGTERM', () => {
   void harness
     .close()
