@@ -16,7 +16,7 @@
  * the medians; writes every figure to `--json`. Bounded: runs × duration, then it stops what it
  * started.
  */
-import { spawn, fork, type ChildProcess } from 'node:child_process';
+import { fork, type ChildProcess } from 'node:child_process';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { loadavg } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -27,6 +27,12 @@ import { createTokenService } from '../../../websocket-server/src/token-service.
 import { serviceEndpoints, startService, stopService } from '../../infra/harness.js';
 import { repoRoot } from '../../infra/paths.js';
 import { latencyHistogram, summarize, type LatencySummary } from '../../load-test/stats.js';
+import {
+  startGatewayProcess,
+  stopGatewayProcess,
+  type EventLoopDelay,
+  type GatewayProcess,
+} from '../gateway-process.js';
 import { cpuSecondsByGroup, machineDescription } from '../proc-stats.js';
 import type { ReaderConfig, ReaderMessage } from './reader.js';
 
@@ -64,7 +70,7 @@ const log = (line: string) => process.stderr.write(`[presence-bench] ${line}\n`)
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const secret = 'presence-bench-secret-'.repeat(2);
 const tokens = createTokenService({ secret, ttlSeconds: 3600 });
-const GATEWAY_ENV = {
+const GATEWAY_ENV: Record<string, string> = {
   JWT_SECRET: secret,
   TOKEN_TTL_SECONDS: '3600',
   MAX_CONNECTIONS_PER_IP: '100000',
@@ -72,84 +78,6 @@ const GATEWAY_ENV = {
   // The prober writes far more often than a person would.
   PRESENCE_WRITE_LIMIT: '1000000',
 };
-
-interface EventLoopDelay {
-  p50: number;
-  p99: number;
-  max: number;
-}
-
-interface GatewayProcess {
-  name: string;
-  child: ChildProcess;
-  port: number;
-  base: string;
-  /** The gateway's event-loop delay (ms) since the previous call; the first call starts the count. */
-  eventLoopDelay(): Promise<EventLoopDelay>;
-}
-
-async function startGateway(name: string, port: number, redisUrl: string): Promise<GatewayProcess> {
-  const child = spawn(
-    process.execPath,
-    [
-      '--import',
-      'tsx',
-      '--conditions=source',
-      // PRESENCE_BENCH_PROFILE=<dir>: V8 CPU profiles of both gateways (npm run bench:profile -- <dir>).
-      ...(process.env.PRESENCE_BENCH_PROFILE
-        ? [
-            '--cpu-prof',
-            `--cpu-prof-dir=${process.env.PRESENCE_BENCH_PROFILE}`,
-            `--cpu-prof-name=${name}.cpuprofile`,
-          ]
-        : []),
-      join(repoRoot, 'scripts/bench/presence/gateway.ts'),
-    ],
-    {
-      cwd: repoRoot,
-      env: { ...process.env, ...GATEWAY_ENV, REDIS_URL: redisUrl, PORT: String(port), SERVER_ID: name },
-      stdio: ['ignore', 'pipe', 'inherit'],
-      // Its own process group, so its CPU is read from /proc by group.
-      detached: true,
-    },
-  );
-  const listening = await new Promise<number>((resolvePort, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${name} did not start in 60 s`)), 60_000);
-    let text = '';
-    child.stdout?.on('data', (chunk: Buffer) => {
-      text += chunk.toString('utf8');
-      const line = text.split('\n').find((l) => l.startsWith('{'));
-      if (!line) return;
-      clearTimeout(timer);
-      resolvePort((JSON.parse(line) as { port: number }).port);
-    });
-    child.once('exit', (code) => reject(new Error(`${name} exited with ${String(code)}`)));
-  });
-  const waiting: Array<(d: EventLoopDelay) => void> = [];
-  let rest = '';
-  child.stdout?.on('data', (chunk: Buffer) => {
-    const lines = (rest + chunk.toString('utf8')).split('\n');
-    rest = lines.pop() ?? '';
-    for (const line of lines) {
-      if (!line.includes('eventLoopDelayMs')) continue;
-      waiting.shift()?.((JSON.parse(line) as { eventLoopDelayMs: EventLoopDelay }).eventLoopDelayMs);
-    }
-  });
-  const eventLoopDelay = () =>
-    new Promise<EventLoopDelay>((resolveDelay) => {
-      waiting.push(resolveDelay);
-      child.kill('SIGUSR2');
-    });
-  return { name, child, port: listening, base: `http://127.0.0.1:${listening}`, eventLoopDelay };
-}
-
-async function stopGateway(g: GatewayProcess): Promise<void> {
-  if (g.child.exitCode !== null || g.child.pid === undefined) return;
-  const exited = new Promise((r) => g.child.once('exit', r));
-  g.child.kill('SIGTERM');
-  await Promise.race([exited, sleep(10_000)]);
-  if (g.child.exitCode === null) g.child.kill('SIGKILL');
-}
 
 /** Prometheus text lines of the presence series: `name{labels} value`. */
 type Samples = Array<{ name: string; labels: string; value: number }>;
@@ -467,8 +395,16 @@ async function main(): Promise<void> {
   const results: RunResult[] = [];
   try {
     const portOf = (v: string | undefined) => (v ? Number(v) : 0);
-    gateways.push(await startGateway('bench-gw-a', portOf(process.env.GATEWAY_1_PORT), redisUrl));
-    gateways.push(await startGateway('bench-gw-b', portOf(process.env.GATEWAY_2_PORT), redisUrl));
+    // PRESENCE_BENCH_PROFILE=<dir>: V8 CPU profiles of both gateways (npm run bench:profile -- <dir>).
+    const profileDir = process.env.PRESENCE_BENCH_PROFILE;
+    for (const [name, port] of [
+      ['bench-gw-a', process.env.GATEWAY_1_PORT],
+      ['bench-gw-b', process.env.GATEWAY_2_PORT],
+    ] as const) {
+      gateways.push(
+        await startGatewayProcess({ name, port: portOf(port), redisUrl, env: GATEWAY_ENV, profileDir }),
+      );
+    }
     const [a, b] = gateways as [GatewayProcess, GatewayProcess];
     log(`gateways on ${a.port} and ${b.port}, Redis ${redisUrl}; ${runs} run(s) of ${durationMs / 1000} s`);
     for (let run = 1; run <= runs; run++) {
@@ -479,7 +415,7 @@ async function main(): Promise<void> {
       );
     }
   } finally {
-    for (const g of gateways) await stopGateway(g);
+    for (const g of gateways) await stopGatewayProcess(g);
     if (started.includes('redis')) await stopService('redis');
   }
   const medians = {

@@ -1,13 +1,14 @@
 /**
- * One gateway of the presence benchmark, in a process of its own: real uWS, real Redis (store and
- * pub/sub), an in-process bus (presence never touches Kafka, and a broker would only take CPU from
- * the 2-core machine). Prints `{"port":…}` once it listens; closes on SIGTERM.
- * Env: REDIS_URL, PORT (0: a free one), SERVER_ID, JWT_SECRET, and PRESENCE_* / gateway limits.
+ * One gateway of a benchmark (presence, compression), in a process of its own: real uWS, real Redis
+ * (store and pub/sub), an in-process bus (neither bench touches Kafka, and a broker would only take
+ * CPU from the 2-core machine). Prints `{"port":…}` once it listens; closes on SIGTERM.
+ * Env: REDIS_URL, PORT (0: a free one), SERVER_ID, JWT_SECRET, WS_COMPRESSION, and PRESENCE_* /
+ * gateway limits.
  */
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { createRedisPubSub, createRedisStore } from '@relay/common';
 import { silentLogger } from '@relay/common/testing';
-import { startGateway } from '../../../websocket-server/src/testing/gateway-harness.js';
+import { startGateway } from '../../websocket-server/src/testing/gateway-harness.js';
 
 const env = process.env;
 const redisUrl = env.REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -18,7 +19,7 @@ const passed = Object.fromEntries(
   Object.entries(env).filter(
     (e): e is [string, string] =>
       e[1] !== undefined &&
-      /^(PRESENCE_|RATE_LIMIT_|MAX_CONNECTIONS|TOKEN_TTL_SECONDS$|JWT_SECRET$)/.test(e[0]),
+      /^(PRESENCE_|RATE_LIMIT_|MAX_CONNECTIONS|WS_COMPRESSION$|TOKEN_TTL_SECONDS$|JWT_SECRET$)/.test(e[0]),
   ),
 );
 const harness = await startGateway({ store, pubsub, serverId, port: Number(env.PORT ?? 0), env: passed });
