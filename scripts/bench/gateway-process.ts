@@ -11,6 +11,10 @@ export interface EventLoopDelay {
   p50: number;
   p99: number;
   max: number;
+  /** Garbage-collector pauses over the same span: how many, their sum and the longest, ms. */
+  gcPauses: number;
+  gcTotalMs: number;
+  gcMaxMs: number;
 }
 
 export interface GatewayProcess {
@@ -24,7 +28,7 @@ export interface GatewayProcess {
 
 /**
  * Starts one gateway on `port` (0: a free one) with `env` over this process' environment.
- * `profileDir`: write a V8 CPU profile `<name>.cpuprofile` there when it stops.
+ * `profileDir`: write V8 CPU profiles to `<profileDir>/<name>/` when it stops.
  */
 export async function startGatewayProcess(options: {
   name: string;
@@ -40,9 +44,9 @@ export async function startGatewayProcess(options: {
       '--import',
       'tsx',
       '--conditions=source',
-      ...(profileDir
-        ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${name}.cpuprofile`]
-        : []),
+      // One folder per gateway: node names each thread's profile itself (the main thread's and the
+      // tsx loader worker's; a fixed --cpu-prof-name would have the worker's overwrite the other).
+      ...(profileDir ? ['--cpu-prof', `--cpu-prof-dir=${join(profileDir, name)}`] : []),
       join(repoRoot, 'scripts/bench/gateway-child.ts'),
     ],
     {

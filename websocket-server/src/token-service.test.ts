@@ -39,6 +39,36 @@ describe('token service', () => {
   });
 });
 
+describe('verified tokens are remembered, their clock checks are not', () => {
+  it('expires a token it verified before, and honours nbf and renewal grace on every use', async () => {
+    let clock = Date.parse('2026-12-01T12:00:00Z');
+    const tokens = createTokenService({ secret, ttlSeconds: 60, now: () => clock });
+    const { token } = await tokens.issue('alice');
+    expect(tokens.verify(token)?.userid).toBe('alice');
+    expect(tokens.verify(token)?.userid).toBe('alice');
+    // 60 s TTL + 5 s tolerance: the remembered token is refused like a new one would be.
+    clock += 66_000;
+    expect(tokens.verify(token)).toBeNull();
+    expect(tokens.verifyForRenewal(token, 600)?.userid).toBe('alice');
+    clock += 600_000;
+    expect(tokens.verifyForRenewal(token, 600)).toBeNull();
+
+    const key = new TextEncoder().encode(secret);
+    const t = Math.floor(clock / 1000);
+    const later = await new SignJWT({ site: 'dev', mode: 'dev', nbf: t + 30 })
+      .setProtectedHeader({ alg: 'HS256' })
+      .setSubject('bob')
+      .setIssuer('ai-relay')
+      .setAudience('ai-relay-ws')
+      .setIssuedAt(t)
+      .setExpirationTime(t + 60)
+      .sign(key);
+    expect(tokens.verify(later)).toBeNull();
+    clock += 31_000;
+    expect(tokens.verify(later)?.userid).toBe('bob');
+  });
+});
+
 describe('token hygiene', () => {
   const key = new TextEncoder().encode(secret);
   const sign = (claims: Record<string, unknown>, alg = 'HS256') =>

@@ -1,6 +1,7 @@
 /**
  * npm run bench:presence -- [--runs 3] [--duration 20] [--rate 10000] [--users 1000] [--readers 2]
- *   [--probes 150] [--json scripts/bench/results/presence-latest.json] [--quick] [--steady]
+ *   [--probes 150] [--warmup 10] [--json scripts/bench/results/presence-latest.json] [--quick]
+ *   [--steady]
  *
  * The presence read path and invalidation delay on two gateway processes sharing real Redis
  * (docs/presence.md, BENCHMARKS.md "Presence"). Per run, for `--duration` seconds at once:
@@ -47,6 +48,7 @@ const { values } = parseArgs({
     json: { type: 'string', default: 'scripts/bench/results/presence-latest.json' },
     quick: { type: 'boolean', default: false },
     steady: { type: 'boolean', default: false },
+    warmup: { type: 'string', default: '10' },
   },
 });
 
@@ -60,6 +62,9 @@ const int = (name: string, text: string | undefined, min: number, max: number): 
 };
 const runs = values.quick ? 1 : int('runs', values.runs, 1, 10);
 const durationMs = (values.quick ? 8 : int('duration', values.duration, 3, 120)) * 1000;
+// Fresh gateways compile their hot paths during the first seconds of load: a run of this many
+// seconds goes first and is not counted (0: none).
+const warmupMs = (values.quick ? 0 : int('warmup', values.warmup, 0, 120)) * 1000;
 const rate = int('rate', values.rate, 1, 100_000);
 const userCount = int('users', values.users, 1, 10_000);
 const readerCount = int('readers', values.readers, 1, 8);
@@ -240,7 +245,12 @@ interface RunResult {
   gatewayAEventLoopDelayMs: EventLoopDelay;
 }
 
-async function oneRun(run: number, a: GatewayProcess, b: GatewayProcess): Promise<RunResult> {
+async function oneRun(
+  run: number,
+  a: GatewayProcess,
+  b: GatewayProcess,
+  durationMs: number,
+): Promise<RunResult> {
   const loadavgBefore = loadavg();
   const stamp = Date.now().toString(36);
   const users = await Promise.all(
@@ -407,11 +417,15 @@ async function main(): Promise<void> {
     }
     const [a, b] = gateways as [GatewayProcess, GatewayProcess];
     log(`gateways on ${a.port} and ${b.port}, Redis ${redisUrl}; ${runs} run(s) of ${durationMs / 1000} s`);
+    if (warmupMs > 0) {
+      log(`warm-up: ${warmupMs / 1000} s of the same load, not counted`);
+      await oneRun(0, a, b, warmupMs);
+    }
     for (let run = 1; run <= runs; run++) {
-      const r = await oneRun(run, a, b);
+      const r = await oneRun(run, a, b, durationMs);
       results.push(r);
       log(
-        `run ${run}: ${r.readsPerSecond.toLocaleString('en-US')} reads/s (late ${r.late}, errors ${r.errors}), p50 ${r.latencyFromSend.p50} ms p99 ${r.latencyFromSend.p99} ms (from schedule p99 ${r.latencyFromSchedule.p99} ms), L1 hit ${(r.l1.hitRatio * 100).toFixed(1)} %, gateway A ${r.gatewayACpuMicrosPerRead} µs CPU/read, event loop delay p99 ${r.gatewayAEventLoopDelayMs.p99} ms max ${r.gatewayAEventLoopDelayMs.max} ms; churn ${r.churn.connectsPerSecond} connects/s; invalidation p50 ${r.invalidation.afterPutAnswer.p50} ms p99 ${r.invalidation.afterPutAnswer.p99} ms over ${r.invalidation.probes} probes; load ${r.loadavgBefore[0]?.toFixed(1)} → ${r.loadavgAfter[0]?.toFixed(1)}`,
+        `run ${run}: ${r.readsPerSecond.toLocaleString('en-US')} reads/s (late ${r.late}, errors ${r.errors}), p50 ${r.latencyFromSend.p50} ms p99 ${r.latencyFromSend.p99} ms (from schedule p99 ${r.latencyFromSchedule.p99} ms), L1 hit ${(r.l1.hitRatio * 100).toFixed(1)} %, gateway A ${r.gatewayACpuMicrosPerRead} µs CPU/read, event loop delay p99 ${r.gatewayAEventLoopDelayMs.p99} ms max ${r.gatewayAEventLoopDelayMs.max} ms (GC ${r.gatewayAEventLoopDelayMs.gcPauses} pauses, ${r.gatewayAEventLoopDelayMs.gcTotalMs} ms, longest ${r.gatewayAEventLoopDelayMs.gcMaxMs} ms); churn ${r.churn.connectsPerSecond} connects/s; invalidation p50 ${r.invalidation.afterPutAnswer.p50} ms p99 ${r.invalidation.afterPutAnswer.p99} ms over ${r.invalidation.probes} probes; load ${r.loadavgBefore[0]?.toFixed(1)} → ${r.loadavgAfter[0]?.toFixed(1)}`,
       );
     }
   } finally {
@@ -438,6 +452,7 @@ async function main(): Promise<void> {
     options: {
       runs,
       durationMs,
+      warmupMs,
       rate,
       users: userCount,
       readers: readerCount,
