@@ -114,6 +114,8 @@ interface RoundResult {
   wireBytesPerAnswer: number;
   payloadBytesPerFrame: number;
   gatewayRssMb: number;
+  /** The gateway's RSS growth from connecting the sockets (before any frame), per socket. */
+  rssPerSocketKb: number;
 }
 
 interface User {
@@ -210,11 +212,13 @@ async function oneRound(setting: Setting, round: number, redisUrl: string): Prom
   const users: User[] = [];
   try {
     await redis.connect();
+    const pid = gateway.child.pid ?? -1;
+    const rssIdle = await rssBytes(pid);
     users.push(...(await connectUsers(gateway.port, `${Date.now().toString(36)}-${setting}`)));
     // The gateway subscribes each user's channel after the open; give the SUBSCRIBEs a moment.
     await sleep(1000);
+    const rssConnected = await rssBytes(pid);
     const negotiated = users.every((u) => u.socket.extensions.includes('permessage-deflate'));
-    const pid = gateway.child.pid ?? -1;
     const bytesBefore = users.reduce((s, u) => s + u.tcp.bytesRead, 0);
     const cpuBefore = (await cpuSecondsByGroup({ gateway: [pid] })).gateway ?? 0;
     const clientBefore = ownCpuSeconds();
@@ -242,9 +246,10 @@ async function oneRound(setting: Setting, round: number, redisUrl: string): Prom
       wireBytesPerAnswer: Math.round((wire / Math.max(1, frames)) * FRAMES_PER_ANSWER),
       payloadBytesPerFrame: Math.round((published.bytes / Math.max(1, published.frames)) * 10) / 10,
       gatewayRssMb: Math.round((await rssBytes(pid)) / 1e5) / 10,
+      rssPerSocketKb: Math.round((rssConnected - rssIdle) / users.length / 102.4) / 10,
     };
     log(
-      `round ${round} ${setting}: ${result.framesPerSecond} frames/s (${frames}/${published.frames} received), gateway ${result.gatewayUsPerFrame} µs/frame, wire ${result.wireBytesPerFrame} B/frame for ${result.payloadBytesPerFrame} B of JSON (${result.wireBytesPerAnswer} B/answer), client ${result.clientUsPerFrame} µs/frame, gateway RSS ${result.gatewayRssMb} MB${negotiated ? '' : ', NOT negotiated'}`,
+      `round ${round} ${setting}: ${result.framesPerSecond} frames/s (${frames}/${published.frames} received), gateway ${result.gatewayUsPerFrame} µs/frame, wire ${result.wireBytesPerFrame} B/frame for ${result.payloadBytesPerFrame} B of JSON (${result.wireBytesPerAnswer} B/answer), client ${result.clientUsPerFrame} µs/frame, gateway RSS ${result.gatewayRssMb} MB (${result.rssPerSocketKb} KB per socket connected)${negotiated ? '' : ', NOT negotiated'}`,
     );
     return result;
   } finally {
@@ -291,6 +296,7 @@ async function main(): Promise<void> {
           payloadBytesPerFrame: m((r) => r.payloadBytesPerFrame),
           clientUsPerFrame: m((r) => r.clientUsPerFrame),
           gatewayRssMb: m((r) => r.gatewayRssMb),
+          rssPerSocketKb: m((r) => r.rssPerSocketKb),
           lost: of.reduce((s, r) => s + Math.max(0, r.framesPublished - r.framesReceived), 0),
         },
       ];
