@@ -334,13 +334,23 @@ export class SocketOracle {
     return true;
   }
 
-  private ownerOf(requestId: string | undefined): AcceptedMessage | 'ledger' | 'cancel' | undefined {
+  /**
+   * Whose frame this is. A request id not seen yet names the next message sent without an `id`:
+   * an `ack` the next one that asked for acks (the others never get one, and a later message's
+   * ack may come before an earlier one's answer), any other frame the next one that did not (one
+   * that did has had its ack by then); the other kind when none of that kind is waiting.
+   */
+  private ownerOf(
+    requestId: string | undefined,
+    isAck: boolean,
+  ): AcceptedMessage | 'ledger' | 'cancel' | undefined {
     if (requestId === undefined) return undefined;
     const known = this.byRequestId.get(requestId);
     if (known) return known;
     if (this.cancels.has(requestId)) return 'cancel';
     if (this.ledger.orphanIds.has(requestId) || this.ledger.orphanRequestIds.has(requestId)) return 'ledger';
-    const next = this.unbound.shift();
+    const preferred = this.unbound.findIndex((m) => m.ackRequired === isAck);
+    const next = this.unbound.splice(preferred >= 0 ? preferred : 0, 1)[0];
     if (next) {
       next.requestId = requestId;
       this.byRequestId.set(requestId, next);
@@ -375,7 +385,7 @@ export class SocketOracle {
       this.outcomes.push(f.type === 'ack' ? 'ack:duplicate' : `final:error:${f.code}`);
       return;
     }
-    const owner = this.ownerOf(rid);
+    const owner = this.ownerOf(rid, f.type === 'ack');
     if (owner === 'ledger') {
       this.outcomes.push('late-frame-of-an-earlier-socket');
       if (f.type === 'response' || f.type === 'error') {

@@ -16,6 +16,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { gatewayFragment, sitesFor } from './config.js';
 import { createGateway, type Gateway } from './gateway.js';
+import { startGateway } from './testing/gateway-harness.js';
 import { connectClient, fetchToken, type TestClient } from './testing/ws-client.js';
 import { createTokenService } from './token-service.js';
 import { loadUws } from './uws.js';
@@ -329,5 +330,41 @@ describe('gateway (real uWS, in-process transports)', () => {
     await gateway.close();
     await waitFor(() => c.closed);
     expect(c.closed?.code).toBe(1001);
+  });
+});
+
+describe('acks follow the order of the frames (real uWS)', () => {
+  it('a message sent before a hello gets no ack, however long its publish takes; one sent after does', async () => {
+    const inner = createMemoryBus({ defaultPartitions: 2 });
+    await inner.connect();
+    const published: string[] = [];
+    await inner.subscribe({
+      groupId: 'test',
+      topics: [TOPICS.incoming],
+      handler: async (m) => void published.push(promptEventSchema.parse(JSON.parse(m.value)).request_id),
+    });
+    // Each publish waits: the hello is read while the first message is still on its way to Kafka.
+    const slow: Bus = {
+      ...inner,
+      publish: async (topic, records) => {
+        await new Promise((r) => setTimeout(r, 100));
+        return inner.publish(topic, records);
+      },
+    };
+    const h = await startGateway({ bus: slow });
+    try {
+      const c = await h.open('alice', '');
+      c.send({ type: 'message', content: 'before the hello' });
+      c.send({ type: 'hello', stream: false });
+      c.send({ type: 'message', content: 'after the hello' });
+      await waitFor(() => published.length === 2, { timeoutMs: 5000, message: 'both published' });
+      const ack = await c.next((f) => f.type === 'ack');
+      await new Promise((r) => setTimeout(r, 200));
+      expect(c.frames.filter((f) => f.type === 'ack')).toEqual([ack]);
+      expect(ack.request_id).toBe(published[1]);
+    } finally {
+      await h.close();
+      await inner.close();
+    }
   });
 });

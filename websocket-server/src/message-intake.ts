@@ -64,9 +64,12 @@ export interface MessageIntakeDeps<S extends SessionSocket> {
 export interface MessageIntake<S extends SessionSocket> {
   /**
    * Rate limit, accept marker, Kafka publish, ack. Never rejects (failures become error frames).
-   * `span`: the frame's receive span (tracing on), active meanwhile and ended here.
+   * `wantsAck`: whether the client asked for an ack (an `id`, or acks on), as of when the frame
+   * came in: a `hello` sent after the message must not change its answer, however long its turn
+   * in the socket's queue takes. `span`: the frame's receive span (tracing on), active meanwhile
+   * and ended here.
    */
-  message(socket: S, frame: ClientMessageFrame, span?: Span): Promise<void>;
+  message(socket: S, frame: ClientMessageFrame, wantsAck: boolean, span?: Span): Promise<void>;
   /**
    * Cancel key + `control:cancel`, for a request this user has pending (acked on one of the user's
    * sockets here and not answered yet, or running on a consumer); `unknown_request` otherwise.
@@ -127,30 +130,39 @@ export function createMessageIntake<S extends SessionSocket>(deps: MessageIntake
     }
   }
 
-  function ack(socket: S, frame: ClientMessageFrame, requestId: string): void {
+  function ack(socket: S, wantsAck: boolean, requestId: string): void {
     const connection = socket.getUserData().connection;
     connection.accepted(requestId);
-    // A message with an `id` is from a client that retries by id, so it wants to know when to stop.
-    if (connection.extensions || frame.id !== undefined) {
+    if (wantsAck) {
       deps.reply(socket, { type: 'ack', request_id: requestId, userid: connection.userid });
     }
   }
 
   /** Not async: an untraced message costs no extra promise. */
-  function message(socket: S, frame: ClientMessageFrame, span?: Span): Promise<void> {
-    return span ? messageTraced(socket, frame, span) : accept(socket, frame, undefined);
+  function message(socket: S, frame: ClientMessageFrame, wantsAck: boolean, span?: Span): Promise<void> {
+    return span ? messageTraced(socket, frame, wantsAck, span) : accept(socket, frame, wantsAck, undefined);
   }
 
-  async function messageTraced(socket: S, frame: ClientMessageFrame, span: Span): Promise<void> {
+  async function messageTraced(
+    socket: S,
+    frame: ClientMessageFrame,
+    wantsAck: boolean,
+    span: Span,
+  ): Promise<void> {
     try {
       // Active meanwhile: the log lines about this message carry its trace.
-      await tracer.withSpan(span, () => accept(socket, frame, span));
+      await tracer.withSpan(span, () => accept(socket, frame, wantsAck, span));
     } finally {
       span.end();
     }
   }
 
-  async function accept(socket: S, frame: ClientMessageFrame, span: Span | undefined): Promise<void> {
+  async function accept(
+    socket: S,
+    frame: ClientMessageFrame,
+    wantsAck: boolean,
+    span: Span | undefined,
+  ): Promise<void> {
     const started = performance.now();
     const { userid, site: siteId } = socket.getUserData().connection;
     const site = deps.sites.get(siteId);
@@ -217,7 +229,7 @@ export function createMessageIntake<S extends SessionSocket>(deps: MessageIntake
           m.messages.inc({ outcome: 'duplicate' });
           span?.setAttribute('relay.outcome', 'duplicate');
           log.debug('duplicate id: acked again, not published');
-          ack(socket, frame, requestId);
+          ack(socket, wantsAck, requestId);
           return;
         }
         // Still being published (maybe by a gateway that died), or the marker just went away.
@@ -279,7 +291,7 @@ export function createMessageIntake<S extends SessionSocket>(deps: MessageIntake
     m.messages.inc({ outcome: 'accepted' });
     span?.setAttribute('relay.outcome', 'accepted');
     m.ackLatency.observe((performance.now() - started) / 1000);
-    ack(socket, frame, requestId);
+    ack(socket, wantsAck, requestId);
     log.debug('message accepted');
   }
 

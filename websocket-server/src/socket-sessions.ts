@@ -392,8 +392,11 @@ export function createSocketSessions<S extends GatewaySocket>(deps: SocketSessio
         }
         // The message's trace starts here (tracing on), so its wait in the socket's queue counts.
         const span = tracer.enabled ? tracer.startSpan('ws message', 'server') : undefined;
+        // A message with an `id` is from a client that retries by id, so it wants to know when to
+        // stop; acks on (`?ack=1`, `?stream=1`, a `hello`) is read now, not when its turn comes.
+        const wantsAck = connection.extensions || frame.id !== undefined;
         const queued = queue.push(
-          () => intake.message(ws, frame, span),
+          () => intake.message(ws, frame, wantsAck, span),
           (err) => guard.fail('message', err, internalError(ws, frame.id), contextOf(ws)),
         );
         if (!queued) {
