@@ -25,6 +25,8 @@ import { serviceEndpoints, startService, stopService } from '../infra/harness.js
 import { repoRoot } from '../infra/paths.js';
 import { startGatewayProcess, stopGatewayProcess } from './gateway-process.js';
 import { cpuSecondsByGroup, machineDescription, ownCpuSeconds, rssBytes } from './proc-stats.js';
+import { intOption } from './cli-options.js';
+import { median } from './report.js';
 
 const SETTINGS = ['off', 'shared', 'dedicated'] as const;
 type Setting = (typeof SETTINGS)[number];
@@ -40,18 +42,10 @@ const { values } = parseArgs({
   },
 });
 
-const int = (name: string, text: string | undefined, min: number, max: number): number => {
-  const n = Number(text);
-  if (!Number.isInteger(n) || n < min || n > max) {
-    process.stderr.write(`--${name} must be an integer ${min}-${max} (got ${String(text)})\n`);
-    process.exit(2);
-  }
-  return n;
-};
-const rounds = int('rounds', values.rounds, 1, 10);
-const userCount = int('users', values.users, 1, 5000);
-const answersPerSecond = int('answers', values.answers, 1, 1000);
-const seconds = int('seconds', values.seconds, 3, 120);
+const rounds = intOption('rounds', values.rounds, 1, 10);
+const userCount = intOption('users', values.users, 1, 5000);
+const answersPerSecond = intOption('answers', values.answers, 1, 1000);
+const seconds = intOption('seconds', values.seconds, 3, 120);
 const settings = (values.settings ?? '').split(',').map((s) => s.trim()) as Setting[];
 for (const s of settings) {
   if (!SETTINGS.includes(s)) {
@@ -258,11 +252,6 @@ async function oneRound(setting: Setting, round: number, redisUrl: string): Prom
     await stopGatewayProcess(gateway);
   }
 }
-
-const median = (xs: number[]) => {
-  const s = [...xs].sort((x, y) => x - y);
-  return s.length === 0 ? NaN : (s[Math.floor((s.length - 1) / 2)] as number);
-};
 
 async function main(): Promise<void> {
   const redisUrl = serviceEndpoints().redisUrl;

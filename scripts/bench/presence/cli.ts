@@ -36,6 +36,8 @@ import {
 } from '../gateway-process.js';
 import { cpuSecondsByGroup, machineDescription } from '../proc-stats.js';
 import type { ReaderConfig, ReaderMessage } from './reader.js';
+import { intOption } from '../cli-options.js';
+import { median } from '../report.js';
 
 const { values } = parseArgs({
   options: {
@@ -52,23 +54,15 @@ const { values } = parseArgs({
   },
 });
 
-const int = (name: string, text: string | undefined, min: number, max: number): number => {
-  const n = Number(text);
-  if (!Number.isInteger(n) || n < min || n > max) {
-    process.stderr.write(`--${name} must be an integer ${min}-${max} (got ${String(text)})\n`);
-    process.exit(2);
-  }
-  return n;
-};
-const runs = values.quick ? 1 : int('runs', values.runs, 1, 10);
-const durationMs = (values.quick ? 8 : int('duration', values.duration, 3, 120)) * 1000;
+const runs = values.quick ? 1 : intOption('runs', values.runs, 1, 10);
+const durationMs = (values.quick ? 8 : intOption('duration', values.duration, 3, 120)) * 1000;
 // Fresh gateways compile their hot paths during the first seconds of load: a run of this many
 // seconds goes first and is not counted (0: none).
-const warmupMs = (values.quick ? 0 : int('warmup', values.warmup, 0, 120)) * 1000;
-const rate = int('rate', values.rate, 1, 100_000);
-const userCount = int('users', values.users, 1, 10_000);
-const readerCount = int('readers', values.readers, 1, 8);
-const probeLimit = int('probes', values.probes, 1, 10_000);
+const warmupMs = (values.quick ? 0 : intOption('warmup', values.warmup, 0, 120)) * 1000;
+const rate = intOption('rate', values.rate, 1, 100_000);
+const userCount = intOption('users', values.users, 1, 10_000);
+const readerCount = intOption('readers', values.readers, 1, 8);
+const probeLimit = intOption('probes', values.probes, 1, 10_000);
 const jsonPath = resolve(repoRoot, values.json ?? 'scripts/bench/results/presence-latest.json');
 
 const log = (line: string) => process.stderr.write(`[presence-bench] ${line}\n`);
@@ -391,11 +385,6 @@ async function oneRun(
     ),
   };
 }
-
-const median = (xs: number[]) => {
-  const s = [...xs].sort((x, y) => x - y);
-  return s.length === 0 ? NaN : (s[Math.floor((s.length - 1) / 2)] as number);
-};
 
 async function main(): Promise<void> {
   const redisUrl = serviceEndpoints().redisUrl;
