@@ -77,7 +77,8 @@ export const gatewayFragment = fragment(
     /**
      * permessage-deflate on the sockets, for clients that offer it (browsers do): `off`, `shared`
      * (one compressor for all sockets, no memory per socket, each frame on its own) or `dedicated`
-     * (a 4 KB compressor per socket that remembers the last frames, so repeated keys shrink).
+     * (a compressor per socket, uWS' 4 KB window setting, that remembers the last frames so repeated
+     * keys shrink; it holds ~75 KB per socket measured).
      * Costs CPU per frame; figures in BENCHMARKS.md "Compression". @default off
      */
     WS_COMPRESSION: z.enum(['off', 'shared', 'dedicated']).default('off'),
