@@ -12,8 +12,7 @@
  * each round; medians of the rounds. Redis is started when not running and stopped again.
  * Bounded: rounds × settings × (seconds + a few), then it stops what it started.
  */
-import { mkdir, writeFile } from 'node:fs/promises';
-import { dirname, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { REDIS_KEYS, type ServerFrame } from '@relay/common';
@@ -24,8 +23,8 @@ import { createTokenService } from '../../websocket-server/src/token-service.js'
 import { serviceEndpoints, startService, stopService } from '../infra/harness.js';
 import { repoRoot } from '../infra/paths.js';
 import { startGatewayProcess, stopGatewayProcess } from './gateway-process.js';
-import { cpuSecondsByGroup, machineDescription, ownCpuSeconds, rssBytes } from './proc-stats.js';
-import { intOption } from './cli-options.js';
+import { cpuSecondsByGroup, ownCpuSeconds, rssBytes } from './proc-stats.js';
+import { intOption, writeResults } from './cli-options.js';
 import { median } from './report.js';
 
 const SETTINGS = ['off', 'shared', 'dedicated'] as const;
@@ -291,16 +290,11 @@ async function main(): Promise<void> {
       ];
     }),
   );
-  const out = {
-    date: new Date().toISOString(),
-    machine: await machineDescription(),
+  await writeResults(jsonPath, {
     options: { rounds, users: userCount, answersPerSecond, seconds, framesPerAnswer: FRAMES_PER_ANSWER },
     medians,
-    rounds: results,
-  };
-  await mkdir(dirname(jsonPath), { recursive: true });
-  await writeFile(jsonPath, `${JSON.stringify(out, null, 2)}\n`);
-  process.stdout.write(`${JSON.stringify(medians, null, 2)}\n`);
+    runs: results,
+  });
   log(`results in ${jsonPath}`);
 }
 

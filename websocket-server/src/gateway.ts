@@ -339,7 +339,7 @@ export function createGateway(deps: GatewayDeps): Gateway {
  * `WS_COMPRESSION` as uWS flags. Every setting decompresses with the shared decompressor: client
  * frames are small and a per-socket inflate window would be memory per socket for nothing.
  */
-export function compressionOf(uws: Uws, setting: GatewaySettings['compression']): number {
+function compressionOf(uws: Uws, setting: GatewaySettings['compression']): number {
   switch (setting) {
     case 'off':
       return uws.DISABLED;

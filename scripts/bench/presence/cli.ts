@@ -18,9 +18,8 @@
  * started.
  */
 import { fork, type ChildProcess } from 'node:child_process';
-import { mkdir, writeFile } from 'node:fs/promises';
 import { loadavg } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import * as hdr from 'hdr-histogram-js';
 import WebSocket from 'ws';
@@ -34,9 +33,9 @@ import {
   type EventLoopDelay,
   type GatewayProcess,
 } from '../gateway-process.js';
-import { cpuSecondsByGroup, machineDescription } from '../proc-stats.js';
+import { cpuSecondsByGroup } from '../proc-stats.js';
 import type { ReaderConfig, ReaderMessage } from './reader.js';
-import { intOption } from '../cli-options.js';
+import { intOption, writeResults } from '../cli-options.js';
 import { median } from '../report.js';
 
 const { values } = parseArgs({
@@ -243,7 +242,7 @@ async function oneRun(
   run: number,
   a: GatewayProcess,
   b: GatewayProcess,
-  durationMs: number,
+  lengthMs: number,
 ): Promise<RunResult> {
   const loadavgBefore = loadavg();
   const stamp = Date.now().toString(36);
@@ -286,7 +285,7 @@ async function oneRun(
             token: reader.token,
             users: users.map((u) => u.userid),
             rate: rate / readerCount,
-            durationMs,
+            durationMs: lengthMs,
             // One request at a time per connection (as wrk does without a script): uWS answers a
             // pipelined request whose answer comes from a promise by dropping the connection.
             connections: 64,
@@ -299,14 +298,14 @@ async function oneRun(
   const startDeadline = Date.now() + 60_000;
   while (ready < readers.length && Date.now() < startDeadline) await sleep(50);
   if (ready < readers.length) throw new Error('readers did not start in 60 s');
-  const until = Date.now() + durationMs + 1500;
+  const until = Date.now() + lengthMs + 1500;
   const churning = await churn([a, b], users, until);
   // The churn's first second connects everyone; the reads and probes start once they are online.
   await sleep(1500);
   const started = performance.now();
   await a.eventLoopDelay();
   for (const child of readers) child.send('go');
-  const probing = probe(a, b, Date.now() + durationMs);
+  const probing = probe(a, b, Date.now() + lengthMs);
   // A failure anywhere ends the readers too (they exit when their channel closes, or are killed).
   const stopReaders = () => {
     for (const child of readers) if (child.exitCode === null) child.kill('SIGTERM');
@@ -349,7 +348,7 @@ async function oneRun(
     loadavgAfter: loadavg(),
     targetRate: rate,
     reads,
-    readsPerSecond: Math.round(reads / (durationMs / 1000)),
+    readsPerSecond: Math.round(reads / (lengthMs / 1000)),
     errors: finals.reduce((s, f) => s + f.errors, 0),
     late: finals.reduce((s, f) => s + f.late, 0),
     statuses: finals.reduce<Record<string, number>>((acc, f) => {
@@ -435,9 +434,7 @@ async function main(): Promise<void> {
     invalidationServerP99Ms: median(results.map((r) => r.invalidation.serverP99Ms ?? NaN)),
     loadavg1m: median(results.flatMap((r) => [r.loadavgBefore[0] ?? NaN, r.loadavgAfter[0] ?? NaN])),
   };
-  const out = {
-    date: new Date().toISOString(),
-    machine: await machineDescription(),
+  await writeResults(jsonPath, {
     options: {
       runs,
       durationMs,
@@ -450,10 +447,7 @@ async function main(): Promise<void> {
     },
     medians,
     runs: results,
-  };
-  await mkdir(dirname(jsonPath), { recursive: true });
-  await writeFile(jsonPath, `${JSON.stringify(out, null, 2)}\n`);
-  process.stdout.write(`${JSON.stringify(medians, null, 2)}\n`);
+  });
   log(`results in ${jsonPath}`);
 }
 
